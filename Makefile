@@ -1,0 +1,36 @@
+# make demo: set everything up, then train the default model on the built-in data and evaluate it.
+# make test: set everything up, then run the test suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/imdb-aspects/train.csv
+DEMO_OUT ?= runs/demo
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo test test-all lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/freezeframe train --train $(DATA) --out $(DEMO_OUT) --overwrite
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q --runslow
+
+lint: setup
+	$(BIN)/pip install --quiet ruff
+	$(BIN)/ruff check freezeframe tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

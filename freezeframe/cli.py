@@ -1,0 +1,203 @@
+"""The ``freezeframe`` command: parse arguments, build a config, call one library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from freezeframe.config import DEFAULT_MODEL, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.errors import FreezeframeError
+
+app = typer.Typer(
+    name="freezeframe", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Fine-tune a small pretrained transformer into a text classifier, training only what a freeze plan unfreezes.",
+)
+
+TextColumn = Annotated[str, typer.Option(help="Column holding the texts.")]
+LabelColumn = Annotated[str, typer.Option(help="Column holding the label names.")]
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        return prefix + record.getMessage()
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("freezeframe")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+@app.command()
+def train(
+    train: Annotated[Path, typer.Option("--train", help="Training file (.csv, .tsv, .jsonl).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    valid: Annotated[Optional[Path], typer.Option(help="Validation file; default: a split of --train.")] = None,
+    valid_fraction: Annotated[float, typer.Option(help="Share of --train held out for validation.")] = 0.15,
+    text_column: TextColumn = "review",
+    label_column: LabelColumn = "aspect",
+    normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
+    model: Annotated[str, typer.Option(help="Encoder: model directory, cached hub id, or 'baseline'.")] = DEFAULT_MODEL,
+    freeze: Annotated[str, typer.Option(help="Freeze plan: head, last-N, full, or globs over parameter names.")] = "last-1",
+    pooling: Annotated[str, typer.Option(help="Sentence vector for the head: cls or mean.")] = "cls",
+    max_length: Annotated[int, typer.Option(help="Longest tokenized text (longer ones are truncated).")] = 128,
+    padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
+    vocab_size: Annotated[int, typer.Option(help="Baseline: vocabulary size.")] = 1000,
+    embedding_dim: Annotated[int, typer.Option(help="Baseline: embedding size.")] = 64,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout before the classifier.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default depends on the model).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default depends on the model).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup_ratio: Annotated[float, typer.Option(help="Share of steps for learning-rate warmup.")] = 0.1,
+    lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down.")] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
+    cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
+    cache_budget: Annotated[Optional[float], typer.Option(help="Cache memory budget in MiB (default: RAM/4).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Only warnings and the final metrics.")] = False,
+) -> None:
+    """Train a classifier and save it to --out, then print its validation metrics."""
+    from freezeframe.evaluate import format_metrics
+    from freezeframe.fit import train_classifier
+
+    _setup_logging(quiet)
+    run = RunConfig(
+        DataConfig(train, valid, valid_fraction, text_column, label_column, normalize_labels),
+        ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout),
+        TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
+                    cache_dtype, cache_budget, show_progress=not quiet),
+    )
+    outcome = train_classifier(run, out, overwrite)
+    print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
+          f"{outcome.loop.seconds:.1f}s training):")
+    print(format_metrics(outcome.metrics))
+    print(f"\nmodel saved to {out}")
+    print(f'predict with:  freezeframe predict --model {out} "the camera work is stunning"')
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model directory written by train.")],
+    data: Annotated[Path, typer.Option(help="Labelled file to score (.csv, .tsv, .jsonl).")],
+    text_column: TextColumn = "review",
+    label_column: LabelColumn = "aspect",
+    normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    plots: Annotated[Optional[Path], typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
+) -> None:
+    """Score a saved model on labelled data: accuracy, macro and per-class scores, confusion matrix."""
+    from freezeframe.evaluate import evaluate_model, format_metrics, plot_confusion_matrices, plot_learning_curves
+    from freezeframe.predict import read_meta
+
+    _setup_logging(quiet=as_json)
+    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels)
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_confusion_matrices({model.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
+        meta = read_meta(model)
+        if meta.get("history"):
+            plot_learning_curves({model.name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
+    if as_json:
+        print(json.dumps(metrics))
+    else:
+        print(format_metrics(metrics))
+        if plots is not None:
+            print(f"\nplots written to {plots}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory written by train.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify.")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="File of texts (.csv/.tsv/.jsonl/.txt); '-' reads stdin.")] = None,
+    text_column: TextColumn = "review",
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+) -> None:
+    """Classify texts; print one JSON line per text: {"text", "label", "scores"}."""
+    from freezeframe.data import load_texts
+    from freezeframe.predict import load_classifier
+
+    _setup_logging(quiet=True)
+    if not texts and input is None:
+        raise FreezeframeError("nothing to classify: give texts as arguments or --input FILE ('-' for stdin)")
+    items = list(texts or []) + (load_texts(input, text_column) if input is not None else [])
+    classifier = load_classifier(model)
+    out = sys.stdout
+    for row in classifier.predict(items, batch_size):
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def inspect(
+    model: Annotated[str, typer.Option(help="Encoder or trained model directory.")] = DEFAULT_MODEL,
+    freeze: Annotated[str, typer.Option(help="Freeze plan to show.")] = "last-1",
+    num_labels: Annotated[int, typer.Option(help="Classes of the head (for an untrained encoder).")] = 3,
+    pooling: Annotated[str, typer.Option(help="cls or mean.")] = "cls",
+) -> None:
+    """Show, block by block, which parameters a freeze plan trains."""
+    from freezeframe.freeze import FreezePlan
+    from freezeframe.predict import META_FILE, load_classifier
+
+    _setup_logging(quiet=True)
+    if model != "baseline" and (Path(model) / META_FILE).exists():
+        network = load_classifier(Path(model), device="cpu").model
+    else:
+        from freezeframe.fit import build_model
+
+        ModelConfig(model=model, pooling=pooling)
+        labels = [f"class_{i}" for i in range(num_labels)]
+        network, _ = build_model(ModelConfig(model=model, pooling=pooling), labels, ["an example text"])
+    report = FreezePlan(freeze).apply(network)
+    print(f"model {model}, freeze plan {freeze}\n")
+    print(report.format_table())
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="freezeframe", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        print("freezeframe: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as err:
+        print(f"freezeframe: error: {_one_line(err.format_message())} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    except FreezeframeError as err:
+        print(f"freezeframe: error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except ValueError as err:
+        print(f"freezeframe: error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("freezeframe: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("FREEZEFRAME_DEBUG"):
+            raise
+        print(f"freezeframe: internal error: {type(err).__name__}: {_one_line(err)} (set FREEZEFRAME_DEBUG=1 for details)",
+              file=sys.stderr)
+        sys.exit(1)

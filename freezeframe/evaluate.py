@@ -1,0 +1,130 @@
+"""Metrics of a classifier on labelled data, as a table, a JSON object and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from freezeframe.data import check_known_labels, load_labelled
+
+
+def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
+    """Accuracy, macro precision/recall/F1, per-class scores and the confusion matrix.
+
+    Args:
+        y_true: true class indices.
+        y_pred: predicted class indices.
+        labels: class names in index order.
+
+    Returns:
+        A JSON-ready dict; ``confusion_matrix`` rows are true labels, columns predictions.
+    """
+    classes = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(np.mean(f1)),
+        "macro_precision": float(np.mean(precision)),
+        "macro_recall": float(np.mean(recall)),
+        "per_class": {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+        },
+        "labels": list(labels),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "n": len(y_true),
+    }
+
+
+def format_metrics(metrics: dict) -> str:
+    """The metrics as a plain-text table a person reads in a terminal."""
+    labels = metrics["labels"]
+    width = max(12, *(len(label) for label in labels))
+    lines = [
+        f"accuracy {metrics['accuracy']:.4f}   macro F1 {metrics['macro_f1']:.4f}   "
+        f"macro precision {metrics['macro_precision']:.4f}   macro recall {metrics['macro_recall']:.4f}   n {metrics['n']}",
+        "",
+        f"{'class':<{width}}  precision  recall     f1  support",
+    ]
+    for label in labels:
+        s = metrics["per_class"][label]
+        lines.append(f"{label:<{width}}  {s['precision']:9.4f}  {s['recall']:6.4f}  {s['f1']:.4f}  {s['support']:7d}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+    cell = max(6, *(len(label) for label in labels))
+    lines.append(" " * width + "  " + "  ".join(f"{label[:cell]:>{cell}}" for label in labels))
+    for label, row in zip(labels, metrics["confusion_matrix"]):
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{v:>{cell}d}" for v in row))
+    return "\n".join(lines)
+
+
+def evaluate_model(
+    model_dir: Path, data_path: Path, text_column: str = "review", label_column: str = "aspect",
+    normalize_labels: bool = False, batch_size: int = 64,
+) -> dict:
+    """Load a saved classifier and score it on a labelled file.
+
+    Returns:
+        The metrics of :func:`compute_metrics`.
+    """
+    from freezeframe.predict import load_classifier
+
+    classifier = load_classifier(model_dir)
+    data = load_labelled(data_path, text_column, label_column, normalize_labels)
+    check_known_labels(data, classifier.labels)
+    probabilities = classifier.predict_proba(data.texts, batch_size=batch_size)
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    return compute_metrics([index[y] for y in data.labels], probabilities.argmax(1).tolist(), classifier.labels)
+
+
+def plot_confusion_matrices(matrices: dict[str, list[list[int]]], labels: list[str], path: Path) -> None:
+    """Confusion matrices side by side on one colour scale, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(matrices)
+    vmax = max(max(max(row) for row in m) for m in matrices.values()) or 1
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 0.8, 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        matrix = np.asarray(matrices[name])
+        image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=vmax)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > vmax / 2 else "black")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="count")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_learning_curves(histories: dict[str, tuple[list[dict], int]], path: Path) -> None:
+    """Train and validation loss per epoch, one panel per run, the kept (best) epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(histories)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        history, best_epoch = histories[name]
+        epochs = [r["epoch"] for r in history]
+        ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
+        ax.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation loss")
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy loss")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,148 @@
+"""One training run from files to a saved model directory: the library function behind ``train``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from freezeframe import __version__
+from freezeframe.batching import ExampleSet, token_examples
+from freezeframe.cache import cached_training_data
+from freezeframe.config import ModelConfig, RunConfig
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
+from freezeframe.errors import report
+from freezeframe.evaluate import compute_metrics
+from freezeframe.freeze import FreezePlan, FreezeReport
+from freezeframe.predict import META_FILE
+from freezeframe.storage import atomic_directory, check_output_dir, file_sha256
+from freezeframe.train import LoopResult, choose_device, predict_logits, seed_everything, train_loop
+
+
+@dataclass
+class TrainOutcome:
+    """What ``train_classifier`` produced."""
+
+    directory: Path | None
+    labels: list[str]
+    metrics: dict
+    loop: LoopResult
+    freeze: FreezeReport
+    cache: dict
+    meta: dict
+
+
+def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
+    """A fresh classifier for ``labels`` and its tokenizer: the pretrained encoder or the baseline."""
+    if config.is_baseline:
+        from freezeframe.baseline import build_baseline
+
+        return build_baseline(config, labels, train_texts)
+    from freezeframe.encoder import load_pretrained
+
+    return load_pretrained(config.model, labels, config.pooling, config.dropout)
+
+
+def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts]:
+    """Training and validation texts as the run's data settings ask."""
+    data = run.data
+    train = load_labelled(data.train, data.text_column, data.label_column, data.normalize_labels)
+    check_classes(train)
+    if data.valid is not None:
+        valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels)
+        check_known_labels(valid, train.label_names)
+        return train, valid
+    return split_train_valid(train, data.valid_fraction, run.train.seed)
+
+
+def encode_examples(tokenizer, data: LabelledTexts, labels: list[str], config: ModelConfig) -> ExampleSet:
+    ids, truncated = tokenizer.encode(data.texts, config.max_length)
+    if truncated:
+        report(f"{data.source}: {truncated} of {len(data)} texts are longer than {config.max_length} tokens and were truncated")
+    index = {label: i for i, label in enumerate(labels)}
+    pad_to = config.max_length if config.padding == "max_length" else None
+    return ExampleSet(token_examples(ids), [index[y] for y in data.labels], tokenizer.pad_id, pad_to)
+
+
+def train_classifier(
+    run: RunConfig, out: Path | None = None, overwrite: bool = False,
+    train_data: LabelledTexts | None = None, valid_data: LabelledTexts | None = None,
+) -> TrainOutcome:
+    """Train a classifier under a freeze plan and save it (when ``out`` is given).
+
+    Args:
+        run: data, model and training settings.
+        out: model directory to write; it appears complete or not at all.
+        overwrite: replace an existing ``out``.
+        train_data, valid_data: already-loaded data (used by ``compare``); read from
+            ``run.data`` when absent.
+
+    Returns:
+        The outcome, including validation metrics of the kept (best) epoch.
+    """
+    if out is not None:
+        check_output_dir(Path(out), overwrite)
+    if train_data is None or valid_data is None:
+        train_data, valid_data = split_data(run)
+    labels = train_data.label_names
+    check_known_labels(valid_data, labels)
+    seed_everything(run.train.seed)
+    model, tokenizer = build_model(run.model, labels, train_data.texts)
+    plan = FreezePlan("full" if run.model.is_baseline and run.model.freeze == "last-1" else run.model.freeze)
+    freeze_report = plan.apply(model)
+    train_set = encode_examples(tokenizer, train_data, labels, run.model)
+    valid_set = encode_examples(tokenizer, valid_data, labels, run.model)
+    device = choose_device(run.train.device)
+    cache_info: dict = {"used": False, "reason": "--no-cache"}
+    trained_module, loop_train, loop_valid = model, train_set, valid_set
+    if run.train.cache:
+        budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
+        trained_module, loop_train, loop_valid, cache_info = cached_training_data(
+            model, train_set, valid_set, device, run.train.cache_dtype, budget
+        )
+    loop = train_loop(trained_module, loop_train, loop_valid, run.train, device)
+    logits = predict_logits(model, valid_set, 64, device)
+    metrics = compute_metrics(valid_set.labels, logits.argmax(-1).tolist(), labels)
+    meta = {
+        "freezeframe_version": __version__,
+        "kind": getattr(model, "kind", "transformer"),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "labels": labels,
+        "settings": run.to_dict(),
+        "freeze": freeze_report.to_dict(),
+        "cache": cache_info,
+        "data": _data_record(run, train_data, valid_data),
+        "versions": _versions(),
+        **loop.to_dict(),
+        "validation_metrics": metrics,
+    }
+    if out is not None:
+        with atomic_directory(Path(out), overwrite) as staging:
+            model.cpu().save(staging)
+            tokenizer.save(staging)
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta)
+
+
+def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts) -> dict:
+    files = [run.data.train] + ([run.data.valid] if run.data.valid else [])
+    return {
+        "files": {str(p): file_sha256(p) for p in files if Path(p).is_file()},
+        "train_rows": len(train),
+        "valid_rows": len(valid),
+        "valid_source": str(run.data.valid) if run.data.valid else f"stratified {run.data.valid_fraction:.0%} of train, seed {run.train.seed}",
+    }
+
+
+def _versions() -> dict:
+    import sklearn
+    import transformers
+
+    return {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "scikit-learn": sklearn.__version__,
+    }

@@ -1,0 +1,206 @@
+"""Freeze plans: named rules over a model's parameters that decide which ones train.
+
+A plan is one of
+  * ``head``      the classifier only;
+  * ``last-N``    the classifier, the pooler and the top N encoder layers (``last-1`` is the
+                  seed notebook's plan);
+  * ``full``      everything;
+  * patterns      comma-separated globs over parameter names, e.g.
+                  ``classifier.*,bert.encoder.layer.3.*``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from torch import nn
+
+from freezeframe.errors import FreezeframeError, logger
+
+_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+_PRESET_LAST = re.compile(r"^last-(\d+)$")
+
+
+def named_plan_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The parameters a plan rules over, under the names users write patterns for."""
+    source = model.plan_parameters() if hasattr(model, "plan_parameters") else model.named_parameters()
+    return list(source)
+
+
+def block_of(name: str) -> str:
+    """The block a parameter belongs to: ``embeddings``, ``layer N``, ``pooler`` or its head module."""
+    match = _LAYER.search(name)
+    if match:
+        return f"layer {int(match.group(1))}"
+    if "embedding" in name:
+        return "embeddings"
+    if ".pooler." in f".{name}":
+        return "pooler"
+    parts = name.split(".")
+    return parts[-2] if len(parts) >= 2 else parts[0]
+
+
+def layer_index(name: str) -> int | None:
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else None
+
+
+def count_layers(names: Iterable[str]) -> int:
+    indices = [i for i in (layer_index(n) for n in names) if i is not None]
+    return max(indices) + 1 if indices else 0
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    """A rule deciding, for each named parameter, whether it trains.
+
+    Args:
+        spec: ``head``, ``last-N``, ``full`` or comma-separated glob patterns.
+    """
+
+    spec: str = "last-1"
+
+    def __post_init__(self) -> None:
+        if not self.spec or not self.spec.strip():
+            raise FreezeframeError("--freeze is empty; use head, last-N, full or glob patterns")
+
+    @property
+    def patterns(self) -> list[str]:
+        return [p.strip() for p in self.spec.split(",") if p.strip()]
+
+    @property
+    def is_preset(self) -> bool:
+        return self.spec in ("head", "full") or bool(_PRESET_LAST.match(self.spec))
+
+    def trainable_names(self, model: nn.Module) -> set[str]:
+        """Names of the parameters this plan trains on ``model``."""
+        names = [n for n, _ in named_plan_parameters(model)]
+        if self.spec == "full":
+            return set(names)
+        blocks = {n: block_of(n) for n in names}
+        head = {n for n, b in blocks.items() if b not in ("embeddings", "pooler") and not b.startswith("layer ")}
+        if self.spec == "head":
+            return head
+        last = _PRESET_LAST.match(self.spec)
+        if last:
+            depth, n_layers = int(last.group(1)), count_layers(names)
+            if depth > n_layers:
+                raise FreezeframeError(f"--freeze {self.spec}: the model has only {n_layers} encoder layers")
+            lowest = n_layers - depth
+            return head | {n for n, b in blocks.items() if b == "pooler"} | {
+                n for n in names if (layer_index(n) is not None and layer_index(n) >= lowest)
+            }
+        chosen: set[str] = set()
+        for pattern in self.patterns:
+            matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+            if not matched:
+                examples = ", ".join(names[:2] + names[-2:])
+                raise FreezeframeError(
+                    f"--freeze pattern {pattern!r} matches no parameter; names look like: {examples} "
+                    "(or use a preset: head, last-N, full)"
+                )
+            chosen |= matched
+        return chosen
+
+    def apply(self, model: nn.Module) -> FreezeReport:
+        """Set ``requires_grad`` on every parameter of ``model`` and log the counts."""
+        trainable = self.trainable_names(model)
+        if not trainable:
+            raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train")
+        for name, param in named_plan_parameters(model):
+            param.requires_grad_(name in trainable)
+        freeze_report = FreezeReport.of(model, self.spec)
+        logger.info(
+            "freeze plan %s: %s of %s parameters train (%.1f%%)",
+            self.spec, f"{freeze_report.trainable:,}", f"{freeze_report.total:,}", 100 * freeze_report.share,
+        )
+        return freeze_report
+
+
+@dataclass
+class BlockRow:
+    """Parameter counts of one block."""
+
+    block: str
+    parameters: int
+    trainable: int
+
+    @property
+    def state(self) -> str:
+        if self.trainable == self.parameters:
+            return "trainable"
+        return "frozen" if self.trainable == 0 else "partly trainable"
+
+
+@dataclass
+class FreezeReport:
+    """What a plan left trainable, block by block."""
+
+    plan: str
+    rows: list[BlockRow]
+
+    @classmethod
+    def of(cls, model: nn.Module, plan: str) -> FreezeReport:
+        rows: dict[str, BlockRow] = {}
+        for name, param in named_plan_parameters(model):
+            row = rows.setdefault(block_of(name), BlockRow(block_of(name), 0, 0))
+            row.parameters += param.numel()
+            row.trainable += param.numel() if param.requires_grad else 0
+        return cls(plan, list(rows.values()))
+
+    @property
+    def total(self) -> int:
+        return sum(r.parameters for r in self.rows)
+
+    @property
+    def trainable(self) -> int:
+        return sum(r.trainable for r in self.rows)
+
+    @property
+    def share(self) -> float:
+        return self.trainable / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "plan": self.plan, "trainable_parameters": self.trainable, "total_parameters": self.total,
+            "blocks": [{"block": r.block, "parameters": r.parameters, "trainable": r.trainable} for r in self.rows],
+        }
+
+    def format_table(self) -> str:
+        width = max(len(r.block) for r in self.rows + [BlockRow("block", 0, 0)])
+        lines = [f"{'block':<{width}}  {'parameters':>12}  state"]
+        lines += [f"{r.block:<{width}}  {r.parameters:>12,}  {r.state}" for r in self.rows]
+        lines.append(f"{'total':<{width}}  {self.total:>12,}")
+        lines.append(f"{'trainable':<{width}}  {self.trainable:>12,}  {100 * self.share:.2f}% of all parameters")
+        return "\n".join(lines)
+
+
+def optimizer_groups(model: nn.Module, lr: float, weight_decay: float, lr_decay: float = 1.0) -> list[dict]:
+    """AdamW parameter groups over trainable parameters only.
+
+    Biases and LayerNorm weights get no weight decay. With ``lr_decay < 1`` each encoder layer gets
+    ``lr_decay`` times the learning rate of the layer above (discriminative learning rates).
+    """
+    named = [(n, p) for n, p in named_plan_parameters(model) if p.requires_grad]
+    n_layers = count_layers(n for n, _ in named_plan_parameters(model))
+    groups: dict[tuple[bool, float], dict] = {}
+    for name, param in named:
+        decay = param.ndim >= 2 and "LayerNorm" not in name and "norm" not in name.lower()
+        index = layer_index(name)
+        if index is not None:
+            depth = n_layers - index
+        else:
+            depth = n_layers + 1 if block_of(name) == "embeddings" else 0
+        scale = lr_decay**depth
+        group = groups.setdefault((decay, scale), {
+            "params": [], "names": [], "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0,
+        })
+        group["params"].append(param)
+        group["names"].append(name)
+    placed = [id(p) for g in groups.values() for p in g["params"]]
+    if len(placed) != len(set(placed)) or len(placed) != len(named):
+        raise RuntimeError("every trainable parameter must land in exactly one optimizer group")
+    return list(groups.values())

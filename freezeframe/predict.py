@@ -1,0 +1,96 @@
+"""Batched inference with a saved classifier directory (transformer or baseline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from freezeframe.batching import ExampleSet, token_examples
+from freezeframe.errors import FreezeframeError
+from freezeframe.train import choose_device, predict_logits
+
+META_FILE = "freezeframe.json"
+
+
+class Classifier:
+    """A trained model, its tokenizer and label names, ready to classify texts.
+
+    Args:
+        model: returns logits from ``forward(input_ids, attention_mask)``.
+        tokenizer: has ``encode(texts, max_length)`` and ``pad_id``.
+        labels: class names in index order.
+        max_length: longest tokenized text.
+        meta: the model's freezeframe.json (empty for a plain Hugging Face directory).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, labels: list[str], max_length: int = 128,
+                 meta: dict | None = None, device: str = "auto") -> None:
+        self.device = choose_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.labels = list(labels)
+        self.max_length = max_length
+        self.meta = meta or {}
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities, one row per text, in input order."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        ids, _ = self.tokenizer.encode([str(t) for t in texts], self.max_length)
+        data = ExampleSet(token_examples(ids), pad_id=self.tokenizer.pad_id)
+        logits = predict_logits(self.model, data, batch_size, self.device)
+        return torch.softmax(logits.float(), dim=-1).numpy()
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
+        """``{"text", "label", "scores"}`` per text, in input order."""
+        probabilities = self.predict_proba(texts, batch_size)
+        return [
+            {
+                "text": text,
+                "label": self.labels[int(row.argmax())],
+                "scores": {label: round(float(p), 6) for label, p in zip(self.labels, row)},
+            }
+            for text, row in zip(texts, probabilities)
+        ]
+
+
+def read_meta(directory: Path) -> dict:
+    path = Path(directory) / META_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FreezeframeError(f"{path} is damaged (not valid JSON); retrain the model or restore the file") from None
+
+
+def load_classifier(directory: Path, device: str = "auto") -> Classifier:
+    """Load a model directory written by ``freezeframe train`` (or any HF sequence classifier).
+
+    Args:
+        directory: the ``--out`` of a training run.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FreezeframeError(f"model directory not found: {directory}")
+    if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
+        raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
+                               "pass the --out directory of `freezeframe train`")
+    meta = read_meta(directory)
+    if meta.get("kind") == "baseline":
+        from freezeframe.baseline import load_baseline
+
+        model, tokenizer = load_baseline(directory)
+        labels = meta["labels"]
+    else:
+        from freezeframe.encoder import load_trained
+
+        model, tokenizer = load_trained(directory)
+        config = model.hf.config
+        labels = meta.get("labels") or [config.id2label[i] for i in range(config.num_labels)]
+    max_length = meta.get("settings", {}).get("model", {}).get("max_length", 128)
+    return Classifier(model, tokenizer, labels, max_length, meta, device)

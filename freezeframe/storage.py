@@ -1,0 +1,69 @@
+"""Writing outputs so that a reader never sees them half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from freezeframe.errors import FreezeframeError
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing, non-empty directory unless asked to."""
+    if out.exists() and not out.is_dir():
+        raise FreezeframeError(f"--out {out} is a file; choose a directory path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FreezeframeError(f"--out {out} already exists and is not empty; pass --overwrite or choose another path")
+
+
+@contextlib.contextmanager
+def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``out`` in one rename.
+
+    If the block raises (or the process dies), ``out`` is untouched and the temporary is removed
+    (or, after a hard kill, left under a hidden ``.NAME.tmp-*`` name that never looks complete).
+    """
+    out = Path(out)
+    check_output_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield staging
+        for path in staging.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+        if out.exists():
+            retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(retired)
+            staging.rename(out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file through a temporary name, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

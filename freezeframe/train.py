@@ -1,0 +1,198 @@
+"""The one training loop: AdamW, warmup then linear decay, early stopping on validation loss.
+
+Nothing here knows about transformers: any module whose ``forward(**inputs)`` returns logits
+trains the same way (the encoder, its cached top, the from-scratch baseline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from freezeframe.batching import ExampleSet
+from freezeframe.config import TrainConfig
+from freezeframe.errors import FreezeframeError, logger
+from freezeframe.freeze import optimizer_groups
+
+
+@dataclass
+class EpochRecord:
+    """Losses and accuracies after one epoch."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    valid_loss: float
+    valid_accuracy: float
+    seconds: float
+
+
+@dataclass
+class LoopResult:
+    """What the loop did: per-epoch history and the epoch whose weights were kept."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid_loss: float = math.inf
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "history": [asdict(r) for r in self.history], "best_epoch": self.best_epoch,
+            "best_valid_loss": self.best_valid_loss, "stopped_early": self.stopped_early, "train_seconds": self.seconds,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def choose_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FreezeframeError("--device cuda was asked for, but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA (bf16 where supported, else fp16); a no-op on the CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def warmup_linear(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear rise over ``warmup_steps``, then linear decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, data: ExampleSet, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Logits for every example of ``data``, in its order (batches are sorted by length)."""
+    was_training = model.training
+    model.eval()
+    out: torch.Tensor | None = None
+    with autocast_for(device):
+        for indices, batch in data.ordered_batches(batch_size):
+            batch.pop("labels", None)
+            logits = model(**_to(batch, device)).float().cpu()
+            if out is None:
+                out = torch.empty(len(data), logits.shape[-1])
+            out[indices] = logits
+    model.train(was_training)
+    return out if out is not None else torch.empty(0, 0)
+
+
+def train_loop(
+    model: nn.Module,
+    train_data: ExampleSet,
+    valid_data: ExampleSet,
+    config: TrainConfig,
+    device: torch.device,
+) -> LoopResult:
+    """Train the trainable parameters of ``model``; keep the weights of the best validation epoch.
+
+    Args:
+        model: returns logits from ``forward(**batch_inputs)``; frozen parameters have
+            ``requires_grad=False`` already.
+        train_data: training examples with labels.
+        valid_data: validation examples with labels (early stopping watches their loss).
+        config: learning rate, epochs, patience, seed, ...
+        device: where to train.
+
+    Returns:
+        The history and best epoch; ``model`` holds the best epoch's weights on return.
+    """
+    seed_everything(config.seed)
+    rng = random.Random(config.seed)
+    model.to(device)
+    groups = optimizer_groups(model, config.lr, config.weight_decay, config.lr_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total, int(config.warmup_ratio * total)))
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    valid_labels = torch.tensor(valid_data.labels)
+    result, best_state, waited = LoopResult(), None, 0
+    started = time.perf_counter()
+    progress = _progress(config.show_progress)
+    with progress:
+        task = progress.add_task("training", total=total)
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for batch in train_data.training_batches(config.batch_size, rng):
+                batch = _to(batch, device)
+                labels = batch.pop("labels")
+                with autocast_for(device):
+                    logits = model(**batch)
+                loss = nn.functional.cross_entropy(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(labels)
+                correct += (logits.argmax(-1) == labels).sum().item()
+                seen += len(labels)
+                progress.update(task, advance=1, description=f"epoch {epoch} loss {loss_sum / seen:.3f}")
+            logits = predict_logits(model, valid_data, config.batch_size * 2, device)
+            valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
+            valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
+            record = EpochRecord(epoch, loss_sum / seen, correct / seen, valid_loss, valid_acc, time.perf_counter() - epoch_start)
+            result.history.append(record)
+            improved = valid_loss < result.best_valid_loss - 1e-6
+            if improved:
+                result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
+                best_state = {n: p.detach().clone() for n, p in trainable.items()}
+            else:
+                waited += 1
+            logger.info(
+                "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                epoch, record.train_loss, record.train_accuracy, valid_loss, valid_acc, " *" if improved else "", record.seconds,
+            )
+            if waited >= config.patience:
+                result.stopped_early = True
+                logger.info("early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
+                break
+    if best_state is not None:
+        with torch.no_grad():
+            for name, value in best_state.items():
+                trainable[name].copy_(value)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rich.console import Console
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True, disable=not enabled,
+    )

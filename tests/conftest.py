@@ -1,0 +1,103 @@
+"""Fixtures: a tiny random BERT (4 layers, like TinyBERT), a tiny WordPiece vocabulary, tiny CSVs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = {
+    "Cinematography": ["camera", "shot", "lighting", "colour", "frame", "lens", "scenery", "visual"],
+    "Characters": ["actor", "character", "role", "hero", "villain", "cast", "performance", "actress"],
+    "Story": ["plot", "story", "ending", "twist", "script", "narrative", "pacing", "premise"],
+}
+FILLER = ["the", "a", "was", "is", "really", "very", "good", "bad", "movie", "film", "and", "of", "this"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow (make test-all)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def make_rows(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for label, words in WORDS.items():
+        for _ in range(n_per_class):
+            tokens = rng.choices(words, k=rng.randint(2, 4)) + rng.choices(FILLER, k=rng.randint(2, 12))
+            rng.shuffle(tokens)
+            rows.append((" ".join(tokens), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header=("review", "aspect")) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random 4-layer BERT (hidden 32) with a WordPiece tokenizer over the fixture's words."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    vocab = SPECIALS + sorted({w for ws in WORDS.values() for w in ws} | set(FILLER)) + ["##s", "##ing"]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("data")
+    return {
+        "train": write_csv(directory / "train.csv", make_rows(20, seed=1)),
+        "test": write_csv(directory / "test.csv", make_rows(6, seed=2)),
+    }
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from freezeframe.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+REAL_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imdb-aspects" / "train.csv"

@@ -1,0 +1,103 @@
+"""End to end through the command line: train -> evaluate -> predict -> inspect, on a tiny BERT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+TRAIN_ARGS = ["--epochs", "3", "--lr", "1e-3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir, tiny_data):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "model"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out), *TRAIN_ARGS])
+    return out
+
+
+def test_train_writes_a_complete_hf_directory(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {"config.json", "model.safetensors", "freezeframe.json", "tokenizer.json"} <= names
+    config = json.loads((trained / "config.json").read_text())
+    assert set(config["id2label"].values()) == {"Cinematography", "Characters", "Story"}
+    meta = json.loads((trained / "freezeframe.json").read_text())
+    assert meta["labels"] == ["Characters", "Cinematography", "Story"]
+    assert meta["freeze"]["plan"] == "last-1"
+    assert 0 < meta["freeze"]["trainable_parameters"] < meta["freeze"]["total_parameters"]
+    assert len(meta["history"]) == 3 and 1 <= meta["best_epoch"] <= 3
+    assert set(meta["history"][0]) >= {"train_loss", "valid_loss", "train_accuracy", "valid_accuracy"}
+    assert meta["data"]["files"] and meta["versions"]["torch"]
+    assert set(meta["validation_metrics"]) >= {"accuracy", "macro_f1"}
+    assert not [p for p in trained.parent.iterdir() if p.name.startswith(".")], "no temporary directory left"
+
+
+def test_evaluate_json_has_the_documented_keys(run_cli, trained, tiny_data, tmp_path):
+    code, out, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--json", "--plots", tmp_path)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    metrics = json.loads(lines[0])
+    assert set(metrics) == {"accuracy", "macro_f1", "macro_precision", "macro_recall", "per_class", "labels",
+                            "confusion_matrix", "n"}
+    assert metrics["n"] == 18 and sum(map(sum, metrics["confusion_matrix"])) == 18
+    assert set(metrics["per_class"]["Story"]) == {"precision", "recall", "f1", "support"}
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+
+
+def test_evaluate_table(run_cli, trained, tiny_data):
+    code, out, _ = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"])
+    assert code == 0 and "macro F1" in out and "confusion matrix" in out
+
+
+def test_predict_arguments_and_file_keep_order(run_cli, trained, tmp_path):
+    texts = ["the camera shot", "a villain role", "plot twist ending", "the camera shot"]
+    code, out, err = run_cli("predict", "--model", trained, *texts)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in rows] == texts
+    assert all(set(r["scores"]) == {"Characters", "Cinematography", "Story"} for r in rows)
+    assert all(abs(sum(r["scores"].values()) - 1) < 1e-4 for r in rows)
+    assert rows[0] == rows[3]
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    code, out_file, _ = run_cli("predict", "--model", trained, "--input", source)
+    assert code == 0 and out_file == out
+
+
+def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
+    meta = json.loads((trained / "freezeframe.json").read_text())
+    code, out, _ = run_cli("inspect", "--model", tiny_model_dir, "--freeze", "last-1")
+    assert code == 0
+    assert "layer 3" in out and "pooler" in out and "classifier" in out
+    assert f"{meta['freeze']['trainable_parameters']:,}" in out
+    assert f"{meta['freeze']['total_parameters']:,}" in out
+
+
+def test_pipeline_loads_the_model_and_agrees(trained):
+    from transformers import pipeline
+
+    from freezeframe.predict import load_classifier
+
+    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film"]
+    classify = pipeline("text-classification", model=str(trained), device="cpu")
+    theirs = [r["label"] for r in classify(texts)]
+    ours = [r["label"] for r in load_classifier(trained, device="cpu").predict(texts)]
+    assert theirs == ours
+
+
+def test_same_seed_gives_same_metrics(tiny_model_dir, tiny_data):
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.fit import train_classifier
+
+    def run():
+        config = RunConfig(DataConfig(tiny_data["train"]), ModelConfig(str(tiny_model_dir), freeze="last-2"),
+                           TrainConfig(lr=1e-3, epochs=2, seed=3, show_progress=False))
+        return train_classifier(config)
+
+    first, second = run(), run()
+    assert first.metrics == second.metrics
+    assert first.loop.history[-1].train_loss == second.loop.history[-1].train_loss
