@@ -34,6 +34,15 @@ class TrainOutcome:
     freeze: FreezeReport
     cache: dict
     meta: dict
+    model: torch.nn.Module
+    tokenizer: object
+
+    def classifier(self):
+        """The trained model as a :class:`freezeframe.predict.Classifier` (no reload from disk)."""
+        from freezeframe.predict import Classifier
+
+        return Classifier(self.model, self.tokenizer, self.labels, self.meta["settings"]["model"]["max_length"],
+                          self.meta, self.meta["settings"]["train"]["device"])
 
 
 def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
@@ -122,10 +131,11 @@ def train_classifier(
     }
     if out is not None:
         with atomic_directory(Path(out), overwrite) as staging:
-            model.cpu().save(staging)
+            model.save(staging)
             tokenizer.save(staging)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta)
+    return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
+                        model, tokenizer)
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts) -> dict:
