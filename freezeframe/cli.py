@@ -169,6 +169,38 @@ def inspect(
     print(report.format_table())
 
 
+@app.command()
+def compare(
+    train: Annotated[Path, typer.Option("--train", help="Labelled file to train on (and cross-validate without --test).")],
+    out: Annotated[Path, typer.Option(help="Report directory to write.")],
+    test: Annotated[Optional[Path], typer.Option(help="Held-out labelled file; default: cross-validation of --train.")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="Cross-validation folds (default 5 without --test).")] = None,
+    seeds: Annotated[int, typer.Option(help="Repetitions with seeds 0..N-1.")] = 1,
+    configs: Annotated[str, typer.Option(help="Comma-separated: baseline and/or freeze plans head, last-N, full.")] = "baseline,head,last-1,last-2,full",
+    model: Annotated[str, typer.Option(help="Encoder the freeze plans apply to.")] = DEFAULT_MODEL,
+    text_column: TextColumn = "review",
+    label_column: LabelColumn = "aspect",
+    normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs for every configuration (default per model kind).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Train every configuration on identical splits, test each on the same items, write a report."""
+    from freezeframe.compare import CompareConfig, compare_configs
+
+    _setup_logging(quiet)
+    settings = CompareConfig(train, test, folds, seeds, [c.strip() for c in configs.split(",") if c.strip()], model,
+                             text_column, label_column, normalize_labels, epochs=epochs, device=device)
+    results = compare_configs(settings, out, overwrite)
+    for name, result in results["configs"].items():
+        print(f"{name:<10} accuracy {result['accuracy']['mean']:.3f} ± {result['accuracy']['std']:.3f}   "
+              f"macro-F1 {result['macro_f1']['mean']:.3f} ± {result['macro_f1']['std']:.3f}")
+    if results["significance"].get("p_value") is not None:
+        test_result = results["significance"]
+        print(f"McNemar exact test, {' vs '.join(test_result['compared'])}: p = {test_result['p_value']:.3g}")
+    print(f"report: {out / 'report.html'}")
+
 def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 

@@ -135,7 +135,7 @@ class TrainConfig:
 ENCODER_DEFAULTS = {"lr": 3e-4, "epochs": 20}
 """Defaults for a pretrained encoder, chosen by cross-validation on train.csv (see README)."""
 
-BASELINE_DEFAULTS = {"lr": 5e-3, "epochs": 60}
+BASELINE_DEFAULTS = {"lr": 5e-3, "epochs": 60, "dropout": 0.3}
 """Defaults for the from-scratch baseline, chosen by cross-validation on train.csv (see README)."""
 
 

@@ -1,0 +1,171 @@
+"""The from-scratch baseline: a word tokenizer, a frequency vocabulary, and an embedding bag.
+
+The model is the seed notebooks' idea kept as it was: word embeddings averaged over the real
+(unpadded) words of a text, then a small classifier. Nothing is pretrained; the vocabulary and
+the embeddings come from the training texts alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from freezeframe.config import BASELINE_DEFAULTS, ModelConfig
+from freezeframe.errors import FreezeframeError
+from freezeframe.hf_modeling import masked_mean
+
+PAD, UNK = "<PAD>", "<UNK>"
+VOCAB_FILE = "vocab.txt"
+CONFIG_FILE = "baseline_config.json"
+WEIGHTS_FILE = "model.safetensors"
+WORD_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"
+"""A word: letters and digits, with an optional apostrophe suffix (``don't``, ``film's``)."""
+_WORDS = re.compile(WORD_PATTERN)
+
+
+def split_words(text: str) -> list[str]:
+    """Lowercase ``text`` and cut it into words; punctuation and symbols are dropped."""
+    return _WORDS.findall(text.lower())
+
+
+def build_vocabulary(texts: list[str], size: int) -> list[str]:
+    """``<PAD>``, ``<UNK>``, then the ``size`` most frequent words of ``texts``.
+
+    Ties in frequency are broken alphabetically, so the same texts always give the same vocabulary.
+    """
+    counts = Counter(word for text in texts for word in split_words(text))
+    ranked = sorted(counts, key=lambda word: (-counts[word], word))
+    return [PAD, UNK] + ranked[:size]
+
+
+class WordTokenizer:
+    """Maps texts to word ids over a fixed vocabulary; unknown words become ``<UNK>``.
+
+    Args:
+        vocabulary: the words in id order, starting with ``<PAD>`` (0) and ``<UNK>`` (1).
+    """
+
+    pad_id = 0
+    unk_id = 1
+
+    def __init__(self, vocabulary: list[str]) -> None:
+        if vocabulary[:2] != [PAD, UNK]:
+            raise FreezeframeError(f"a baseline vocabulary must start with {PAD} and {UNK}, found {vocabulary[:2]}")
+        self.vocabulary = list(vocabulary)
+        self.index = {word: i for i, word in enumerate(self.vocabulary)}
+
+    @classmethod
+    def fit(cls, texts: list[str], size: int) -> WordTokenizer:
+        """A tokenizer whose vocabulary is the ``size`` most frequent words of ``texts``."""
+        return cls(build_vocabulary(texts, size))
+
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    def encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+        """Word ids per text, cut to ``max_length``, and how many texts were cut.
+
+        A text without any word becomes a single ``<UNK>`` so that every example has one position.
+        """
+        ids, truncated = [], 0
+        for text in texts:
+            row = [self.index.get(word, self.unk_id) for word in split_words(text)] or [self.unk_id]
+            if len(row) > max_length:
+                truncated += 1
+                row = row[:max_length]
+            ids.append(row)
+        return ids, truncated
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / VOCAB_FILE).write_text("\n".join(self.vocabulary) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> WordTokenizer:
+        path = Path(directory) / VOCAB_FILE
+        if not path.is_file():
+            raise FreezeframeError(f"{directory} has no {VOCAB_FILE}; it is not a complete baseline model directory")
+        return cls(path.read_text(encoding="utf-8").splitlines())
+
+
+@dataclass
+class BaselineSettings:
+    """The shape of a baseline network, saved next to its weights."""
+
+    vocabulary_size: int
+    """Rows of the embedding table, ``<PAD>`` and ``<UNK>`` included."""
+    embedding_dim: int
+    """Size of a word vector."""
+    num_labels: int
+    """Number of classes."""
+    dropout: float
+    """Dropout on the averaged word vector before the classifier."""
+
+
+class BaselineClassifier(nn.Module):
+    """Word embeddings, masked mean pooling, dropout, a linear classifier.
+
+    Args:
+        settings: vocabulary size, embedding size, classes and dropout.
+    """
+
+    kind = "baseline"
+
+    def __init__(self, settings: BaselineSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.embedding = nn.Embedding(settings.vocabulary_size, settings.embedding_dim, padding_idx=WordTokenizer.pad_id)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(settings.embedding_dim, settings.num_labels)
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The mean word vector of each text over its real positions: [batch, seq] -> [batch, dim]."""
+        return masked_mean(self.embedding(input_ids), attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pool(input_ids, attention_mask)))
+
+    def save(self, directory: Path) -> None:
+        """Write the weights (safetensors) and the network's shape (JSON)."""
+        directory = Path(directory)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(directory / WEIGHTS_FILE))
+        (directory / CONFIG_FILE).write_text(json.dumps(asdict(self.settings), indent=2), encoding="utf-8")
+
+
+def build_baseline(config: ModelConfig, labels: list[str], train_texts: list[str]) -> tuple[BaselineClassifier, WordTokenizer]:
+    """A fresh, randomly initialised baseline and the tokenizer fitted on ``train_texts``.
+
+    Args:
+        config: ``vocab_size``, ``embedding_dim`` and ``dropout`` (``None`` takes the baseline default).
+        labels: class names in index order.
+        train_texts: the training texts the vocabulary is counted on.
+    """
+    tokenizer = WordTokenizer.fit(train_texts, config.vocab_size)
+    dropout = config.dropout if config.dropout is not None else BASELINE_DEFAULTS["dropout"]
+    settings = BaselineSettings(len(tokenizer), config.embedding_dim, len(labels), dropout)
+    return BaselineClassifier(settings), tokenizer
+
+
+def load_baseline(directory: Path) -> tuple[BaselineClassifier, WordTokenizer]:
+    """Load a baseline written by ``freezeframe train --model baseline``."""
+    directory = Path(directory)
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE) if not (directory / name).is_file()]
+    if missing:
+        raise FreezeframeError(f"{directory} is not a complete baseline model directory: {', '.join(missing)} missing")
+    try:
+        settings = BaselineSettings(**json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise FreezeframeError(f"{directory / CONFIG_FILE} is damaged ({err}); retrain the baseline") from None
+    tokenizer = WordTokenizer.load(directory)
+    if len(tokenizer) != settings.vocabulary_size:
+        raise FreezeframeError(f"{directory}: {VOCAB_FILE} has {len(tokenizer)} words but the weights expect "
+                               f"{settings.vocabulary_size}; the directory mixes two models")
+    model = BaselineClassifier(settings)
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    return model.eval(), tokenizer

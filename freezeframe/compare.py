@@ -1,0 +1,344 @@
+"""Side-by-side comparison: every configuration trained and tested on identical splits.
+
+A configuration is a freeze plan of the encoder (``head``, ``last-N``, ``full``) or ``baseline``.
+For each seed the data is cut into the same stratified folds (or the same ``--test`` file) for
+every configuration; inside a fold, a stratified share of the training part is held out for
+early stopping, exactly as ``freezeframe train`` does, and the fold's test part is never seen in
+training. The library function behind ``freezeframe compare`` is :func:`compare_configs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.model_selection import StratifiedKFold
+
+from freezeframe.config import BASELINE_MODEL, DEFAULT_MODEL, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
+from freezeframe.errors import FreezeframeError, logger
+from freezeframe.evaluate import compute_metrics
+
+DEFAULT_CONFIGS = ("baseline", "head", "last-1", "last-2", "full")
+_CONFIG_NAME = re.compile(r"^(baseline|head|full|last-[1-9]\d*)$")
+SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
+
+
+@dataclass
+class CompareConfig:
+    """What to compare, on which data, and how the splits are made."""
+
+    train: Path
+    """Labelled file every configuration trains on (and is cross-validated on without ``test``)."""
+    test: Path | None = None
+    """Held-out labelled file; when absent, ``folds``-fold stratified cross-validation of ``train``."""
+    folds: int | None = None
+    """Number of cross-validation folds (default 5); not allowed together with ``test``."""
+    seeds: int = 1
+    """Repetitions with seeds 0..seeds-1; each seed reshuffles the folds and the training."""
+    configs: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGS))
+    """Configurations: ``baseline`` or an encoder freeze plan (``head``, ``last-N``, ``full``)."""
+    model: str = DEFAULT_MODEL
+    """Encoder the freeze plans apply to."""
+    text_column: str = "review"
+    """Column holding the text."""
+    label_column: str = "aspect"
+    """Column holding the label name."""
+    normalize_labels: bool = False
+    """Merge labels that differ only in letter case."""
+    valid_fraction: float = 0.15
+    """Share of each training part held out for early stopping."""
+    epochs: int | None = None
+    """Maximum epochs for every configuration; ``None`` keeps each model kind's default."""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``."""
+
+    def __post_init__(self) -> None:
+        self.train = Path(self.train)
+        self.test = Path(self.test) if self.test is not None else None
+        problems = []
+        if self.test is not None and self.folds is not None:
+            problems.append("give either --test FILE or --folds K, not both")
+        if self.test is None and self.folds is None:
+            self.folds = 5
+        if self.folds is not None and self.folds < 2:
+            problems.append(f"folds must be at least 2, got {self.folds}")
+        if self.seeds < 1:
+            problems.append(f"seeds must be at least 1, got {self.seeds}")
+        if not self.configs:
+            problems.append("configs is empty; name at least one of baseline, head, last-N, full")
+        unknown = [c for c in self.configs if not _CONFIG_NAME.match(c)]
+        if unknown:
+            problems.append(f"unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N or full")
+        if len(set(self.configs)) != len(self.configs):
+            problems.append(f"configs repeat a name: {','.join(self.configs)}")
+        if problems:
+            raise FreezeframeError("; ".join(problems))
+
+    def run_config(self, name: str, seed: int) -> RunConfig:
+        """The training settings of configuration ``name`` for one seed."""
+        model = ModelConfig(model=BASELINE_MODEL) if name == BASELINE_MODEL else ModelConfig(model=self.model, freeze=name)
+        data = DataConfig(self.train, None, self.valid_fraction, self.text_column, self.label_column, self.normalize_labels)
+        return RunConfig(data, model, TrainConfig(epochs=self.epochs, seed=seed, device=self.device, show_progress=False))
+
+
+@dataclass
+class Split:
+    """One train/test partition: which seed made it, which fold it is, and the item ids tested."""
+
+    seed: int
+    fold: int
+    train: LabelledTexts
+    test: LabelledTexts
+    test_items: list[int]
+    """Positions of the test texts in the evaluation set (the test file, or ``train`` under CV)."""
+
+
+@dataclass
+class RunRecord:
+    """What one configuration did on one split."""
+
+    config: str
+    seed: int
+    fold: int
+    metrics: dict
+    predictions: list[int]
+    test_items: list[int]
+    history: list[dict]
+    best_epoch: int
+    train_seconds: float
+    trainable_parameters: int
+    total_parameters: int
+
+
+def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | None, seeds: int) -> list[Split]:
+    """The partitions every configuration is trained and tested on, seed by seed.
+
+    With ``test`` each seed trains on all of ``train``; otherwise each seed cuts ``train`` into
+    ``folds`` stratified folds (shuffled with that seed) and tests on each fold in turn.
+    """
+    if test is not None:
+        return [Split(seed, 1, train, test, list(range(len(test)))) for seed in range(seeds)]
+    smallest = min(train.labels.count(label) for label in train.label_names)
+    if smallest < folds:
+        raise FreezeframeError(
+            f"{train.source}: the rarest class has {smallest} examples, too few for {folds} folds; "
+            f"pass a smaller --folds or a --test FILE"
+        )
+    splits = []
+    for seed in range(seeds):
+        cutter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for fold, (train_idx, test_idx) in enumerate(cutter.split(train.texts, train.labels), start=1):
+            splits.append(Split(seed, fold, train.subset(list(train_idx)), train.subset(list(test_idx)), list(test_idx)))
+    return splits
+
+
+def run_split(run: RunConfig, split: Split, valid_fraction: float, labels: list[str]) -> RunRecord:
+    """Train ``run`` on the split's training part (early stopping on a held-out share), test it."""
+    from freezeframe.fit import train_classifier
+
+    fit_part, valid_part = split_train_valid(split.train, valid_fraction, split.seed)
+    outcome = train_classifier(run, None, train_data=fit_part, valid_data=valid_part)
+    if outcome.labels != labels:
+        raise FreezeframeError(f"fold {split.fold} lacks a class in training ({outcome.labels} vs {labels}); use fewer folds")
+    index = {label: i for i, label in enumerate(labels)}
+    probabilities = outcome.classifier().predict_proba(split.test.texts)
+    predictions = probabilities.argmax(1).tolist()
+    metrics = compute_metrics([index[y] for y in split.test.labels], predictions, labels)
+    spec = run.model.model if run.model.is_baseline else run.model.freeze
+    return RunRecord(
+        spec, split.seed, split.fold, metrics, predictions, split.test_items,
+        [asdict(r) for r in outcome.loop.history], outcome.loop.best_epoch,
+        outcome.loop.seconds, outcome.freeze.trainable, outcome.freeze.total,
+    )
+
+
+class _OncePerShape(logging.Filter):
+    """Let a warning through once per wording (numbers aside): each fold repeats the same ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        shape = re.sub(r"\d+", "#", record.getMessage())
+        if shape in self.seen:
+            return False
+        self.seen.add(shape)
+        return True
+
+
+@contextlib.contextmanager
+def _training_quietly(once: _OncePerShape) -> Iterator[None]:
+    """Hide the per-epoch lines of the inner training runs; keep their first warnings."""
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+        logger.setLevel(level)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite: bool = False) -> dict:
+    """Train every configuration on identical splits, test each on the same items, and report.
+
+    Args:
+        settings: data, configurations, folds/test file and seeds.
+        out: report directory to write (results.json, report.md, report.html, PNGs); ``None``
+            only computes the results.
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        The results, as written to results.json.
+    """
+    from freezeframe.storage import check_output_dir
+
+    if out is not None:
+        check_output_dir(Path(out), overwrite)
+    train = load_labelled(settings.train, settings.text_column, settings.label_column, settings.normalize_labels)
+    check_classes(train)
+    test = None
+    if settings.test is not None:
+        test = load_labelled(settings.test, settings.text_column, settings.label_column, settings.normalize_labels)
+        check_known_labels(test, train.label_names)
+    labels = train.label_names
+    splits = make_splits(train, test, settings.folds, settings.seeds)
+    evaluated = test if test is not None else train
+    records = _run_all(settings, splits, labels)
+    results = summarize(settings, records, labels, evaluated)
+    if out is not None:
+        from freezeframe.report import write_report
+
+        write_report(results, records, Path(out), overwrite)
+        logger.info("report written to %s", out)
+    return results
+
+
+def _run_all(settings: CompareConfig, splits: list[Split], labels: list[str]) -> list[RunRecord]:
+    jobs = [(split, name) for split in splits for name in settings.configs]
+    seconds: dict[str, list[float]] = {}
+    records, started, once = [], time.perf_counter(), _OncePerShape()
+    n_folds = max(s.fold for s in splits)
+    for number, (split, name) in enumerate(jobs, start=1):
+        where = f"fold {split.fold}/{n_folds}" if settings.test is None else "test file"
+        logger.info("[%d/%d] %-8s %s  seed %d  (elapsed %s, %s)", number, len(jobs), name, where, split.seed,
+                    _duration(time.perf_counter() - started), _eta(jobs[number - 1:], seconds))
+        run_started = time.perf_counter()
+        with _training_quietly(once):
+            record = run_split(settings.run_config(name, split.seed), split, settings.valid_fraction, labels)
+        seconds.setdefault(name, []).append(time.perf_counter() - run_started)
+        logger.info("        %-8s accuracy %.3f  macro-F1 %.3f  (best epoch %d, %.1fs)", name,
+                    record.metrics["accuracy"], record.metrics["macro_f1"], record.best_epoch, seconds[name][-1])
+        records.append(record)
+    logger.info("all %d runs done in %s", len(jobs), _duration(time.perf_counter() - started))
+    return records
+
+
+def _eta(remaining: list[tuple[Split, str]], seconds: dict[str, list[float]]) -> str:
+    """Time left, from the mean duration of each configuration so far (unknown until each ran once)."""
+    if any(name not in seconds for _, name in remaining):
+        return "time left: estimated after every configuration has run once"
+    left = sum(float(np.mean(seconds[name])) for _, name in remaining)
+    return f"about {_duration(left)} left"
+
+
+def _spread(values: list[float]) -> dict:
+    array = np.asarray(values, dtype=float)
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "runs": [float(v) for v in array]}
+
+
+def item_correctness(records: list[RunRecord], labels: list[str], truth: list[str], n_items: int) -> np.ndarray:
+    """Per evaluated item, whether a configuration got it right in at least half of the seeds."""
+    index = {label: i for i, label in enumerate(labels)}
+    right, seen = np.zeros(n_items), np.zeros(n_items)
+    for record in records:
+        for item, predicted in zip(record.test_items, record.predictions):
+            right[item] += predicted == index[truth[item]]
+            seen[item] += 1
+    return (seen > 0) & (right >= seen / 2)
+
+
+def mcnemar_exact(first_right: np.ndarray, second_right: np.ndarray) -> dict:
+    """McNemar's exact test of two classifiers on the same items.
+
+    Returns:
+        The discordant counts (``first_only``: first right, second wrong; ``second_only``) and
+        the two-sided p-value of the binomial test of ``first_only`` against half the discordant items.
+    """
+    first_only = int(np.sum(first_right & ~second_right))
+    second_only = int(np.sum(~first_right & second_right))
+    discordant = first_only + second_only
+    p_value = float(binomtest(first_only, discordant, 0.5).pvalue) if discordant else 1.0
+    return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
+
+
+def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[str], evaluated: LabelledTexts) -> dict:
+    """The JSON-ready results: per configuration scores over runs, and the paired test."""
+    configs: dict[str, dict] = {}
+    for name in settings.configs:
+        runs = [r for r in records if r.config == name]
+        matrix = np.sum([r.metrics["confusion_matrix"] for r in runs], axis=0)
+        recall = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        configs[name] = {
+            "kind": "baseline" if name == BASELINE_MODEL else "encoder",
+            "accuracy": _spread([r.metrics["accuracy"] for r in runs]),
+            "macro_f1": _spread([r.metrics["macro_f1"] for r in runs]),
+            "per_class_recall": {label: float(v) for label, v in zip(labels, recall)},
+            "confusion_matrix": matrix.tolist(),
+            "train_seconds": _spread([r.train_seconds for r in runs]),
+            "best_epoch": _spread([r.best_epoch for r in runs]),
+            "trainable_parameters": runs[0].trainable_parameters,
+            "total_parameters": runs[0].total_parameters,
+        }
+    return {
+        "settings": {
+            "train": str(settings.train), "test": str(settings.test) if settings.test else None,
+            "folds": settings.folds, "seeds": list(range(settings.seeds)), "configs": list(settings.configs),
+            "model": settings.model, "valid_fraction": settings.valid_fraction, "epochs": settings.epochs,
+            "evaluation": (f"held-out file {settings.test}" if settings.test else
+                           f"stratified {settings.folds}-fold cross-validation of {settings.train}"),
+        },
+        "labels": labels,
+        "n_items": len(evaluated),
+        "n_runs": len(records) // max(1, len(settings.configs)),
+        "configs": configs,
+        "significance": _significance(settings, records, labels, evaluated, configs),
+    }
+
+
+def _significance(settings: CompareConfig, records: list[RunRecord], labels: list[str], evaluated: LabelledTexts,
+                  configs: dict[str, dict]) -> dict:
+    encoders = [name for name in settings.configs if name != BASELINE_MODEL]
+    if BASELINE_MODEL not in configs or not encoders:
+        return {"test": SIGNIFICANCE_TEST, "p_value": None,
+                "reason": "needs the baseline and at least one encoder configuration"}
+    best = max(encoders, key=lambda name: (configs[name]["accuracy"]["mean"], configs[name]["macro_f1"]["mean"]))
+    right = {name: item_correctness([r for r in records if r.config == name], labels, evaluated.labels, len(evaluated))
+             for name in (best, BASELINE_MODEL)}
+    result = mcnemar_exact(right[best], right[BASELINE_MODEL])
+    return {
+        "test": SIGNIFICANCE_TEST,
+        "compared": [best, BASELINE_MODEL],
+        "items": len(evaluated),
+        "item_correct_rule": "an item counts as right for a configuration when it was right in at least half of the seeds",
+        "best_encoder_config": best,
+        "best_only_right": result["first_only"],
+        "baseline_only_right": result["second_only"],
+        "p_value": result["p_value"],
+        "significant_at_0.01": bool(result["p_value"] < 0.01),
+    }

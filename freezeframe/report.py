@@ -1,0 +1,252 @@
+"""The comparison report: results.json, plots, report.md and a self-contained report.html.
+
+The report is assembled once as a list of blocks (headings, paragraphs, tables, images) and
+rendered twice, as Markdown and as HTML with the images embedded, so the two never disagree.
+Every sentence of the plain-language reading is generated from the numbers in results.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves
+from freezeframe.storage import atomic_directory
+
+CONFUSION_PNG = "confusion_matrices.png"
+CURVES_PNG = "learning_curves.png"
+ACCURACY_PNG = "accuracy_per_run.png"
+
+
+@dataclass
+class Block:
+    """One piece of the report: ``kind`` is h1, h2, p, table or image."""
+
+    kind: str
+    text: str = ""
+    header: list[str] | None = None
+    rows: list[list[str]] | None = None
+
+
+def write_report(results: dict, records: list, out: Path, overwrite: bool = False) -> None:
+    """Write results.json, predictions.csv, the PNGs, report.md and report.html into ``out``.
+
+    Args:
+        results: the output of :func:`freezeframe.compare.summarize`.
+        records: the per-run records (:class:`freezeframe.compare.RunRecord`) behind ``results``.
+        out: the report directory; it appears complete or not at all.
+        overwrite: replace an existing ``out``.
+    """
+    with atomic_directory(Path(out), overwrite) as staging:
+        (staging / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        _write_predictions(results, records, staging / "predictions.csv")
+        configs = results["configs"]
+        plot_confusion_matrices({name: c["confusion_matrix"] for name, c in configs.items()}, results["labels"],
+                                staging / CONFUSION_PNG)
+        plot_learning_curves(_example_histories(records, list(configs)), staging / CURVES_PNG)
+        plot_accuracy_runs(results, staging / ACCURACY_PNG)
+        blocks = report_blocks(results)
+        (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+        (staging / "report.html").write_text(render_html(blocks, staging), encoding="utf-8")
+
+
+def _write_predictions(results: dict, records: list, path: Path) -> None:
+    """One row per tested item and seed: the true label and each configuration's prediction."""
+    labels, names = results["labels"], list(results["configs"])
+    rows: dict[tuple[int, int], dict] = {}
+    for record in records:
+        for item, predicted in zip(record.test_items, record.predictions):
+            row = rows.setdefault((record.seed, item), {"seed": record.seed, "fold": record.fold, "item": item})
+            row[record.config] = labels[predicted]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["seed", "fold", "item", *names])
+        writer.writeheader()
+        writer.writerows(rows[key] for key in sorted(rows))
+
+
+def _example_histories(records: list, names: list[str]) -> dict[str, tuple[list[dict], int]]:
+    """The learning curves of the first split (seed 0, fold 1) of each configuration."""
+    first = min((r.seed, r.fold) for r in records)
+    chosen = {r.config: r for r in records if (r.seed, r.fold) == first}
+    label = f"seed {first[0]}, fold {first[1]}"
+    return {f"{name} ({label})": (chosen[name].history, chosen[name].best_epoch) for name in names}
+
+
+def plot_accuracy_runs(results: dict, path: Path) -> None:
+    """Test accuracy of every run, one column per configuration, mean ± std drawn over the dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["configs"])
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.4, 3.8))
+    for x, name in enumerate(names):
+        accuracy = results["configs"][name]["accuracy"]
+        runs = accuracy["runs"]
+        offsets = [(i - (len(runs) - 1) / 2) * 0.06 for i in range(len(runs))]
+        ax.scatter([x + o for o in offsets], runs, color="tab:blue", alpha=0.6, s=22, zorder=2)
+        ax.errorbar(x + 0.28, accuracy["mean"], yerr=accuracy["std"], fmt="o", color="black", capsize=5, zorder=3)
+        ax.annotate(f"{accuracy['mean']:.3f}", (x + 0.34, accuracy["mean"]), va="center", fontsize=9)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.5, len(names) - 0.3)
+    ax.set_ylabel("test accuracy")
+    ax.set_title("accuracy of every run (dots) and mean ± std (black)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _pm(spread: dict) -> str:
+    return f"{spread['mean']:.3f} ± {spread['std']:.3f}"
+
+
+def _points(difference: float) -> str:
+    return f"{abs(100 * difference):.1f} percentage points"
+
+
+def report_blocks(results: dict) -> list[Block]:
+    """The report's content, in order."""
+    settings, configs, labels = results["settings"], results["configs"], results["labels"]
+    blocks = [
+        Block("h1", "freezeframe comparison"),
+        Block("p", f"Evaluation: {settings['evaluation']}; seeds {', '.join(map(str, settings['seeds']))}; "
+                   f"{results['n_runs']} run(s) per configuration on {results['n_items']} test items. "
+                   f"Encoder: {settings['model']}. Every configuration saw identical splits; early stopping used "
+                   f"a stratified {settings['valid_fraction']:.0%} of each training part."),
+        Block("h2", "What the numbers say"),
+        *[Block("p", sentence) for sentence in reading(results)],
+        Block("h2", "Results (mean ± standard deviation over runs)"),
+        Block("table", header=["configuration", "accuracy", "macro-F1", "trainable parameters", "total parameters",
+                               "train seconds per run", "best epoch"],
+              rows=[[name, _pm(c["accuracy"]), _pm(c["macro_f1"]), f"{c['trainable_parameters']:,}",
+                     f"{c['total_parameters']:,}", f"{c['train_seconds']['mean']:.1f}", f"{c['best_epoch']['mean']:.1f}"]
+                    for name, c in configs.items()]),
+        Block("h2", "Recall per class (all runs pooled)"),
+        Block("table", header=["configuration", *labels],
+              rows=[[name, *(f"{c['per_class_recall'][label]:.3f}" for label in labels)] for name, c in configs.items()]),
+        Block("h2", "Paired significance test"),
+        Block("p", _significance_text(results["significance"])),
+        Block("h2", "Accuracy of every run"),
+        Block("image", ACCURACY_PNG),
+        Block("h2", "Confusion matrices (all runs pooled, one colour scale)"),
+        Block("image", CONFUSION_PNG),
+        Block("h2", "Learning curves (first split; dashed line: the epoch whose weights were kept)"),
+        Block("image", CURVES_PNG),
+    ]
+    return blocks
+
+
+def _significance_text(test: dict) -> str:
+    if test.get("p_value") is None:
+        return f"Not run: {test['reason']}."
+    best, baseline = test["compared"]
+    return (f"{test['test']} between {best} (the most accurate encoder configuration) and {baseline} on the same "
+            f"{test['items']} items: {best} alone was right on {test['best_only_right']}, {baseline} alone on "
+            f"{test['baseline_only_right']}; p = {test['p_value']:.3g}. ({test['item_correct_rule'].capitalize()}.)")
+
+
+def reading(results: dict) -> list[str]:
+    """A short plain-language reading of the results, every figure taken from ``results``."""
+    configs = results["configs"]
+    ranked = sorted(configs, key=lambda n: configs[n]["accuracy"]["mean"], reverse=True)
+    best, top = ranked[0], configs[ranked[0]]
+    runs = len(top["accuracy"]["runs"])
+    sentences = [f"{best} was the most accurate configuration: accuracy {_pm(top['accuracy'])} over {runs} run(s), "
+                 f"macro-F1 {_pm(top['macro_f1'])}."]
+    for name in ranked[1:]:
+        gap = top["accuracy"]["mean"] - configs[name]["accuracy"]["mean"]
+        spread = max(top["accuracy"]["std"], configs[name]["accuracy"]["std"])
+        firm = ("a gap smaller than the run-to-run standard deviation, so this ordering is not firm"
+                if gap <= spread else "more than the run-to-run standard deviation")
+        sentences.append(f"{name} reached {_pm(configs[name]['accuracy'])}, {_points(gap)} below {best} ({firm}).")
+    test = results["significance"]
+    if test.get("p_value") is not None:
+        encoder, baseline = test["compared"]
+        gain = configs[encoder]["accuracy"]["mean"] - configs[baseline]["accuracy"]["mean"]
+        direction = "above" if gain >= 0 else "below"
+        if test["p_value"] < 0.01:
+            verdict = "a difference this large is very unlikely to be chance (p < 0.01)"
+        elif test["p_value"] < 0.05:
+            verdict = "unlikely to be chance at the 5% level, but not at 1%"
+        else:
+            verdict = "this could well be chance: these data do not separate the two"
+        sentences.append(
+            f"The pretrained encoder ({encoder}) scored {_points(gain)} {direction} the from-scratch baseline. "
+            f"On the same items it was right where the baseline was wrong {test['best_only_right']} times and wrong "
+            f"where the baseline was right {test['baseline_only_right']} times; McNemar's exact test gives "
+            f"p = {test['p_value']:.2g}: {verdict}.")
+    sentences.append(_cost_sentence(configs, best))
+    sentences.append(_hardest_class_sentence(results, best))
+    return sentences
+
+
+def _cost_sentence(configs: dict, best: str) -> str:
+    parts = []
+    for name, c in configs.items():
+        share = c["trainable_parameters"] / c["total_parameters"] if c["total_parameters"] else 0.0
+        parts.append(f"{name} trains {c['trainable_parameters']:,} of {c['total_parameters']:,} parameters "
+                     f"({100 * share:.2f}%) in {c['train_seconds']['mean']:.1f} s per run")
+    cheapest = min(configs, key=lambda n: configs[n]["train_seconds"]["mean"])
+    return ("Cost: " + "; ".join(parts) + f". The fastest to train was {cheapest}"
+            + (", which was also the most accurate." if cheapest == best else "."))
+
+
+def _hardest_class_sentence(results: dict, best: str) -> str:
+    labels, config = results["labels"], results["configs"][best]
+    recall = config["per_class_recall"]
+    hardest = min(labels, key=lambda label: recall[label])
+    row = config["confusion_matrix"][labels.index(hardest)]
+    confusions = [(count, labels[j]) for j, count in enumerate(row) if labels[j] != hardest]
+    count, other = max(confusions) if confusions else (0, "")
+    mistaken = f", most often mistaken for {other} ({count} times)" if count else ""
+    return f"For {best}, the hardest class was {hardest} (recall {recall[hardest]:.3f}){mistaken}."
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    """The blocks as Markdown; images are linked by file name (they sit next to report.md)."""
+    out = []
+    for block in blocks:
+        if block.kind == "h1":
+            out.append(f"# {block.text}")
+        elif block.kind == "h2":
+            out.append(f"## {block.text}")
+        elif block.kind == "p":
+            out.append(block.text)
+        elif block.kind == "table":
+            out.append("| " + " | ".join(block.header) + " |")
+            out.append("|" + "|".join("---" for _ in block.header) + "|")
+            out.extend("| " + " | ".join(row) + " |" for row in block.rows)
+        elif block.kind == "image":
+            out.append(f"![{block.text}]({block.text})")
+        out.append("")
+    return "\n".join(out)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th:first-child,td:first-child{text-align:left}img{max-width:100%}"""
+
+
+def render_html(blocks: list[Block], image_dir: Path) -> str:
+    """The blocks as one HTML page with every image embedded as base64 (no other files needed)."""
+    body = []
+    for block in blocks:
+        text = html.escape(block.text)
+        if block.kind in ("h1", "h2", "p"):
+            tag = block.kind
+            body.append(f"<{tag}>{text}</{tag}>")
+        elif block.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in block.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif block.kind == "image":
+            data = base64.b64encode((Path(image_dir) / block.text).read_bytes()).decode("ascii")
+            body.append(f'<img alt="{text}" src="data:image/png;base64,{data}">')
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>freezeframe comparison</title>"
+            f"<style>{_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

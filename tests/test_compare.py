@@ -1,0 +1,109 @@
+"""``freezeframe compare`` end to end on tiny data and a tiny BERT, and its pieces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from freezeframe.compare import CompareConfig, make_splits, mcnemar_exact
+from freezeframe.errors import FreezeframeError
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, tiny_data, tiny_model_dir):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("compare") / "report"
+    main(["compare", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--folds", "3",
+          "--seeds", "1", "--configs", "baseline,head,last-1", "--epochs", "3", "--out", str(out), "--quiet"])
+    return out
+
+
+def test_compare_writes_every_file(report_dir):
+    names = {p.name for p in report_dir.iterdir()}
+    assert {"results.json", "report.md", "report.html", "predictions.csv", "confusion_matrices.png",
+            "learning_curves.png", "accuracy_per_run.png"} <= names
+    for png in report_dir.glob("*.png"):
+        assert png.stat().st_size > 2000
+    assert not [p for p in report_dir.parent.iterdir() if p.name.startswith(".")], "no temporary directory left"
+
+
+def test_results_json_keys(report_dir):
+    results = json.loads((report_dir / "results.json").read_text())
+    assert set(results) >= {"settings", "labels", "n_items", "n_runs", "configs", "significance"}
+    assert list(results["configs"]) == ["baseline", "head", "last-1"]
+    assert results["n_items"] == 60 and results["n_runs"] == 3
+    for config in results["configs"].values():
+        assert set(config) >= {"accuracy", "macro_f1", "per_class_recall", "train_seconds", "trainable_parameters",
+                               "total_parameters", "confusion_matrix"}
+        assert set(config["accuracy"]) == {"mean", "std", "runs"} and len(config["accuracy"]["runs"]) == 3
+        assert set(config["per_class_recall"]) == {"Characters", "Cinematography", "Story"}
+        assert sum(map(sum, config["confusion_matrix"])) == 60, "every item tested exactly once per seed"
+    head, last = results["configs"]["head"], results["configs"]["last-1"]
+    assert head["trainable_parameters"] < last["trainable_parameters"] < last["total_parameters"]
+    test = results["significance"]
+    assert "McNemar" in test["test"] and 0.0 <= test["p_value"] <= 1.0
+    assert test["compared"][1] == "baseline" and test["compared"][0] in ("head", "last-1")
+
+
+def test_report_is_self_contained_and_generated(report_dir):
+    markdown = (report_dir / "report.md").read_text()
+    page = (report_dir / "report.html").read_text()
+    for name in ("baseline", "head", "last-1", "McNemar", "±"):
+        assert name in markdown and name in page
+    assert "![confusion_matrices.png](confusion_matrices.png)" in markdown
+    assert page.count("data:image/png;base64,") == 3 and 'src="confusion' not in page
+    assert "was the most accurate configuration" in markdown
+
+
+def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "report"
+    code, stdout, err = run_cli("compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--model",
+                                tiny_model_dir, "--configs", "baseline,head", "--seeds", "2", "--epochs", "2",
+                                "--out", out)
+    assert code == 0, err
+    assert "[1/4] baseline" in err and "left" in err, "progress names the run and the time left"
+    assert "McNemar" in stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_items"] == 18 and results["settings"]["seeds"] == [0, 1]
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "seed,fold,item,baseline,head" and len(lines) == 1 + 2 * 18
+
+
+def test_bad_settings_are_one_line_errors(run_cli, tiny_data, tmp_path):
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--folds", "3",
+                           "--out", tmp_path / "r")
+    assert code == 2 and "not both" in err
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--configs", "baseline,last-one",
+                           "--out", tmp_path / "r")
+    assert code == 2 and "'last-one'" in err and "Traceback" not in err
+    with pytest.raises(FreezeframeError, match="rarest class"):
+        from freezeframe.data import load_labelled
+
+        make_splits(load_labelled(tiny_data["test"]), None, 10, 1)
+
+
+def test_splits_are_stratified_and_cover_every_item_once_per_seed(tiny_data):
+    from freezeframe.data import load_labelled
+
+    data = load_labelled(tiny_data["train"])
+    splits = make_splits(data, None, 4, 2)
+    assert len(splits) == 8
+    for seed in (0, 1):
+        tested = sorted(i for s in splits if s.seed == seed for i in s.test_items)
+        assert tested == list(range(len(data)))
+    first = splits[0]
+    assert sorted(first.test.labels.count(label) for label in data.label_names) == [5, 5, 5]
+    assert [s.test_items for s in splits[:4]] != [s.test_items for s in splits[4:]], "each seed reshuffles"
+    assert CompareConfig(tiny_data["train"]).folds == 5
+
+
+def test_mcnemar_exact_counts_discordant_pairs():
+    first = np.array([True] * 10 + [False] * 2 + [True] * 5)
+    second = np.array([False] * 10 + [True] * 2 + [True] * 5)
+    result = mcnemar_exact(first, second)
+    assert result["first_only"] == 10 and result["second_only"] == 2
+    assert result["p_value"] == pytest.approx(0.03857421875)  # 2 * P(X <= 2), X ~ Binomial(12, 0.5)
+    assert mcnemar_exact(first, first)["p_value"] == 1.0
