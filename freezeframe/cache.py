@@ -69,7 +69,7 @@ def default_budget_bytes() -> int:
         return 2 * 1024**3
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: cached tensors feed autograd-tracked layers later
 def build_cache(
     model: EncoderClassifier, data: ExampleSet, plan: CachePlan, device: torch.device,
     dtype: torch.dtype = torch.float32, batch_size: int = 64,

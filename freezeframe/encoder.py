@@ -139,11 +139,13 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
         if pooling == "mean" and config.model_type == "bert":
-            hf_model = FreezeframeBertForSequenceClassification.from_pretrained(source, config=config)
+            model_class = FreezeframeBertForSequenceClassification
         elif config.model_type == "bert":
-            hf_model = BertForSequenceClassification.from_pretrained(source, config=config)
+            model_class = BertForSequenceClassification
         else:
-            hf_model = AutoModelForSequenceClassification.from_pretrained(source, config=config)
+            model_class = AutoModelForSequenceClassification
+        # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
+        hf_model = model_class.from_pretrained(source, config=config, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise FreezeframeError(_load_failure(name, err)) from None
