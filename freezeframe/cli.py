@@ -71,6 +71,8 @@ def train(
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
     cache_budget: Annotated[Optional[float], typer.Option(help="Cache memory budget in MiB (default: RAM/4).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from --out/checkpoint (same settings and data).")] = False,
+    keep_checkpoint: Annotated[bool, typer.Option(help="Keep --out/checkpoint after training succeeds.")] = False,
     quiet: Annotated[bool, typer.Option(help="Only warnings and the final metrics.")] = False,
 ) -> None:
     """Train a classifier and save it to --out, then print its validation metrics."""
@@ -84,7 +86,7 @@ def train(
         TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
                     cache_dtype, cache_budget, show_progress=not quiet),
     )
-    outcome = train_classifier(run, out, overwrite)
+    outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
     print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
           f"{outcome.loop.seconds:.1f}s training):")
     print(format_metrics(outcome.metrics))
@@ -219,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"freezeframe: error: {_one_line(err.format_message())} (see --help)", file=sys.stderr)
         sys.exit(2)
     except FreezeframeError as err:
-        print(f"freezeframe: error: {_one_line(err)}", file=sys.stderr)
+        kind = "" if err.exit_code == 130 else "error: "  # 130: interrupted, not the user's mistake
+        print(f"freezeframe: {kind}{_one_line(err)}", file=sys.stderr)
         sys.exit(err.exit_code)
     except ValueError as err:
         print(f"freezeframe: error: {_one_line(err)}", file=sys.stderr)

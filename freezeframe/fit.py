@@ -19,7 +19,8 @@ from freezeframe.errors import report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
-from freezeframe.storage import atomic_directory, check_output_dir, file_sha256
+from freezeframe.checkpoint import open_checkpoint
+from freezeframe.storage import atomic_directory, file_sha256
 from freezeframe.train import LoopResult, choose_device, predict_logits, seed_everything, train_loop
 
 
@@ -80,6 +81,7 @@ def encode_examples(tokenizer, data: LabelledTexts, labels: list[str], config: M
 def train_classifier(
     run: RunConfig, out: Path | None = None, overwrite: bool = False,
     train_data: LabelledTexts | None = None, valid_data: LabelledTexts | None = None,
+    resume: bool = False, keep_checkpoint: bool = False,
 ) -> TrainOutcome:
     """Train a classifier under a freeze plan and save it (when ``out`` is given).
 
@@ -89,12 +91,13 @@ def train_classifier(
         overwrite: replace an existing ``out``.
         train_data, valid_data: already-loaded data (used by ``compare``); read from
             ``run.data`` when absent.
+        resume: continue from the checkpoint in ``out/checkpoint`` (settings and data must match).
+        keep_checkpoint: keep ``out/checkpoint`` after success (it is removed by default).
 
     Returns:
         The outcome, including validation metrics of the kept (best) epoch.
     """
-    if out is not None:
-        check_output_dir(Path(out), overwrite)
+    checkpoint = open_checkpoint(Path(out), run, overwrite, resume) if out is not None else None
     if train_data is None or valid_data is None:
         train_data, valid_data = split_data(run)
     labels = train_data.label_names
@@ -113,7 +116,7 @@ def train_classifier(
         trained_module, loop_train, loop_valid, cache_info = cached_training_data(
             model, train_set, valid_set, device, run.train.cache_dtype, budget
         )
-    loop = train_loop(trained_module, loop_train, loop_valid, run.train, device)
+    loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint)
     logits = predict_logits(model, valid_set, 64, device)
     metrics = compute_metrics(valid_set.labels, logits.argmax(-1).tolist(), labels)
     meta = {
@@ -130,10 +133,13 @@ def train_classifier(
         "validation_metrics": metrics,
     }
     if out is not None:
-        with atomic_directory(Path(out), overwrite) as staging:
+        # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
+        with atomic_directory(Path(out), overwrite=True) as staging:
             model.save(staging)
             tokenizer.save(staging)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            if keep_checkpoint:
+                checkpoint.move_into(staging)
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer)
 

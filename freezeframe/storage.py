@@ -25,6 +25,9 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse to replace an existing, non-empty directory unless asked to."""
     if out.exists() and not out.is_dir():
         raise FreezeframeError(f"--out {out} is a file; choose a directory path")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise FreezeframeError(f"--out {out}: {blocker} is a file, not a directory; choose another path")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FreezeframeError(f"--out {out} already exists and is not empty; pass --overwrite or choose another path")
 
@@ -38,7 +41,7 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """
     out = Path(out)
     check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield staging
@@ -58,12 +61,43 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def make_parent(out: Path) -> None:
+    """Create the parent directories of ``out``, or say in one line why they cannot be."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FreezeframeError(f"cannot create {out.parent}: {err.strerror or err}") from None
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file through a temporary name, fsync, then rename over ``path``."""
+    """Write a file through a temporary name, fsync, then rename over ``path``.
+
+    A reader sees the old file or the new one, never a mix; an interrupted write leaves no
+    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from freezeframe.batching import ExampleSet
+from freezeframe.checkpoint import CheckpointStore, random_states, restore_random_states
 from freezeframe.config import TrainConfig
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.freeze import optimizer_groups
@@ -113,6 +114,7 @@ def train_loop(
     valid_data: ExampleSet,
     config: TrainConfig,
     device: torch.device,
+    checkpoint: CheckpointStore | None = None,
 ) -> LoopResult:
     """Train the trainable parameters of ``model``; keep the weights of the best validation epoch.
 
@@ -123,14 +125,19 @@ def train_loop(
         valid_data: validation examples with labels (early stopping watches their loss).
         config: learning rate, epochs, patience, seed, ...
         device: where to train.
+        checkpoint: where to save the state after every epoch; when it holds a saved state,
+            training continues from there exactly as if it had never stopped.
 
     Returns:
         The history and best epoch; ``model`` holds the best epoch's weights on return.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C when checkpointing (the last complete epoch is saved).
     """
     seed_everything(config.seed)
     rng = random.Random(config.seed)
     model.to(device)
-    groups = optimizer_groups(model, config.lr, config.weight_decay, config.lr_decay)
+    groups = optimizer_groups(model, config.lr, config.weight_decay, config.lr_decay, config.head_lr)
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -138,53 +145,112 @@ def train_loop(
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     valid_labels = torch.tensor(valid_data.labels)
     result, best_state, waited = LoopResult(), None, 0
-    started = time.perf_counter()
+    if checkpoint is not None and checkpoint.saved is not None:
+        result, best_state, waited = _restore(checkpoint.saved, model, optimizer, scheduler, rng)
+    started = time.perf_counter() - result.seconds
+    first_epoch = config.epochs + 1 if result.stopped_early else len(result.history) + 1
     progress = _progress(config.show_progress)
-    with progress:
-        task = progress.add_task("training", total=total)
-        for epoch in range(1, config.epochs + 1):
-            epoch_start = time.perf_counter()
-            model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
-            for batch in train_data.training_batches(config.batch_size, rng):
-                batch = _to(batch, device)
-                labels = batch.pop("labels")
-                with autocast_for(device):
-                    logits = model(**batch)
-                loss = nn.functional.cross_entropy(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.item() * len(labels)
-                correct += (logits.argmax(-1) == labels).sum().item()
-                seen += len(labels)
-                progress.update(task, advance=1, description=f"epoch {epoch} loss {loss_sum / seen:.3f}")
-            logits = predict_logits(model, valid_data, config.batch_size * 2, device)
-            valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
-            valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
-            record = EpochRecord(epoch, loss_sum / seen, correct / seen, valid_loss, valid_acc, time.perf_counter() - epoch_start)
-            result.history.append(record)
-            improved = valid_loss < result.best_valid_loss - 1e-6
-            if improved:
-                result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
-                best_state = {n: p.detach().clone() for n, p in trainable.items()}
-            else:
-                waited += 1
-            logger.info(
-                "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
-                epoch, record.train_loss, record.train_accuracy, valid_loss, valid_acc, " *" if improved else "", record.seconds,
-            )
-            if waited >= config.patience:
-                result.stopped_early = True
-                logger.info("early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
-                break
+    epoch = first_epoch
+    try:
+        with progress:
+            task = progress.add_task("training", total=total, completed=steps_per_epoch * (first_epoch - 1))
+            for epoch in range(first_epoch, config.epochs + 1):
+                epoch_start = time.perf_counter()
+                train_loss, train_acc = _train_epoch(model, train_data, config, device, optimizer, scheduler, rng,
+                                                     lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
+                logits = predict_logits(model, valid_data, config.batch_size * 2, device)
+                valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
+                valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
+                record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
+                result.history.append(record)
+                improved = valid_loss < result.best_valid_loss - 1e-6
+                if improved:
+                    result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
+                    best_state = {n: p.detach().clone() for n, p in trainable.items()}
+                else:
+                    waited += 1
+                logger.info(
+                    "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                    epoch, record.train_loss, record.train_accuracy, valid_loss, valid_acc, " *" if improved else "", record.seconds,
+                )
+                result.stopped_early = waited >= config.patience
+                if checkpoint is not None:
+                    result.seconds = time.perf_counter() - started
+                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, optimizer, scheduler, rng))
+                if result.stopped_early:
+                    logger.info("early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
+                    break
+    except KeyboardInterrupt:
+        if checkpoint is None:
+            raise
+        raise checkpoint.interrupted(epoch, config.epochs) from None
     if best_state is not None:
         with torch.no_grad():
             for name, value in best_state.items():
                 trainable[name].copy_(value)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _train_epoch(
+    model: nn.Module, data: ExampleSet, config: TrainConfig, device: torch.device,
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, rng: random.Random,
+    on_step: Callable[[float], None],
+) -> tuple[float, float]:
+    """One pass over shuffled training batches; returns the mean loss and the accuracy."""
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for batch in data.training_batches(config.batch_size, rng):
+        batch = _to(batch, device)
+        labels = batch.pop("labels")
+        with autocast_for(device):
+            logits = model(**batch)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(labels)
+        correct += (logits.argmax(-1) == labels).sum().item()
+        seen += len(labels)
+        on_step(loss_sum / seen)
+    return loss_sum / seen, correct / seen
+
+
+def _model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes in ``model``: its trainable parameters and its buffers (tiny next to the rest)."""
+    state = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    return state | {f"buffer:{n}": b for n, b in model.named_buffers()}
+
+
+def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: int, model: nn.Module,
+              optimizer: torch.optim.Optimizer, scheduler, rng: random.Random) -> dict:
+    """The loop's whole state at the end of ``epoch``, for :class:`CheckpointStore`."""
+    return {
+        "epoch": epoch, "result": result.to_dict(), "waited": waited, "best_state": best_state,
+        "model": _model_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "random": random_states(rng),
+    }
+
+
+def _restore(saved: dict, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+             rng: random.Random) -> tuple[LoopResult, dict | None, int]:
+    """Put the loop back into the state :func:`_snapshot` recorded; returns (result, best_state, waited)."""
+    current = _model_state(model)
+    if set(saved["model"]) != set(current):
+        raise FreezeframeError("the checkpoint does not fit this model (its trainable parameters differ); "
+                               "drop --resume and pass --overwrite to start over")
+    with torch.no_grad():
+        for name, value in saved["model"].items():
+            current[name].copy_(value)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    restore_random_states(saved["random"], rng)
+    kept = saved["result"]
+    result = LoopResult([EpochRecord(**r) for r in kept["history"]], kept["best_epoch"], kept["best_valid_loss"],
+                        kept["stopped_early"], kept["train_seconds"])
+    logger.info("resumed after epoch %d (best so far: epoch %d)", len(result.history), result.best_epoch)
+    return result, saved["best_state"], saved["waited"]
 
 
 def _progress(enabled: bool):

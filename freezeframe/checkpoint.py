@@ -1,0 +1,201 @@
+"""End-of-epoch checkpoints in ``OUT/checkpoint/``, so an interrupted run can be resumed exactly.
+
+The checkpoint is one file, ``state.pt``, replaced atomically after every epoch: the trainable
+weights, optimizer, scheduler, every random generator, the early-stopping state and the history.
+``checkpoint.json`` beside it is a readable summary. While training runs, ``OUT`` holds only
+``checkpoint/``, so it never looks like a finished model (no freezeframe.json, config.json or
+weights); the finished model replaces it in one rename (see :func:`storage.atomic_directory`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from freezeframe.config import RunConfig
+from freezeframe.errors import FreezeframeError, report
+from freezeframe.storage import atomic_write_bytes, check_output_dir, file_sha256, make_parent
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.pt"
+SUMMARY_FILE = "checkpoint.json"
+FORMAT = 1
+
+_FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache", "train": "--train", "valid": "--valid"}
+_IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}
+"""Settings that may change on resume: file paths (their contents are compared) and the progress bar."""
+
+
+class TrainingInterrupted(FreezeframeError):
+    """Ctrl-C during training: the last complete epoch is saved and can be resumed."""
+
+    exit_code = 130
+
+
+def run_fingerprint(run: RunConfig) -> dict:
+    """What must not change between an interrupted run and its resumption: settings and data contents."""
+    flat: dict[str, object] = {}
+    for section, values in run.to_dict().items():
+        for name, value in values.items():
+            if f"{section}.{name}" not in _IGNORED_SETTINGS:
+                flat[f"{section}.{name}"] = value
+    data = {"train": file_sha256(run.data.train) if run.data.train.is_file() else None}
+    if run.data.valid is not None:
+        data["valid"] = file_sha256(run.data.valid) if run.data.valid.is_file() else None
+    return {"settings": flat, "data": data}
+
+
+def fingerprint_differences(saved: dict, current: dict) -> list[str]:
+    """Human-readable differences between two fingerprints, e.g. ``--lr 0.001 (checkpoint: 0.0003)``."""
+    problems = []
+    for key in sorted(set(saved["settings"]) | set(current["settings"])):
+        old, new = saved["settings"].get(key), current["settings"].get(key)
+        if old != new:
+            problems.append(f"{_flag(key)} {new} (checkpoint: {old})")
+    for role in sorted(set(saved["data"]) | set(current["data"])):
+        old, new = saved["data"].get(role), current["data"].get(role)
+        if old != new:
+            what = "is new" if old is None else "is missing" if new is None else "has different contents"
+            problems.append(f"the {_flag(role)} file {what}")
+    return problems
+
+
+def _flag(key: str) -> str:
+    name = key.split(".")[-1]
+    return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+class CheckpointStore:
+    """The checkpoint of one training run toward ``out``.
+
+    Args:
+        out: the run's ``--out`` directory; the checkpoint lives in ``out/checkpoint``.
+        fingerprint: settings and data hashes of the run (see :func:`run_fingerprint`).
+        saved: the state to resume from, or ``None`` to start at epoch 1.
+    """
+
+    def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None) -> None:
+        self.out = Path(out)
+        self.directory = self.out / CHECKPOINT_DIR
+        self.fingerprint = fingerprint
+        self.saved = saved
+        self.saved_epoch = len(saved["result"]["history"]) if saved else 0
+
+    def save(self, state: dict) -> None:
+        """Replace the checkpoint with ``state`` (a dict of tensors and plain values), atomically."""
+        state = {"format": FORMAT, "fingerprint": self.fingerprint, **state}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        try:
+            make_parent(self.directory / STATE_FILE)
+            atomic_write_bytes(self.directory / STATE_FILE, buffer.getvalue())
+            summary = {"epoch": state["epoch"], **state["result"], "fingerprint": self.fingerprint}
+            atomic_write_bytes(self.directory / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        except OSError as err:
+            raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {err.strerror or err}") from None
+        self.saved_epoch = state["epoch"]
+
+    def move_into(self, directory: Path) -> None:
+        """Move the checkpoint into ``directory`` (the staged final model) to keep it."""
+        if self.directory.is_dir():
+            self.directory.rename(Path(directory) / CHECKPOINT_DIR)
+
+    def interrupted(self, epoch: int, epochs: int) -> TrainingInterrupted:
+        """The error to raise when Ctrl-C arrives during ``epoch``."""
+        if self.saved_epoch == 0:
+            return TrainingInterrupted(f"interrupted in epoch {epoch} of {epochs}, before any epoch was saved; "
+                                       "nothing to resume, run the command again to start over")
+        when = f"after epoch {epoch}" if self.saved_epoch >= epoch else f"in epoch {epoch}"
+        return TrainingInterrupted(
+            f"interrupted {when} of {epochs}; epochs 1-{self.saved_epoch} are saved in {self.directory}; "
+            "to continue, run the same command again with --resume"
+        )
+
+
+def read_state(path: Path) -> dict:
+    """Load a ``state.pt`` onto the CPU, or say in one line why it cannot be used."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise FreezeframeError(f"the checkpoint {path} is damaged ({type(err).__name__}); "
+                               "drop --resume and pass --overwrite to start over") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise FreezeframeError(f"the checkpoint {path} was written by another freezeframe version; "
+                               "drop --resume and pass --overwrite to start over")
+    return state
+
+
+def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: bool = False) -> CheckpointStore:
+    """Check ``--out`` for a run that writes checkpoints there; load the checkpoint when resuming.
+
+    Args:
+        out: the model directory the run will write.
+        run: the run's settings (compared with the checkpoint's when resuming).
+        overwrite: an existing model (or stale checkpoint) in ``out`` may be replaced.
+        resume: continue from ``out/checkpoint`` when it exists.
+
+    Returns:
+        The store the training loop saves into (and resumes from).
+    """
+    out = Path(out)
+    check_output_dir(out, overwrite=True)  # only the file / parent checks here; contents below
+    directory = out / CHECKPOINT_DIR
+    state_path = directory / STATE_FILE
+    fingerprint = run_fingerprint(run)
+    others = [p.name for p in out.iterdir() if p.name != CHECKPOINT_DIR] if out.is_dir() else []
+    if resume and state_path.is_file():
+        saved = read_state(state_path)
+        differences = fingerprint_differences(saved["fingerprint"], fingerprint)
+        if differences:
+            raise FreezeframeError(
+                f"cannot resume from {directory}: this run differs from the interrupted one: {'; '.join(differences)}; "
+                "use the original settings, or drop --resume and pass --overwrite to start over"
+            )
+        store = CheckpointStore(out, fingerprint, saved)
+        report(f"resuming from the checkpoint of epoch {store.saved_epoch} in {directory}")
+        return store
+    if state_path.is_file() and not overwrite:
+        epochs = len(read_state(state_path)["result"]["history"])
+        raise FreezeframeError(
+            f"--out {out} holds the checkpoint of an unfinished run ({epochs} epochs done); pass --resume to "
+            "continue it or --overwrite to start over"
+        )
+    if others and resume and not overwrite:
+        raise FreezeframeError(f"--resume: {out} has no checkpoint to resume (it holds {', '.join(sorted(others)[:3])}); "
+                               "drop --resume and pass --overwrite to replace it, or choose another --out")
+    if others:
+        check_output_dir(out, overwrite)
+    if resume:
+        report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
+    if directory.exists():
+        shutil.rmtree(directory)
+    return CheckpointStore(out, fingerprint)
+
+
+def random_states(batch_rng: random.Random) -> dict:
+    """Every random generator the loop draws from: Python's, NumPy's, torch's and the batch order."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {
+        "python": random.getstate(), "numpy": (kind, keys.tolist(), position, has_gauss, gauss),
+        "torch": torch.get_rng_state(), "batch_order": batch_rng.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: dict, batch_rng: random.Random) -> None:
+    """Put every generator back where :func:`random_states` found it."""
+    random.setstate(states["python"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    batch_rng.setstate(states["batch_order"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
