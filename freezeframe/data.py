@@ -21,8 +21,12 @@ from sklearn.model_selection import train_test_split
 from freezeframe.errors import FreezeframeError, report
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".ndjson": None}
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 _HAS_WORD = re.compile(r"\w")
+MAX_CHARS = 200_000
+"""Texts are cut to this many characters before tokenizing: far past any ``--max-length`` (at most 512
+tokens), and it keeps a many-megabyte cell from stalling the tokenizer."""
 
 
 @dataclass
@@ -66,6 +70,9 @@ def read_text_file(path: Path) -> str:
         if path.is_dir():
             raise FreezeframeError(f"{path} is a directory; expected a data file")
         raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FreezeframeError(f"{path} is UTF-16, not UTF-8; re-save it as UTF-8, e.g. "
+                               "`iconv -f utf-16 -t utf-8 in.csv > out.csv`")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -91,29 +98,67 @@ def read_table(path: Path) -> pd.DataFrame:
     text = read_text_file(path)
     if not text.strip():
         raise FreezeframeError(f"{path} is empty")
-    try:
-        if TABLE_SUFFIXES[suffix] is None:
-            records = []
-            for number, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise FreezeframeError(f"{path}: line {number} is not a JSON object")
-                records.append(record)
-            frame = pd.DataFrame.from_records(records)
-        else:
-            frame = pd.read_csv(
-                io.StringIO(text), sep=TABLE_SUFFIXES[suffix], dtype=str, keep_default_na=False,
-                na_values=[], skip_blank_lines=True,
-            )
-    except json.JSONDecodeError as err:
-        raise FreezeframeError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
-        raise FreezeframeError(f"{path}: cannot parse as {suffix[1:].upper()} ({detail})") from None
+    if TABLE_SUFFIXES[suffix] is None:
+        frame = pd.DataFrame.from_records(_json_records(text, path))
+    else:
+        frame = _read_delimited(text, path, TABLE_SUFFIXES[suffix])
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame.astype(object).where(frame.notna(), None)
+
+
+def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
+    """Parse CSV/TSV text (quoted fields may hold the separator and newlines) into a frame of strings."""
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
+                           skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise FreezeframeError(f"{path} has no header row") from None
+    except pd.errors.ParserError as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
+        if ragged:
+            expected, line, saw = ragged.groups()
+            detail = (f"line {line} has {saw} fields, the header has {expected}; a text holding the separator "
+                      "must be quoted")
+        raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})") from None
+
+
+def _json_records(text: str, path: Path) -> list[dict]:
+    """Objects of a JSON Lines file (or of a .json array); every bad line is named at once."""
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
+        lines = list(enumerate(records, start=1))
+    else:
+        lines = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    lines.append((number, json.loads(line)))
+                except (json.JSONDecodeError, RecursionError):
+                    lines.append((number, None))
+    bad = [number for number, record in lines if not isinstance(record, dict)]
+    if bad:
+        raise FreezeframeError(
+            f"{path}: {len(bad)} of {len(lines)} records are not JSON objects like "
+            f'{{"review": "...", "aspect": "..."}} (line {_format_rows(bad)}); fix or remove them'
+        )
+    return [{key: _json_cell(value) for key, value in record.items()} for _, record in lines]
+
+
+def _json_cell(value: object) -> object:
+    """A JSON value as a table cell: numbers as their usual text (1.0 is "1"); lists and objects as JSON."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]) -> None:
@@ -127,18 +172,24 @@ def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]) -> Non
         )
 
 
+def model_text(value: object) -> str:
+    """Any value as text a tokenizer accepts: lone surrogates become U+FFFD, at most ``MAX_CHARS`` characters."""
+    text = "" if value is None else str(value)
+    return _SURROGATES.sub("\ufffd", text[:MAX_CHARS])
+
+
 def clean_text(value: object) -> str:
     """A cell as text with control characters turned into spaces and outer spaces removed."""
-    if value is None:
-        return ""
-    return _CONTROL_CHARS.sub(" ", str(value)).strip()
+    return _CONTROL_CHARS.sub(" ", model_text(value)).strip()
 
 
 def _clean_labels(labels: list[str], path: Path, normalize: bool) -> list[str]:
-    stripped = [label.strip() for label in labels]
-    changed = sum(a != b for a, b in zip(labels, stripped))
+    """Labels without outer spaces or control characters; case-only variants merged or refused."""
+    stripped = [clean_text(label) for label in labels]
+    changed = [(raw, label) for raw, label in zip(labels, stripped) if raw != label]
     if changed:
-        report(f"{path}: removed spaces around {changed} labels (e.g. {labels[[a != b for a, b in zip(labels, stripped)].index(True)]!r})")
+        raw, label = changed[0]
+        report(f"{path}: removed spaces or control characters around {len(changed)} labels (e.g. {raw!r} is {label!r})")
     by_folded: dict[str, set[str]] = {}
     for label in stripped:
         by_folded.setdefault(label.casefold(), set()).add(label)
@@ -178,16 +229,22 @@ def load_labelled(
     labels = ["" if v is None else str(v) for v in frame[label_column]]
     rows = list(range(1, len(frame) + 1))
     empty = [r for r, t in zip(rows, texts) if not t]
-    unlabelled = [r for r, t, lab in zip(rows, texts, labels) if t and not lab.strip()]
+    unlabelled = [r for r, t, lab in zip(rows, texts, labels) if t and not clean_text(lab)]
     if empty:
-        report(f"{path}: dropped {len(empty)} rows with empty or missing text (data rows {_format_rows(empty)})")
+        report(f"{path}: dropped {len(empty)} rows with no text (empty, missing, or only spaces and control "
+               f"characters; data rows {_format_rows(empty)})")
     if unlabelled:
         report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {_format_rows(unlabelled)})")
-    keep = [i for i, (t, lab) in enumerate(zip(texts, labels)) if t and lab.strip()]
+    keep = [i for i, (t, lab) in enumerate(zip(texts, labels)) if t and clean_text(lab)]
     if not keep:
-        raise FreezeframeError(f"{path}: no rows with both a text and a label")
+        raise FreezeframeError(f"{path}: no rows with both a text and a label (columns {text_column!r} and {label_column!r})")
+    cut = sum(1 for v in frame[text_column] if v is not None and len(str(v)) > MAX_CHARS)
+    if cut:
+        report(f"{path}: {cut} texts are longer than {MAX_CHARS:,} characters; cut to that length before tokenizing")
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
     data.labels = _clean_labels(data.labels, path, normalize_labels)
+    if all(re.fullmatch(r"[-+]?\d+(\.\d+)?", label) for label in data.labels):
+        report(f"{path}: the labels are numbers ({', '.join(data.label_names[:5])}); each number is a class name")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
         report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept)")
@@ -251,7 +308,7 @@ def load_texts(path: Path, text_column: str = "review") -> list[str]:
                 text_column = frame.columns[0]
             else:
                 _require_columns(frame, path, [text_column])
-        texts = ["" if v is None else str(v) for v in frame[text_column]]
+        texts = [model_text(v) for v in frame[text_column]]
     if not texts:
         raise FreezeframeError(f"{path}: no texts to classify")
     return texts

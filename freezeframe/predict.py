@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from freezeframe.batching import ExampleSet, token_examples
+from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
 from freezeframe.train import choose_device, predict_logits
 
@@ -39,7 +40,7 @@ class Classifier:
         """Class probabilities, one row per text, in input order."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        ids, _ = self.tokenizer.encode([str(t) for t in texts], self.max_length)
+        ids, _ = self.tokenizer.encode([model_text(t) for t in texts], self.max_length)
         data = ExampleSet(token_examples(ids), pad_id=self.tokenizer.pad_id)
         logits = predict_logits(self.model, data, batch_size, self.device)
         return torch.softmax(logits.float(), dim=-1).numpy()

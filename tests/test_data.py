@@ -1,0 +1,180 @@
+"""Dirty data: every case is handled with a one-line report, or refused in one line with exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from freezeframe.data import MAX_CHARS, load_labelled, load_texts
+from freezeframe.errors import FreezeframeError
+
+GOOD = "".join(f"the camera shot {i},Cinematography\nthe villain role {i},Characters\nthe plot twist {i},Story\n"
+               for i in range(4))
+HEADER = "review,aspect\n"
+
+
+@pytest.fixture
+def reports():
+    """Lines reported on the user's behalf (freezeframe.errors.report), in order."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("freezeframe")
+    handler, level = Collect(level=logging.WARNING), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def write(tmp_path, payload: str | bytes, name: str = "data.csv"):
+    path = tmp_path / name
+    path.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+    return path
+
+
+def test_quoted_newlines_and_commas_stay_in_one_text(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + '"a wide shot, then\na close-up",Cinematography\n' + GOOD))
+    assert data.texts[0] == "a wide shot, then\na close-up" and data.labels[0] == "Cinematography"
+    assert len(data) == 13 and not reports
+
+
+def test_bom_crlf_and_trailing_empty_rows(tmp_path, reports):
+    payload = ("\ufeff" + HEADER + GOOD + "\n\n\n").replace("\n", "\r\n").encode("utf-8")
+    data = load_labelled(write(tmp_path, payload))
+    assert len(data) == 12 and set(data.labels) == {"Cinematography", "Characters", "Story"}
+    assert not reports
+    data = load_labelled(write(tmp_path, HEADER + GOOD + ",\n,\n"))
+    assert len(data) == 12 and len(reports) == 1 and "dropped 2 rows with no text" in reports[0]
+
+
+def test_duplicates_and_spaces_around_labels_are_reported(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + GOOD + "the plot twist 0,Story\nnew plot, Story \n"))
+    assert data.labels[-1] == "Story"
+    assert any("1 rows repeat an earlier text" in r for r in reports)
+    assert any("' Story ' is 'Story'" in r for r in reports)
+
+
+def test_label_case_clash_is_refused_or_merged(tmp_path, reports):
+    path = write(tmp_path, HEADER + GOOD + "plot again,story\nplot more,STORY\n")
+    with pytest.raises(FreezeframeError, match="'STORY' / 'Story' / 'story'.*--normalize-labels"):
+        load_labelled(path)
+    data = load_labelled(path, normalize_labels=True)
+    assert set(data.labels) == {"Cinematography", "Characters", "Story"}
+    assert any("merged labels" in r for r in reports)
+
+
+def test_texts_of_only_spaces_control_characters_or_emoji(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + GOOD + '"   ",Story\n"\x01\x02\x7f",Story\n"\u2003\t",Story\n'
+                               "\U0001F3AC\U0001F37F,Story\n"))
+    assert len(data) == 13 and data.texts[-1] == "\U0001F3AC\U0001F37F"
+    assert any("dropped 3 rows with no text" in r for r in reports)
+    assert any("1 texts have no letters or digits" in r for r in reports)
+
+
+def test_nul_bytes_and_control_characters_in_labels(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + GOOD + "nul\x00 here,Story\nlost label,\x03\n"))
+    assert "nul here" in data.texts
+    assert any("removed 1 NUL bytes" in r for r in reports)
+    assert any("dropped 1 rows with no label" in r for r in reports)
+
+
+def test_extremely_long_texts_are_cut_and_counted(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + GOOD + "camera " * (MAX_CHARS // 5) + ",Cinematography\n"))
+    assert max(map(len, data.texts)) <= MAX_CHARS
+    assert any(f"1 texts are longer than {MAX_CHARS:,} characters" in r for r in reports)
+
+
+def test_numeric_labels_are_class_names(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + "".join(f"text {i},{i % 3}\n" for i in range(9))))
+    assert data.label_names == ["0", "1", "2"]
+    assert any("the labels are numbers" in r for r in reports)
+    jsonl = "".join(f'{{"review": "text {i}", "aspect": {float(i % 3)}}}\n' for i in range(9))
+    assert load_labelled(write(tmp_path, jsonl, "data.jsonl")).label_names == ["0", "1", "2"]
+
+
+def test_json_array_file(tmp_path):
+    data = load_labelled(write(tmp_path, '[{"review": "a shot", "aspect": "Cinematography"}, '
+                                         '{"review": "a plot", "aspect": "Story"}]', "data.json"))
+    assert data.labels == ["Cinematography", "Story"]
+
+
+def test_ragged_row_with_too_few_fields_is_dropped(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + GOOD + "no label here\n"))
+    assert len(data) == 12 and any("dropped 1 rows with no label" in r for r in reports)
+
+
+REFUSED = {
+    "not utf-8": (HEADER.encode() + "caf\u00e9 shot,Cinematography\n".encode("latin-1"), "data.csv",
+                  "not valid UTF-8 \\(byte 0xe9 at line 2\\)"),
+    "utf-16": ((HEADER + GOOD).encode("utf-16"), "data.csv", "is UTF-16"),
+    "ragged": (HEADER + GOOD + "a shot, wide, Cinematography\n", "data.csv", "line 14 has 3 fields, the header has 2"),
+    "bad jsonl": ('{"review": "a", "aspect": "Story"}\n{"review": "b", \n[1, 2]\n', "data.jsonl",
+                  "2 of 3 records are not JSON objects.*line 2, 3"),
+    "header only": (HEADER, "data.csv", "no rows with both a text and a label"),
+    "empty": ("", "data.csv", "is empty"),
+    "blank lines only": ("\n\n \n", "data.csv", "is empty"),
+    "missing column": ("text,label\na,b\n", "data.csv", "column 'review', 'aspect' not found; columns found: 'text', 'label'"),
+    "case clash": (HEADER + GOOD + "x,story\n", "data.csv", "labels differ only in letter case"),
+    "one class": (HEADER + "a,Story\nb,Story\nc,Story\n", "data.csv", "at least two classes"),
+    "tiny class": (HEADER + GOOD + "a,Other\n", "data.csv", "class 'Other' has fewer than 2 examples"),
+    "unsupported type": ("review,aspect\n", "data.xlsx", "unsupported file type"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_cli_refuses_in_one_line_with_exit_2(run_cli, tmp_path, case):
+    payload, name, message = REFUSED[case]
+    out = tmp_path / "model"
+    code, stdout, err = run_cli("train", "--train", write(tmp_path, payload, name), "--out", out, "--quiet")
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("freezeframe: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert re.search(message, errors[0]), errors[0]
+    assert not out.exists() and not list(tmp_path.glob(".model*")), "no output directory on refusal"
+
+
+def test_cli_refuses_an_out_that_is_a_file(run_cli, tmp_path, tiny_data):
+    blocker = write(tmp_path, "not a directory", "model")
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", blocker, "--quiet")
+    assert code == 2 and "is a file" in err and blocker.read_text() == "not a directory"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", blocker / "inner", "--quiet")
+    assert code == 2 and "is a file, not a directory" in err
+
+
+def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    clean = tiny_data["train"].read_text(encoding="utf-8").splitlines()
+    rows = clean[1:] + [
+        '"a camera shot, then\na lens frame",Cinematography', clean[1], "plot twist ending, Story ", '"   ",Story',
+        "\U0001F3AC\U0001F37F,Cinematography", "nul\x00 plot story,Story", " ".join(["camera"] * 400) + ",Cinematography",
+    ]
+    payload = ("\ufeff" + "\r\n".join([clean[0], *rows]) + "\r\n\r\n").encode("utf-8")
+    out = tmp_path / "model"
+    code, stdout, err = run_cli("train", "--train", write(tmp_path, payload), "--model", tiny_model_dir, "--out", out,
+                                "--epochs", "1", "--quiet")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    for expected in ("NUL bytes", "dropped 1 rows with no text", "' Story ' is 'Story'", "repeat an earlier text",
+                     "no letters or digits", "were truncated"):
+        assert sum(expected in line for line in warnings) == 1, (expected, err)
+    assert "Traceback" not in err and (out / "freezeframe.json").exists()
+
+
+@pytest.mark.parametrize("payload, name, expected", [
+    ("one\n\n  two  \n", "texts.txt", ["one", "two"]),
+    ('{"review": "a \\ud800 b"}\n', "texts.jsonl", ["a \ufffd b"]),
+    ("review\n\n", "texts.csv", None),
+])
+def test_predict_input_files(tmp_path, payload, name, expected):
+    path = write(tmp_path, payload, name)
+    if expected is None:
+        with pytest.raises(FreezeframeError):
+            load_texts(path)
+    else:
+        assert load_texts(path) == expected
