@@ -45,7 +45,7 @@ GRIDS = {
 }
 
 MODEL_KEYS = {"freeze", "pooling", "dropout", "max_length", "model"}
-TRAIN_KEYS = {"lr": float, "epochs": int, "lr_decay": float, "weight_decay": float, "batch_size": int,
+TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "weight_decay": float, "batch_size": int,
               "patience": int, "warmup_ratio": float, "cache": lambda v: v.lower() in ("1", "true", "yes")}
 
 

@@ -109,6 +109,8 @@ class TrainConfig:
     """Largest cache kept in memory, in MiB; ``None`` means a quarter of the machine's RAM."""
     show_progress: bool = True
     """Show a progress bar and one line per epoch on stderr."""
+    head_lr: float | None = None
+    """Learning rate of the classifier and pooler; ``None`` uses ``lr``."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -122,6 +124,8 @@ class TrainConfig:
             problems.append(f"patience must be at least 1, got {self.patience}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            problems.append(f"head_lr must be positive, got {self.head_lr}")
         if not 0.0 < self.lr_decay <= 1.0:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.device not in ("auto", "cpu", "cuda"):

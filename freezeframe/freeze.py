@@ -178,11 +178,14 @@ class FreezeReport:
         return "\n".join(lines)
 
 
-def optimizer_groups(model: nn.Module, lr: float, weight_decay: float, lr_decay: float = 1.0) -> list[dict]:
+def optimizer_groups(
+    model: nn.Module, lr: float, weight_decay: float, lr_decay: float = 1.0, head_lr: float | None = None
+) -> list[dict]:
     """AdamW parameter groups over trainable parameters only.
 
-    Biases and LayerNorm weights get no weight decay. With ``lr_decay < 1`` each encoder layer gets
-    ``lr_decay`` times the learning rate of the layer above (discriminative learning rates).
+    Biases and LayerNorm weights get no weight decay. The top encoder layer trains at ``lr`` and
+    each lower one at ``lr_decay`` times the rate of the layer above (discriminative learning
+    rates); the classifier and pooler train at ``head_lr`` (default ``lr``).
     """
     named = [(n, p) for n, p in named_plan_parameters(model) if p.requires_grad]
     n_layers = count_layers(n for n, _ in named_plan_parameters(model))
@@ -191,12 +194,13 @@ def optimizer_groups(model: nn.Module, lr: float, weight_decay: float, lr_decay:
         decay = param.ndim >= 2 and "LayerNorm" not in name and "norm" not in name.lower()
         index = layer_index(name)
         if index is not None:
-            depth = n_layers - index
+            rate = lr * lr_decay ** (n_layers - 1 - index)
+        elif block_of(name) == "embeddings":
+            rate = lr * lr_decay**n_layers
         else:
-            depth = n_layers + 1 if block_of(name) == "embeddings" else 0
-        scale = lr_decay**depth
-        group = groups.setdefault((decay, scale), {
-            "params": [], "names": [], "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0,
+            rate = head_lr if head_lr is not None else lr
+        group = groups.setdefault((decay, rate), {
+            "params": [], "names": [], "lr": rate, "weight_decay": weight_decay if decay else 0.0,
         })
         group["params"].append(param)
         group["names"].append(name)
