@@ -66,6 +66,7 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps for learning-rate warmup.")] = 0.1,
     lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down.")] = 1.0,
+    head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
@@ -84,7 +85,7 @@ def train(
         DataConfig(train, valid, valid_fraction, text_column, label_column, normalize_labels),
         ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout),
         TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
-                    cache_dtype, cache_budget, show_progress=not quiet),
+                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
     print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
