@@ -56,7 +56,7 @@ def train(
     max_length: Annotated[int, typer.Option(help="Longest tokenized text (longer ones are truncated).")] = 128,
     padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
     vocab_size: Annotated[int, typer.Option(help="Baseline: vocabulary size.")] = 1000,
-    embedding_dim: Annotated[int, typer.Option(help="Baseline: embedding size.")] = 64,
+    embedding_dim: Annotated[int, typer.Option(help="Baseline: embedding size.")] = 256,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout before the classifier.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default depends on the model).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default depends on the model).")] = None,

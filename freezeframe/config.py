@@ -57,7 +57,7 @@ class ModelConfig:
     """``longest`` pads each batch to its longest text; ``max_length`` pads every batch to max_length."""
     vocab_size: int = 1000
     """Baseline only: number of most frequent training words kept in the vocabulary."""
-    embedding_dim: int = 64
+    embedding_dim: int = 256
     """Baseline only: size of the word embeddings."""
     dropout: float | None = None
     """Dropout before the classifier; ``None`` keeps the encoder's own setting."""
@@ -139,7 +139,7 @@ class TrainConfig:
 ENCODER_DEFAULTS = {"lr": 3e-4, "epochs": 20}
 """Defaults for a pretrained encoder, chosen by cross-validation on train.csv (see README)."""
 
-BASELINE_DEFAULTS = {"lr": 5e-3, "epochs": 60, "dropout": 0.3}
+BASELINE_DEFAULTS = {"lr": 1e-2, "epochs": 60, "dropout": 0.5}
 """Defaults for the from-scratch baseline, chosen by cross-validation on train.csv (see README)."""
 
 

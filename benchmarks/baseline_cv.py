@@ -1,0 +1,90 @@
+"""Cross-validated search for the baseline's defaults: the evidence behind ``BASELINE_DEFAULTS``.
+
+Every setting is trained on identical stratified folds and seeds (the splits of
+``freezeframe compare``); inside a fold a stratified 15% of the training part is held out for
+early stopping and the fold's test part is never seen in training. Prints mean ± std test
+accuracy per setting, best first.
+
+    python benchmarks/baseline_cv.py --folds 5 --seeds 3 \
+        "dim=64,dropout=0.3,lr=5e-3" "dim=128,dropout=0.5,lr=1e-2,wd=0.01"
+
+Setting keys: dim (embedding size), dropout, lr, wd (weight decay), epochs, vocab, patience.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "imdb-aspects" / "train.csv"
+
+from freezeframe.compare import make_splits, run_split  # noqa: E402
+from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from freezeframe.data import load_labelled  # noqa: E402
+from freezeframe.errors import logger  # noqa: E402
+
+KEYS = {"dim": int, "dropout": float, "lr": float, "wd": float, "epochs": int, "vocab": int, "patience": int}
+
+
+def parse(setting: str) -> dict:
+    values = {}
+    for part in setting.split(","):
+        key, _, value = part.partition("=")
+        if key not in KEYS:
+            raise SystemExit(f"unknown key {key!r} in {setting!r}; use {', '.join(KEYS)}")
+        values[key] = KEYS[key](value)
+    return values
+
+
+def run_for(values: dict, seed: int) -> RunConfig:
+    model = ModelConfig(model="baseline", vocab_size=values.get("vocab", 1000), embedding_dim=values.get("dim", 64),
+                        dropout=values.get("dropout"))
+    train = TrainConfig(lr=values.get("lr"), epochs=values.get("epochs"), weight_decay=values.get("wd", 0.01),
+                        patience=values.get("patience", 5), seed=seed, show_progress=False)
+    return RunConfig(DataConfig(DATA), model, train)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("settings", nargs="+")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the baseline is too small to gain from more)")
+    parser.add_argument("--jsonl", type=Path, help="append one line per setting here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logger.setLevel("ERROR")
+    data = load_labelled(DATA)
+    splits = make_splits(data, None, args.folds, args.seeds)
+    rows = []
+    for setting in args.settings:
+        values = parse(setting)
+        started = time.perf_counter()
+        accuracies, epochs = [], []
+        for split in splits:
+            record = run_split(run_for(values, split.seed), split, 0.15, data.label_names)
+            accuracies.append(record.metrics["accuracy"])
+            epochs.append(record.best_epoch)
+        row = {"setting": setting, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies, ddof=1)),
+               "best_epoch": float(np.mean(epochs)), "runs": len(accuracies), "seconds": time.perf_counter() - started}
+        rows.append(row)
+        print(f"{setting:<45} {row['mean']:.3f} ± {row['std']:.3f}  best epoch {row['best_epoch']:5.1f}  "
+              f"({row['seconds']:.0f}s)", flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+    print("\nbest first:")
+    for row in sorted(rows, key=lambda r: -r["mean"]):
+        print(f"{row['setting']:<45} {row['mean']:.3f} ± {row['std']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
