@@ -30,6 +30,8 @@ FORMAT = 1
 _FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache", "train": "--train", "valid": "--valid"}
 _IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}
 """Settings that may change on resume: file paths (their contents are compared) and the progress bar."""
+_BASELINE_ONLY = {"model.vocab_size", "model.embedding_dim"}
+"""Settings a pretrained encoder ignores."""
 
 
 class TrainingInterrupted(FreezeframeError):
@@ -40,10 +42,11 @@ class TrainingInterrupted(FreezeframeError):
 
 def run_fingerprint(run: RunConfig) -> dict:
     """What must not change between an interrupted run and its resumption: settings and data contents."""
+    ignored = _IGNORED_SETTINGS | (set() if run.model.is_baseline else _BASELINE_ONLY)
     flat: dict[str, object] = {}
     for section, values in run.to_dict().items():
         for name, value in values.items():
-            if f"{section}.{name}" not in _IGNORED_SETTINGS:
+            if f"{section}.{name}" not in ignored:
                 flat[f"{section}.{name}"] = value
     data = {"train": file_sha256(run.data.train) if run.data.train.is_file() else None}
     if run.data.valid is not None:
@@ -54,8 +57,8 @@ def run_fingerprint(run: RunConfig) -> dict:
 def fingerprint_differences(saved: dict, current: dict) -> list[str]:
     """Human-readable differences between two fingerprints, e.g. ``--lr 0.001 (checkpoint: 0.0003)``."""
     problems = []
-    for key in sorted(set(saved["settings"]) | set(current["settings"])):
-        old, new = saved["settings"].get(key), current["settings"].get(key)
+    for key in sorted(set(saved["settings"]) & set(current["settings"])):  # settings new to a version are not compared
+        old, new = saved["settings"][key], current["settings"][key]
         if old != new:
             problems.append(f"{_flag(key)} {new} (checkpoint: {old})")
     for role in sorted(set(saved["data"]) | set(current["data"])):
