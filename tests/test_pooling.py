@@ -1,0 +1,56 @@
+"""Mean pooling: trains, saves, reloads, and stays loadable by transformers.pipeline()."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def mean_model(tmp_path_factory, tiny_model_dir, tiny_data):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "mean"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
+          "--pooling", "mean", "--freeze", "last-2", "--epochs", "3", "--lr", "1e-3", "--head-lr", "1e-2", "--quiet"])
+    return out
+
+
+def test_mean_pooled_model_is_saved_with_its_code(mean_model):
+    config = json.loads((mean_model / "config.json").read_text())
+    assert config["freezeframe_pooling"] == "mean"
+    assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_freezeframe.")
+    assert (mean_model / "modeling_freezeframe.py").exists()
+
+
+def test_pipeline_with_remote_code_agrees(mean_model):
+    from transformers import pipeline
+
+    from freezeframe.predict import load_classifier
+
+    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film"]
+    classify = pipeline("text-classification", model=str(mean_model), trust_remote_code=True, device="cpu", top_k=None)
+    theirs = classify(texts)
+    ours = load_classifier(mean_model, device="cpu").predict(texts)
+    for mine, other in zip(ours, theirs):
+        assert mine["label"] == max(other, key=lambda r: r["score"])["label"]
+        for row in other:
+            assert mine["scores"][row["label"]] == pytest.approx(row["score"], abs=1e-4)
+
+
+def test_staged_mean_forward_matches_the_hf_class(tiny_model_dir):
+    import torch
+
+    from freezeframe.encoder import load_pretrained
+
+    network, tokenizer = load_pretrained(str(tiny_model_dir), ["a", "b", "c"], pooling="mean")
+    network.eval()
+    ids, _ = tokenizer.encode(["the camera shot", "a plot twist ending was very good"], 64)
+    width = max(map(len, ids))
+    input_ids = torch.tensor([x + [0] * (width - len(x)) for x in ids])
+    mask = (input_ids != 0).long()
+    with torch.no_grad():
+        staged = network(input_ids, mask)
+        direct = network.hf(input_ids=input_ids, attention_mask=mask).logits
+    assert torch.allclose(staged, direct, atol=1e-5)
