@@ -41,6 +41,21 @@ GRIDS = {
         + [f"freeze={plan},pooling={p},lr=3e-4,cache=false" for plan, p in
            (("last-1", "cls"), ("last-1", "mean"), ("last-2", "mean"))]
     ),
+    "round2": [
+        "freeze=last-1,pooling=mean,lr=1e-4,head_lr=1e-2",
+        "freeze=last-2,pooling=mean,lr=1e-4,head_lr=1e-2",
+        "freeze=last-1,pooling=cls,lr=1e-4,head_lr=1e-2",
+        "freeze=last-2,pooling=mean,lr=3e-5,head_lr=1e-2",
+        "freeze=last-3,pooling=mean,lr=1e-4,head_lr=1e-2",
+        "freeze=last-3,pooling=mean,lr=3e-5,head_lr=3e-3",
+        "freeze=full,pooling=mean,lr=3e-5,head_lr=1e-2",
+        "freeze=full,pooling=mean,lr=1e-4,head_lr=3e-3",
+        "freeze=full,pooling=cls,lr=3e-5,head_lr=3e-3",
+        "freeze=last-2,pooling=mean,lr=1e-4,head_lr=3e-3",
+        "freeze=last-1,pooling=mean,lr=3e-4,head_lr=1e-2",
+        "freeze=last-2,pooling=mean,lr=1e-4,head_lr=1e-2,patience=3",
+        "freeze=last-2,pooling=mean,lr=1e-4,head_lr=1e-2,weight_decay=0.1",
+    ],
     "smoke": ["freeze=head,pooling=mean,lr=3e-3,epochs=3", "freeze=last-1,pooling=cls,lr=3e-4,epochs=2"],
 }
 

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from freezeframe.config import DEFAULT_MODEL, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.errors import FreezeframeError
 
 app = typer.Typer(
@@ -51,8 +51,8 @@ def train(
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
     model: Annotated[str, typer.Option(help="Encoder: model directory, cached hub id, or 'baseline'.")] = DEFAULT_MODEL,
-    freeze: Annotated[str, typer.Option(help="Freeze plan: head, last-N, full, or globs over parameter names.")] = "last-1",
-    pooling: Annotated[str, typer.Option(help="Sentence vector for the head: cls or mean.")] = "cls",
+    freeze: Annotated[str, typer.Option(help="Freeze plan: head, last-N, full, or globs over parameter names.")] = DEFAULT_FREEZE,
+    pooling: Annotated[str, typer.Option(help="Sentence vector for the head: cls or mean.")] = DEFAULT_POOLING,
     max_length: Annotated[int, typer.Option(help="Longest tokenized text (longer ones are truncated).")] = 128,
     padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
     vocab_size: Annotated[int, typer.Option(help="Baseline: vocabulary size.")] = 1000,
@@ -150,9 +150,9 @@ def predict(
 @app.command()
 def inspect(
     model: Annotated[str, typer.Option(help="Encoder or trained model directory.")] = DEFAULT_MODEL,
-    freeze: Annotated[str, typer.Option(help="Freeze plan to show.")] = "last-1",
+    freeze: Annotated[str, typer.Option(help="Freeze plan to show.")] = DEFAULT_FREEZE,
     num_labels: Annotated[int, typer.Option(help="Classes of the head (for an untrained encoder).")] = 3,
-    pooling: Annotated[str, typer.Option(help="cls or mean.")] = "cls",
+    pooling: Annotated[str, typer.Option(help="cls or mean.")] = DEFAULT_POOLING,
 ) -> None:
     """Show, block by block, which parameters a freeze plan trains."""
     from freezeframe.freeze import FreezePlan

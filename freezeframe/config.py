@@ -13,6 +13,13 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 BASELINE_MODEL = "baseline"
 """``--model baseline`` selects the from-scratch word-embedding model."""
 
+DEFAULT_FREEZE = "last-3"
+"""The recommended plan, chosen by cross-validation on train.csv (README, "How the defaults were chosen").
+The seed notebook's plan is ``last-1`` with ``cls`` pooling."""
+
+DEFAULT_POOLING = "mean"
+"""Mean pooling beat the [CLS] pooler for every partly frozen plan in cross-validation."""
+
 
 @dataclass
 class DataConfig:
@@ -47,9 +54,9 @@ class ModelConfig:
     model: str = DEFAULT_MODEL
     """A local Hugging Face model directory, a hub id already in the local cache, the packaged
     default ``all-MiniLM-L6-v2``, or ``baseline``."""
-    freeze: str = "last-1"
+    freeze: str = DEFAULT_FREEZE
     """Freeze plan: ``head``, ``last-N``, ``full``, ``gradual`` or comma-separated globs."""
-    pooling: str = "cls"
+    pooling: str = DEFAULT_POOLING
     """Sentence representation the classifier reads: ``cls`` (pooler over [CLS]) or ``mean``."""
     max_length: int = 128
     """Longest tokenized text; longer ones are truncated."""
@@ -136,7 +143,7 @@ class TrainConfig:
             raise ValueError("; ".join(problems))
 
 
-ENCODER_DEFAULTS = {"lr": 3e-4, "epochs": 20}
+ENCODER_DEFAULTS = {"lr": 1e-4, "epochs": 20}
 """Defaults for a pretrained encoder, chosen by cross-validation on train.csv (see README)."""
 
 BASELINE_DEFAULTS = {"lr": 1e-2, "epochs": 60, "dropout": 0.5}

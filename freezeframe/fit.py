@@ -13,7 +13,7 @@ import torch
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import cached_training_data
-from freezeframe.config import ModelConfig, RunConfig
+from freezeframe.config import DEFAULT_FREEZE, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
 from freezeframe.errors import report
 from freezeframe.evaluate import compute_metrics
@@ -104,7 +104,7 @@ def train_classifier(
     check_known_labels(valid_data, labels)
     seed_everything(run.train.seed)
     model, tokenizer = build_model(run.model, labels, train_data.texts)
-    plan = FreezePlan("full" if run.model.is_baseline and run.model.freeze == "last-1" else run.model.freeze)
+    plan = FreezePlan("full" if run.model.is_baseline and run.model.freeze == DEFAULT_FREEZE else run.model.freeze)
     freeze_report = plan.apply(model)
     train_set = encode_examples(tokenizer, train_data, labels, run.model)
     valid_set = encode_examples(tokenizer, valid_data, labels, run.model)

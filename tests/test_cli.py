@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from freezeframe.config import DEFAULT_FREEZE
+
 TRAIN_ARGS = ["--epochs", "3", "--lr", "1e-3", "--quiet"]
 
 
@@ -25,7 +27,7 @@ def test_train_writes_a_complete_hf_directory(trained):
     assert set(config["id2label"].values()) == {"Cinematography", "Characters", "Story"}
     meta = json.loads((trained / "freezeframe.json").read_text())
     assert meta["labels"] == ["Characters", "Cinematography", "Story"]
-    assert meta["freeze"]["plan"] == "last-1"
+    assert meta["freeze"]["plan"] == DEFAULT_FREEZE
     assert 0 < meta["freeze"]["trainable_parameters"] < meta["freeze"]["total_parameters"]
     assert len(meta["history"]) == 3 and 1 <= meta["best_epoch"] <= 3
     assert set(meta["history"][0]) >= {"train_loss", "valid_loss", "train_accuracy", "valid_accuracy"}
@@ -70,7 +72,7 @@ def test_predict_arguments_and_file_keep_order(run_cli, trained, tmp_path):
 
 def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
     meta = json.loads((trained / "freezeframe.json").read_text())
-    code, out, _ = run_cli("inspect", "--model", tiny_model_dir, "--freeze", "last-1")
+    code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
     assert code == 0
     assert "layer 3" in out and "pooler" in out and "classifier" in out
     assert f"{meta['freeze']['trainable_parameters']:,}" in out
