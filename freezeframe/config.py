@@ -118,6 +118,8 @@ class TrainConfig:
     """Show a progress bar and one line per epoch on stderr."""
     head_lr: float | None = None
     """Learning rate of the classifier and pooler; ``None`` uses ``lr``."""
+    ensemble: int = 1
+    """Members trained with seeds seed, seed+1, ...; predictions average their probabilities."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -135,6 +137,8 @@ class TrainConfig:
             problems.append(f"head_lr must be positive, got {self.head_lr}")
         if not 0.0 < self.lr_decay <= 1.0:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 1 <= self.ensemble <= 32:
+            problems.append(f"ensemble must be between 1 and 32 members, got {self.ensemble}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.cache_dtype not in ("float32", "bfloat16", "float16"):

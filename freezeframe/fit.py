@@ -5,22 +5,22 @@ from __future__ import annotations
 import datetime
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
-from freezeframe.cache import cached_training_data
+from freezeframe.cache import CachedTop, CachePlan, cached_training_data
 from freezeframe.config import DEFAULT_FREEZE, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
-from freezeframe.errors import report
+from freezeframe.errors import FreezeframeError, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
 from freezeframe.checkpoint import open_checkpoint
-from freezeframe.storage import atomic_directory, file_sha256
+from freezeframe.storage import atomic_directory, check_output_dir, file_sha256
 from freezeframe.train import LoopResult, choose_device, predict_logits, seed_everything, train_loop
 
 
@@ -37,13 +37,18 @@ class TrainOutcome:
     meta: dict
     model: torch.nn.Module
     tokenizer: object
+    members: list[torch.nn.Module] = field(default_factory=list)
+    """All ensemble members (``model`` is the first); empty for a single model."""
 
     def classifier(self):
         """The trained model as a :class:`freezeframe.predict.Classifier` (no reload from disk)."""
+        from freezeframe.ensemble import EnsembleClassifier
         from freezeframe.predict import Classifier
 
-        return Classifier(self.model, self.tokenizer, self.labels, self.meta["settings"]["model"]["max_length"],
-                          self.meta, self.meta["settings"]["train"]["device"])
+        settings = self.meta["settings"]
+        parts = [Classifier(m, self.tokenizer, self.labels, settings["model"]["max_length"], self.meta,
+                            settings["train"]["device"]) for m in (self.members or [self.model])]
+        return parts[0] if len(parts) == 1 else EnsembleClassifier(parts, self.meta)
 
 
 def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
@@ -97,7 +102,15 @@ def train_classifier(
     Returns:
         The outcome, including validation metrics of the kept (best) epoch.
     """
-    checkpoint = open_checkpoint(Path(out), run, overwrite, resume) if out is not None else None
+    members = run.train.ensemble
+    if members > 1 and resume:
+        raise FreezeframeError("--resume works for single models; an --ensemble run starts again")
+    checkpoint = None
+    if out is not None:
+        if members > 1:
+            check_output_dir(Path(out), overwrite)
+        else:
+            checkpoint = open_checkpoint(Path(out), run, overwrite, resume)
     if train_data is None or valid_data is None:
         train_data, valid_data = split_data(run)
     labels = train_data.label_names
@@ -117,11 +130,20 @@ def train_classifier(
             model, train_set, valid_set, device, run.train.cache_dtype, budget
         )
     loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint)
-    logits = predict_logits(model, valid_set, 64, device)
-    metrics = compute_metrics(valid_set.labels, logits.argmax(-1).tolist(), labels)
+    models, loops = [model], [loop]
+    for k in range(1, members):
+        # every member sees the same split and the same cached frozen prefix; only its seed differs
+        seed_everything(run.train.seed + k)
+        member, _ = build_model(run.model, labels, train_data.texts)
+        plan.apply(member)
+        module = CachedTop(member, CachePlan(cache_info["start_layer"])) if cache_info["used"] else member
+        loops.append(train_loop(module, loop_train, loop_valid, replace(run.train, seed=run.train.seed + k), device))
+        models.append(member)
+    probabilities = torch.stack([predict_logits(m, valid_set, 64, device).softmax(-1) for m in models]).mean(0)
+    metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
     meta = {
         "freezeframe_version": __version__,
-        "kind": getattr(model, "kind", "transformer"),
+        "kind": "ensemble" if members > 1 else getattr(model, "kind", "transformer"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "labels": labels,
         "settings": run.to_dict(),
@@ -132,16 +154,28 @@ def train_classifier(
         **loop.to_dict(),
         "validation_metrics": metrics,
     }
+    if members > 1:
+        meta["members"] = [f"member-{k}" for k in range(members)]
+        meta["member_runs"] = [dict(seed=run.train.seed + k, **lp.to_dict()) for k, lp in enumerate(loops)]
     if out is not None:
         # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
         with atomic_directory(Path(out), overwrite=True) as staging:
-            model.save(staging)
-            tokenizer.save(staging)
+            for k, member in enumerate(models if members > 1 else []):
+                member_dir = staging / f"member-{k}"
+                member_dir.mkdir()
+                member.save(member_dir)
+                tokenizer.save(member_dir)
+                member_meta = {**meta, "kind": getattr(member, "kind", "transformer"), **loops[k].to_dict()}
+                member_meta.pop("members")
+                (member_dir / META_FILE).write_text(json.dumps(member_meta, indent=2), encoding="utf-8")
+            if members == 1:
+                model.save(staging)
+                tokenizer.save(staging)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             if keep_checkpoint:
                 checkpoint.move_into(staging)
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
-                        model, tokenizer)
+                        model, tokenizer, models if members > 1 else [])
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts) -> dict:

@@ -48,15 +48,19 @@ class Classifier:
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
         """``{"text", "label", "scores"}`` per text, in input order."""
-        probabilities = self.predict_proba(texts, batch_size)
-        return [
-            {
-                "text": text,
-                "label": self.labels[int(row.argmax())],
-                "scores": {label: round(float(p), 6) for label, p in zip(self.labels, row)},
-            }
-            for text, row in zip(texts, probabilities)
-        ]
+        return rows_from_probabilities(texts, self.predict_proba(texts, batch_size), self.labels)
+
+
+def rows_from_probabilities(texts: list[str], probabilities: np.ndarray, labels: list[str]) -> list[dict]:
+    """``{"text", "label", "scores"}`` per text from a [texts, labels] probability matrix."""
+    return [
+        {
+            "text": text,
+            "label": labels[int(row.argmax())],
+            "scores": {label: round(float(p), 6) for label, p in zip(labels, row)},
+        }
+        for text, row in zip(texts, probabilities)
+    ]
 
 
 def read_meta(directory: Path) -> dict:
@@ -83,6 +87,10 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
                                "pass the --out directory of `freezeframe train`")
     meta = read_meta(directory)
+    if meta.get("kind") == "ensemble":
+        from freezeframe.ensemble import load_ensemble
+
+        return load_ensemble(directory, meta, device)
     if meta.get("kind") == "baseline":
         from freezeframe.baseline import load_baseline
 
