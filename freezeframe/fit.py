@@ -123,21 +123,33 @@ def train_classifier(
     valid_set = encode_examples(tokenizer, valid_data, labels, run.model)
     device = choose_device(run.train.device)
     cache_info: dict = {"used": False, "reason": "--no-cache"}
+    budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
     trained_module, loop_train, loop_valid = model, train_set, valid_set
-    if run.train.cache:
-        budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
+    stages: list[dict] = []
+    if plan.is_gradual:
+        cache_info = {"used": run.train.cache, "level": "rebuilt when a layer unfreezes"}
+    elif run.train.cache:
         trained_module, loop_train, loop_valid, cache_info = cached_training_data(
             model, train_set, valid_set, device, run.train.cache_dtype, budget
         )
-    loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint)
+
+    def schedule_for(network):
+        if not plan.is_gradual:
+            return None
+        return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
+
+    loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint, schedule_for(model))
     models, loops = [model], [loop]
     for k in range(1, members):
         # every member sees the same split and the same cached frozen prefix; only its seed differs
         seed_everything(run.train.seed + k)
         member, _ = build_model(run.model, labels, train_data.texts)
         plan.apply(member)
-        module = CachedTop(member, CachePlan(cache_info["start_layer"])) if cache_info["used"] else member
-        loops.append(train_loop(module, loop_train, loop_valid, replace(run.train, seed=run.train.seed + k), device))
+        module = member
+        if cache_info["used"] and not plan.is_gradual:
+            module = CachedTop(member, CachePlan(cache_info["start_layer"]))
+        loops.append(train_loop(module, loop_train, loop_valid, replace(run.train, seed=run.train.seed + k), device,
+                                schedule=schedule_for(member)))
         models.append(member)
     probabilities = torch.stack([predict_logits(m, valid_set, 64, device).softmax(-1) for m in models]).mean(0)
     metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
@@ -147,7 +159,7 @@ def train_classifier(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "labels": labels,
         "settings": run.to_dict(),
-        "freeze": freeze_report.to_dict(),
+        "freeze": {**freeze_report.to_dict(), **({"schedule": stages} if stages else {})},
         "cache": cache_info,
         "data": _data_record(run, train_data, valid_data),
         "versions": _versions(),
@@ -176,6 +188,28 @@ def train_classifier(
                 checkpoint.move_into(staging)
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
+
+
+def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet, run: RunConfig,
+                     device: torch.device, budget: int | None, stages: list[dict]):
+    """Per-epoch hook for gradual unfreezing: apply the epoch's stage; rebuild the cache when it shrinks."""
+    current: dict = {}
+
+    def schedule(epoch: int):
+        stage = plan.stage(epoch, model.num_layers)
+        if current.get("spec") == stage.spec:
+            return None
+        current["spec"] = stage.spec
+        stage_report = stage.apply(model)
+        stages.append({"from_epoch": epoch, "plan": stage.spec, "trainable_parameters": stage_report.trainable})
+        if not run.train.cache:
+            return model, train_set, valid_set
+        module, cached_train, cached_valid, _ = cached_training_data(
+            model, train_set, valid_set, device, run.train.cache_dtype, budget
+        )
+        return module, cached_train, cached_valid
+
+    return schedule
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts) -> dict:

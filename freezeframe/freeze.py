@@ -5,6 +5,9 @@ A plan is one of
   * ``last-N``    the classifier, the pooler and the top N encoder layers (``last-1`` is the
                   seed notebook's plan);
   * ``full``      everything;
+  * ``gradual-N`` ULMFiT's gradual unfreezing: epoch 1 trains the head, each later epoch unfreezes
+                  one more encoder layer from the top, down to N layers (``gradual``: all layers;
+                  the embeddings stay frozen);
   * patterns      comma-separated globs over parameter names, e.g.
                   ``classifier.*,bert.encoder.layer.3.*``.
 """
@@ -22,6 +25,7 @@ from freezeframe.errors import FreezeframeError, logger
 
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 _PRESET_LAST = re.compile(r"^last-(\d+)$")
+_PRESET_GRADUAL = re.compile(r"^gradual(?:-(\d+))?$")
 
 
 def named_plan_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -73,13 +77,30 @@ class FreezePlan:
 
     @property
     def is_preset(self) -> bool:
-        return self.spec in ("head", "full") or bool(_PRESET_LAST.match(self.spec))
+        return self.spec in ("head", "full") or bool(_PRESET_LAST.match(self.spec) or _PRESET_GRADUAL.match(self.spec))
+
+    @property
+    def is_gradual(self) -> bool:
+        return bool(_PRESET_GRADUAL.match(self.spec))
+
+    def gradual_depth(self, n_layers: int) -> int:
+        """How many encoder layers a gradual plan unfreezes in the end."""
+        depth = _PRESET_GRADUAL.match(self.spec).group(1)
+        return n_layers if depth is None else int(depth)
+
+    def stage(self, epoch: int, n_layers: int) -> FreezePlan:
+        """The plan in force during ``epoch`` (1-based): a gradual plan grows by one layer per epoch."""
+        if not self.is_gradual:
+            return self
+        return FreezePlan(f"last-{min(epoch - 1, self.gradual_depth(n_layers))}")
 
     def trainable_names(self, model: nn.Module) -> set[str]:
         """Names of the parameters this plan trains on ``model``."""
         names = [n for n, _ in named_plan_parameters(model)]
         if self.spec == "full":
             return set(names)
+        if self.is_gradual:
+            return FreezePlan(f"last-{self.gradual_depth(count_layers(names))}").trainable_names(model)
         blocks = {n: block_of(n) for n in names}
         head = {n for n, b in blocks.items() if b not in ("embeddings", "pooler") and not b.startswith("layer ")}
         if self.spec == "head":
@@ -90,7 +111,9 @@ class FreezePlan:
             if depth > n_layers:
                 raise FreezeframeError(f"--freeze {self.spec}: the model has only {n_layers} encoder layers")
             lowest = n_layers - depth
-            return head | {n for n, b in blocks.items() if b == "pooler"} | {
+            # a mean-pooled head never reads the pooler, so it has nothing to learn there
+            pooler = set() if getattr(model, "pooling", "cls") == "mean" else {n for n, b in blocks.items() if b == "pooler"}
+            return head | pooler | {
                 n for n in names if (layer_index(n) is not None and layer_index(n) >= lowest)
             }
         chosen: set[str] = set()

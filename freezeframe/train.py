@@ -115,6 +115,7 @@ def train_loop(
     config: TrainConfig,
     device: torch.device,
     checkpoint: CheckpointStore | None = None,
+    schedule: Callable[[int], tuple[nn.Module, ExampleSet, ExampleSet] | None] | None = None,
 ) -> LoopResult:
     """Train the trainable parameters of ``model``; keep the weights of the best validation epoch.
 
@@ -127,6 +128,10 @@ def train_loop(
         device: where to train.
         checkpoint: where to save the state after every epoch; when it holds a saved state,
             training continues from there exactly as if it had never stopped.
+        schedule: called at the start of every epoch (gradual unfreezing); it may change which
+            parameters train and return a new (module, train data, valid data) to use from then on.
+            ``model`` must arrive with every parameter that will ever train marked trainable, so
+            that the optimizer knows them all from the start.
 
     Returns:
         The history and best epoch; ``model`` holds the best epoch's weights on return.
@@ -146,9 +151,10 @@ def train_loop(
     valid_labels = torch.tensor(valid_data.labels)
     result, best_state, waited = LoopResult(), None, 0
     if checkpoint is not None and checkpoint.saved is not None:
-        result, best_state, waited = _restore(checkpoint.saved, model, optimizer, scheduler, rng)
+        result, best_state, waited = _restore(checkpoint.saved, model, trainable, optimizer, scheduler, rng)
     started = time.perf_counter() - result.seconds
     first_epoch = config.epochs + 1 if result.stopped_early else len(result.history) + 1
+    training_module = model
     progress = _progress(config.show_progress)
     epoch = first_epoch
     try:
@@ -156,9 +162,13 @@ def train_loop(
             task = progress.add_task("training", total=total, completed=steps_per_epoch * (first_epoch - 1))
             for epoch in range(first_epoch, config.epochs + 1):
                 epoch_start = time.perf_counter()
-                train_loss, train_acc = _train_epoch(model, train_data, config, device, optimizer, scheduler, rng,
+                staged = schedule(epoch) if schedule is not None else None
+                if staged is not None:
+                    training_module, train_data, valid_data = staged
+                    training_module.to(device)
+                train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scheduler, rng,
                                                      lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
-                logits = predict_logits(model, valid_data, config.batch_size * 2, device)
+                logits = predict_logits(training_module, valid_data, config.batch_size * 2, device)
                 valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
                 valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
                 record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
@@ -176,7 +186,7 @@ def train_loop(
                 result.stopped_early = waited >= config.patience
                 if checkpoint is not None:
                     result.seconds = time.perf_counter() - started
-                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, optimizer, scheduler, rng))
+                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scheduler, rng))
                 if result.stopped_early:
                     logger.info("early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
                     break
@@ -217,26 +227,26 @@ def _train_epoch(
     return loss_sum / seen, correct / seen
 
 
-def _model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def _model_state(model: nn.Module, trainable: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
     """What training changes in ``model``: its trainable parameters and its buffers (tiny next to the rest)."""
-    state = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    state = {n: p.detach() for n, p in trainable.items()}
     return state | {f"buffer:{n}": b for n, b in model.named_buffers()}
 
 
 def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: int, model: nn.Module,
-              optimizer: torch.optim.Optimizer, scheduler, rng: random.Random) -> dict:
+              trainable: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, scheduler, rng: random.Random) -> dict:
     """The loop's whole state at the end of ``epoch``, for :class:`CheckpointStore`."""
     return {
         "epoch": epoch, "result": result.to_dict(), "waited": waited, "best_state": best_state,
-        "model": _model_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "model": _model_state(model, trainable), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "random": random_states(rng),
     }
 
 
-def _restore(saved: dict, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-             rng: random.Random) -> tuple[LoopResult, dict | None, int]:
+def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
+             scheduler, rng: random.Random) -> tuple[LoopResult, dict | None, int]:
     """Put the loop back into the state :func:`_snapshot` recorded; returns (result, best_state, waited)."""
-    current = _model_state(model)
+    current = _model_state(model, trainable)
     if set(saved["model"]) != set(current):
         raise FreezeframeError("the checkpoint does not fit this model (its trainable parameters differ); "
                                "drop --resume and pass --overwrite to start over")

@@ -1,0 +1,43 @@
+"""Gradual unfreezing: one more layer per epoch, recorded, and the cache follows the plan."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from freezeframe.freeze import FreezePlan
+
+
+def test_stages_grow_one_layer_per_epoch():
+    plan = FreezePlan("gradual-2")
+    assert [plan.stage(e, 4).spec for e in range(1, 6)] == ["last-0", "last-1", "last-2", "last-2", "last-2"]
+    assert FreezePlan("gradual").stage(9, 4).spec == "last-4"
+
+
+def test_gradual_training_unfreezes_top_down(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    out = tmp_path / "gradual"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                           "--freeze", "gradual-2", "--epochs", "4", "--patience", "4", "--lr", "1e-3", "--quiet")
+    assert code == 0, err
+    meta = json.loads((out / "freezeframe.json").read_text())
+    schedule = meta["freeze"]["schedule"]
+    assert [s["plan"] for s in schedule] == ["last-0", "last-1", "last-2"]
+    assert [s["from_epoch"] for s in schedule] == [1, 2, 3]
+    assert schedule[0]["trainable_parameters"] < schedule[1]["trainable_parameters"] < schedule[2]["trainable_parameters"]
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.predict import load_classifier
+
+    original, _ = load_pretrained(str(tiny_model_dir), meta["labels"], pooling="mean")
+    trained = dict(load_classifier(out, device="cpu").model.plan_parameters())
+    # the kept weights are those of the best epoch: layers unfrozen by then have trained, no others
+    depth = min(meta["best_epoch"] - 1, 2)
+    trained_prefixes = ("classifier.",) + tuple(f"bert.encoder.layer.{3 - i}." for i in range(depth))
+    for name, param in original.plan_parameters():
+        changed = not torch.equal(param, trained[name])
+        assert changed == name.startswith(trained_prefixes), name
+
+
+def test_inspect_shows_a_gradual_plan(run_cli, tiny_model_dir):
+    code, out, _ = run_cli("inspect", "--model", tiny_model_dir, "--freeze", "gradual-2")
+    assert code == 0 and "layer 2" in out and "one more layer per epoch" in out
