@@ -161,6 +161,8 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
                 "use the original settings, or drop --resume and pass --overwrite to start over"
             )
         store = CheckpointStore(out, fingerprint, saved)
+        for stale in out.parent.glob(f".{out.name}.tmp-*"):  # a final write cut short by the kill
+            shutil.rmtree(stale, ignore_errors=True)
         report(f"resuming from the checkpoint of epoch {store.saved_epoch} in {directory}")
         return store
     if state_path.is_file() and not overwrite:

@@ -115,8 +115,10 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     code, _, err = run_cli(*[str(other) if a == str(tiny_data["train"]) else a for a in args], "--resume")
     assert code == 2 and "the --train file has different contents" in err
 
+    (tmp_path / ".model.tmp-cut-short").mkdir()  # as a kill during the final write leaves it
     code, _, err = run_cli(*args, "--resume", "--keep-checkpoint")
     assert code == 0, err
+    assert not (tmp_path / ".model.tmp-cut-short").exists()
     assert outcome(out) == outcome(uninterrupted)
     assert (out / CHECKPOINT_DIR / STATE_FILE).exists(), "--keep-checkpoint keeps it inside the model directory"
 
