@@ -132,16 +132,18 @@ def predict(
     input: Annotated[Optional[Path], typer.Option("--input", help="File of texts (.csv/.tsv/.jsonl/.txt); '-' reads stdin.")] = None,
     text_column: TextColumn = "review",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports MODEL/onnx on first use).")] = "torch",
+    quantize: Annotated[str, typer.Option(help="none, or int8 for the quantized ONNX graph (with --backend onnx).")] = "none",
 ) -> None:
     """Classify texts; print one JSON line per text: {"text", "label", "scores"}."""
     from freezeframe.data import load_texts
-    from freezeframe.predict import load_classifier
+    from freezeframe.predict import load_predictor
 
     _setup_logging(quiet=True)
     if not texts and input is None:
         raise FreezeframeError("nothing to classify: give texts as arguments or --input FILE ('-' for stdin)")
     items = list(texts or []) + (load_texts(input, text_column) if input is not None else [])
-    classifier = load_classifier(model)
+    classifier = load_predictor(model, backend, quantize)
     out = sys.stdout
     for row in classifier.predict(items, batch_size):
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -203,6 +205,52 @@ def compare(
         test_result = results["significance"]
         print(f"McNemar exact test, {' vs '.join(test_result['compared'])}: p = {test_result['p_value']:.3g}")
     print(f"report: {out / 'report.html'}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="Model directory written by train.")],
+    format: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    quantize: Annotated[str, typer.Option(help="none, or int8 to also write model.int8.onnx.")] = "none",
+    out: Annotated[Optional[Path], typer.Option(help="Export directory (default MODEL/onnx), or a .onnx file for the graph alone.")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+) -> None:
+    """Export to ONNX for onnxruntime; predict and serve use it with --backend onnx [--quantize int8]."""
+    from freezeframe.export import ExportConfig, export_model
+
+    _setup_logging(quiet=False)
+    result = export_model(ExportConfig(model, out, format, quantize, opset))
+    print(f"wrote {result.files[0]} (max |logit difference| from torch: {result.max_abs_diff:.1e})")
+    if result.int8_max_abs_diff is not None:
+        print(f"wrote {result.files[-1]} (int8; max |logit difference| from torch: {result.int8_max_abs_diff:.1e})")
+    if out is None or out.suffix != ".onnx":
+        where = model if out is None else out
+        print(f"run it with:  freezeframe predict --model {where} --backend onnx"
+              f"{' --quantize int8' if quantize == 'int8' else ''} --input FILE")
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Model directory written by train (or by export, with --backend onnx).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
+    quantize: Annotated[str, typer.Option(help="none, or int8 (with --backend onnx).")] = "none",
+    max_texts: Annotated[int, typer.Option(help="Most texts per request (more: 413).")] = 256,
+    max_chars: Annotated[int, typer.Option(help="Most characters per text (more: 413).")] = 10_000,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (more: 413).")] = 8.0,
+    batch_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its forward pass.")] = 5.0,
+    max_batch_texts: Annotated[int, typer.Option(help="Most texts merged into one forward pass.")] = 512,
+    max_concurrency: Annotated[int, typer.Option(help="Open connections beyond this get 503.")] = 1024,
+) -> None:
+    """Serve the model over HTTP: POST /predict, GET /health, GET /info, docs at /docs."""
+    from freezeframe.serve import ServeConfig, serve_model
+
+    _setup_logging(quiet=False)
+    config = ServeConfig(host, port, backend, quantize, max_texts, max_chars, int(max_body_mb * 2**20), batch_wait_ms,
+                         max_batch_texts, max_concurrency=max_concurrency)
+    serve_model(model, config)
+
 
 def _one_line(message: object) -> str:
     return " ".join(str(message).split())

@@ -1,0 +1,314 @@
+"""The HTTP service: ``POST /predict`` over a model loaded once; concurrent requests share forward passes.
+
+Requests that arrive within ``batch_wait_ms`` of each other (or while a forward pass runs) are merged by
+:class:`MicroBatcher` into one ``predict_proba`` call; each request gets back exactly its own rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from freezeframe import __version__
+from freezeframe.errors import FreezeframeError, logger
+
+try:
+    from fastapi import FastAPI, HTTPException, Request
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+except ImportError:  # pragma: no cover - depends on the installation
+    raise FreezeframeError("serving needs FastAPI and uvicorn: pip install 'freezeframe[serve]'") from None
+
+
+class PredictRequest(BaseModel):
+    """The body of ``POST /predict``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    texts: list[str] = Field(description="Texts to classify (at least one; limits in GET /info).",
+                             examples=[["the camera work is stunning", "the ending made no sense"]])
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="The most probable class.")
+    scores: dict[str, float] = Field(description="Probability of every class.")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="One per text, in request order.")
+
+
+@dataclass
+class ServeConfig:
+    """Where the service listens, what it accepts, and how it batches."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on (127.0.0.1: this machine only)."""
+    port: int = 8000
+    """TCP port (0 picks a free one)."""
+    backend: str = "torch"
+    """``torch`` or ``onnx``."""
+    quantize: str = "none"
+    """``int8`` serves the quantized ONNX graph (with ``backend="onnx"``)."""
+    max_texts: int = 256
+    """Most texts in one request (more: 413)."""
+    max_chars: int = 10_000
+    """Most characters in one text (more: 413)."""
+    max_body_bytes: int = 8 * 2**20
+    """Largest request body in bytes (more: 413)."""
+    batch_wait_ms: float = 5.0
+    """How long the first waiting request holds the forward pass open for others."""
+    max_batch_texts: int = 512
+    """Most texts merged into one forward pass."""
+    batch_size: int = 64
+    """Texts per model call inside a forward pass (length-sorted)."""
+    max_concurrency: int = 1024
+    """Open connections beyond this get 503 instead of queueing without bound."""
+
+    def __post_init__(self) -> None:
+        problems = [f"{name}: expected a positive number, got {getattr(self, name)}"
+                    for name in ("max_texts", "max_chars", "max_body_bytes", "max_batch_texts", "batch_size",
+                                 "max_concurrency") if getattr(self, name) < 1]
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port: expected 0 to 65535, got {self.port}")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            problems.append(f"batch_wait_ms: expected 0 to 1000, got {self.batch_wait_ms}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def limits(self) -> dict:
+        return {"max_texts": self.max_texts, "max_chars": self.max_chars, "max_body_bytes": self.max_body_bytes}
+
+
+class MicroBatcher:
+    """Runs the texts of requests arriving close together through one ``predict_proba`` call.
+
+    Args:
+        predict_proba: texts -> probabilities, one row per text in order; runs in one worker thread.
+        wait_ms: how long the first request of a batch waits for company.
+        max_texts: stop gathering once a batch holds this many texts.
+    """
+
+    def __init__(self, predict_proba: Callable[[list[str]], np.ndarray], wait_ms: float = 5.0,
+                 max_texts: int = 512) -> None:
+        self.predict_proba = predict_proba
+        self.wait = wait_ms / 1000
+        self.max_texts = max_texts
+        self.requests = 0
+        self.forward_passes = 0
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="freezeframe-forward")
+        self._worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def submit(self, texts: list[str]) -> np.ndarray:
+        """Probabilities for ``texts`` (in order), computed together with other waiting requests."""
+        if self._queue is None:
+            raise RuntimeError("MicroBatcher.start() was not awaited")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((texts, future))
+        return await future
+
+    async def _gather(self) -> list[tuple[list[str], asyncio.Future]]:
+        batch = [await self._queue.get()]
+        size = len(batch[0][0])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        while size < self.max_texts:
+            if self._queue.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            batch.append(item)
+            size += len(item[0])
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            texts = [text for request_texts, _ in batch for text in request_texts]
+            try:
+                rows = await loop.run_in_executor(self._executor, self.predict_proba, texts)
+            except Exception as err:  # noqa: BLE001 - the error belongs to the waiting requests, not the worker
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            self.forward_passes += 1
+            self.requests += len(batch)
+            start = 0
+            for request_texts, future in batch:
+                if not future.done():  # a client that went away leaves a cancelled future
+                    future.set_result(rows[start : start + len(request_texts)])
+                start += len(request_texts)
+
+
+def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | None = None):
+    """The FastAPI application around an already-loaded classifier.
+
+    Args:
+        classifier: has ``predict_proba(texts, batch_size)``, ``labels`` and ``meta``.
+        config: limits and batching.
+        model_dir: shown by ``/info``.
+    """
+    config = config or ServeConfig()
+    batcher = MicroBatcher(lambda texts: classifier.predict_proba(texts, config.batch_size),
+                           config.batch_wait_ms, config.max_batch_texts)
+    started = time.time()
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="freezeframe", version=__version__, lifespan=lifespan,
+                  description="Text classification with a model trained by freezeframe.")
+    app.state.batcher = batcher
+    errors = {413: {"description": "Body, text count or a text over the limits"},
+              422: {"description": "Malformed JSON, wrong types, or no texts"}}
+    body_schema = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": PredictRequest.model_json_schema()}}}}
+
+    @app.post("/predict", response_model=PredictResponse, responses=errors, openapi_extra=body_schema)
+    async def predict(request: Request) -> dict:
+        """Classify texts; predictions come back in request order."""
+        body = await _read_limited(request, config.max_body_bytes)
+        try:
+            texts = PredictRequest.model_validate_json(body).texts
+        except ValidationError as err:
+            raise HTTPException(422, _validation_message(err)) from None
+        _check_limits(texts, config)
+        try:
+            rows = await batcher.submit(texts)
+        except Exception as err:  # noqa: BLE001 - answer 500 with a reason; the service stays up
+            raise HTTPException(500, f"prediction failed: {type(err).__name__}: {err}") from None
+        labels = classifier.labels
+        return {"predictions": [
+            {"label": labels[int(row.argmax())], "scores": {name: round(float(p), 6) for name, p in zip(labels, row)}}
+            for row in rows
+        ]}
+
+    @app.get("/health")
+    async def health() -> dict:
+        """Liveness: the model is loaded and the batcher runs."""
+        return {"status": "ok", "uptime_s": round(time.time() - started, 1)}
+
+    @app.get("/info")
+    async def info() -> dict:
+        """Labels, model kind, freeze plan, validation metrics, backend, limits and batching counters."""
+        meta = classifier.meta or {}
+        return {
+            "model": str(model_dir) if model_dir is not None else None,
+            "kind": meta.get("kind", "transformer"),
+            "labels": classifier.labels,
+            "max_length": classifier.max_length,
+            "freeze": meta.get("freeze", {}),
+            "validation_metrics": meta.get("validation_metrics", {}),
+            "backend": config.backend, "quantize": config.quantize,
+            "limits": config.limits(),
+            "batching": {"wait_ms": config.batch_wait_ms, "max_batch_texts": config.max_batch_texts,
+                         "requests": batcher.requests, "forward_passes": batcher.forward_passes},
+            "freezeframe_version": __version__,
+        }
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    message = f"request body is larger than {limit:,} bytes (serve --max-body-mb)"
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, message)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, message)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_message(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors()[:3]:
+        if item["type"] == "json_invalid":
+            return f"request body is not valid JSON ({item.get('ctx', {}).get('error', item['msg'])}); " \
+                   'send {"texts": ["...", ...]}'
+        where = ".".join(str(part) for part in item["loc"]) or "body"
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems) + ' (expected {"texts": ["...", ...]})'
+
+
+def _check_limits(texts: list[str], config: ServeConfig) -> None:
+    if not texts:
+        raise HTTPException(422, "texts is empty; send at least one text")
+    if len(texts) > config.max_texts:
+        raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {config.max_texts} "
+                                 "(split the request or raise serve --max-texts)")
+    for index, text in enumerate(texts):
+        if len(text) > config.max_chars:
+            raise HTTPException(413, f"texts.{index} has {len(text):,} characters; the limit is "
+                                     f"{config.max_chars:,} (serve --max-chars)")
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket, or one line saying why the address cannot be used."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as err:
+        raise FreezeframeError(f"cannot listen on {host}:{port}: {err.strerror or err}; choose another --host/--port") from None
+    return sock
+
+
+def serve_model(model_dir: Path, config: ServeConfig) -> None:
+    """Load the model once, then serve it until interrupted.
+
+    A missing or broken model directory raises :class:`FreezeframeError` before anything listens.
+    """
+    import uvicorn
+
+    from freezeframe.predict import load_predictor
+
+    classifier = load_predictor(model_dir, config.backend, config.quantize)
+    classifier.predict_proba(["warm up"], config.batch_size)  # first call allocates; keep it out of request latency
+    sock = listening_socket(config.host, config.port)
+    app = create_app(classifier, config, model_dir)
+    host, port = sock.getsockname()[:2]
+    logger.info(f"serving {model_dir} ({config.backend}{', int8' if config.quantize == 'int8' else ''}) on "
+                f"http://{host}:{port}  (POST /predict, GET /health, GET /info, docs at /docs)")
+    logger.info(f"settings: {asdict(config)}")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=config.max_concurrency,
+                                           timeout_keep_alive=5))
+    server.run(sockets=[sock])

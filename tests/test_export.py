@@ -1,0 +1,182 @@
+"""ONNX export: parity with torch (cls and mean pooling, baseline), int8, the CLI and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_rows
+
+TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet"]
+TEXTS = [text for text, _ in make_rows(4, seed=7)] + ["", "camera", "the plot " * 80]
+
+
+def _train(tmp_path_factory, tiny_data, *args: str):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("export") / "model"
+    main(["train", "--train", str(tiny_data["train"]), "--out", str(out), *TRAIN_ARGS, *args])
+    return out
+
+
+@pytest.fixture(scope="module")
+def cls_model(tmp_path_factory, tiny_model_dir, tiny_data):
+    """A tiny BERT with [CLS] pooling, exported with --quantize int8 through the CLI."""
+    from freezeframe.cli import main
+
+    out = _train(tmp_path_factory, tiny_data, "--model", str(tiny_model_dir), "--pooling", "cls", "--freeze", "last-1")
+    try:
+        main(["export", "--model", str(out), "--format", "onnx", "--quantize", "int8"])
+    except SystemExit as done:
+        assert done.code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def mean_model(tmp_path_factory, tiny_model_dir, tiny_data):
+    return _train(tmp_path_factory, tiny_data, "--model", str(tiny_model_dir), "--pooling", "mean")
+
+
+def _torch_logits(classifier, texts):
+    from freezeframe.export import padded_batches
+
+    ids, _ = classifier.tokenizer.encode(texts, classifier.max_length)
+    out = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)
+    with torch.inference_mode():
+        for indices, input_ids, mask in padded_batches(ids, 4, classifier.tokenizer.pad_id):
+            out[indices] = classifier.model(torch.from_numpy(input_ids), torch.from_numpy(mask)).numpy()
+    return out
+
+
+def _onnx_logits(onnx_classifier, texts):
+    from freezeframe.export import padded_batches, run_session
+
+    ids, _ = onnx_classifier.tokenizer.encode(texts, onnx_classifier.max_length)
+    out = np.zeros((len(texts), len(onnx_classifier.labels)), dtype=np.float32)
+    for indices, input_ids, mask in padded_batches(ids, 4, onnx_classifier.tokenizer.pad_id):
+        out[indices] = run_session(onnx_classifier.session, input_ids, mask)
+    return out
+
+
+def _assert_parity(model_dir):
+    from freezeframe.export import load_onnx_classifier
+    from freezeframe.predict import load_classifier
+
+    ours = load_classifier(model_dir, device="cpu")
+    theirs = load_onnx_classifier(model_dir)
+    assert theirs.labels == ours.labels
+    torch_logits, onnx_logits = _torch_logits(ours, TEXTS), _onnx_logits(theirs, TEXTS)
+    assert np.abs(torch_logits - onnx_logits).max() < 1e-4
+    assert [r["label"] for r in ours.predict(TEXTS)] == [r["label"] for r in theirs.predict(TEXTS)]
+    assert np.allclose(ours.predict_proba(TEXTS, 3), theirs.predict_proba(TEXTS, 5), atol=1e-5)
+
+
+def test_export_writes_the_documented_directory(cls_model):
+    export_dir = cls_model / "onnx"
+    assert {"model.onnx", "model.int8.onnx", "export.json", "tokenizer.json", "freezeframe.json"} <= {
+        p.name for p in export_dir.iterdir()}
+    meta = json.loads((export_dir / "export.json").read_text())
+    assert meta["labels"] == ["Characters", "Cinematography", "Story"]
+    assert meta["inputs"].keys() == {"input_ids", "attention_mask"} and meta["quantize"] == "int8"
+    assert meta["parity"]["fp32_max_abs_logit_diff"] < 1e-4
+    assert not [p for p in cls_model.iterdir() if p.name.startswith(".")], "no temporary directory left"
+
+
+def test_fp32_parity_cls_pooling(cls_model):
+    _assert_parity(cls_model)
+
+
+def test_fp32_parity_mean_pooling_and_export_on_first_use(mean_model, run_cli):
+    code, out, err = run_cli("predict", "--model", mean_model, "--backend", "onnx", *TEXTS[:4])
+    assert code == 0, err
+    assert "exporting it now" in err and (mean_model / "onnx" / "model.onnx").is_file()
+    code, torch_out, _ = run_cli("predict", "--model", mean_model, *TEXTS[:4])
+    assert [json.loads(x)["label"] for x in out.splitlines()] == [json.loads(x)["label"] for x in torch_out.splitlines()]
+    _assert_parity(mean_model)
+
+
+@pytest.fixture(scope="module")
+def baseline_model(tmp_path_factory, tiny_data):
+    return _train(tmp_path_factory, tiny_data, "--model", "baseline", "--epochs", "2")
+
+
+def test_baseline_exports_with_parity(baseline_model):
+    from freezeframe.export import ExportConfig, export_model
+
+    export_model(ExportConfig(baseline_model))
+    _assert_parity(baseline_model)
+
+
+def test_int8_runs_and_mostly_agrees(cls_model, run_cli):
+    from freezeframe.export import load_onnx_classifier
+    from freezeframe.predict import load_classifier
+
+    int8 = load_onnx_classifier(cls_model, "int8")
+    assert int8.path.name == "model.int8.onnx"
+    probabilities = int8.predict_proba(TEXTS)
+    assert probabilities.shape == (len(TEXTS), 3) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    torch_labels = load_classifier(cls_model, device="cpu").predict_proba(TEXTS).argmax(1)
+    assert (probabilities.argmax(1) == torch_labels).mean() >= 0.8
+    code, out, err = run_cli("predict", "--model", cls_model, "--backend", "onnx", "--quantize", "int8", "camera shot")
+    assert code == 0, err
+    assert json.loads(out)["label"] in {"Characters", "Cinematography", "Story"}
+
+
+def test_single_file_export_and_export_dir_as_model(cls_model, baseline_model, run_cli, tmp_path):
+    import onnxruntime
+
+    # The baseline exports in seconds; the single-file path is the same for every model kind.
+    code, out, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx")
+    assert code == 0, err
+    session = onnxruntime.InferenceSession(str(tmp_path / "graph.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].name == "logits"
+    assert [p.name for p in tmp_path.iterdir()] == ["graph.onnx"]
+    code, out, err = run_cli("predict", "--model", cls_model / "onnx", "--backend", "onnx", "camera shot")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quantize", "int8"], "add --backend onnx"),
+    (["--backend", "tensorflow"], "--backend: expected one of torch, onnx"),
+    (["--backend", "onnx", "--quantize", "int4"], "--quantize: expected one of none, int8"),
+])
+def test_predict_backend_errors_are_one_line(cls_model, run_cli, args, message):
+    code, out, err = run_cli("predict", "--model", cls_model, *args, "camera")
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_errors_are_one_line(cls_model, run_cli, tmp_path):
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "notes.txt").write_text("mine")
+    for args, message in [
+        (["--model", cls_model, "--format", "tflite"], "format: expected one of onnx"),
+        (["--model", cls_model, "--quantize", "int4"], "quantize: expected one of none, int8"),
+        (["--model", tmp_path / "missing"], "model directory not found"),
+        (["--model", cls_model, "--out", tmp_path / "occupied"], "is not an export directory"),
+    ]:
+        code, out, err = run_cli("export", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "occupied" / "notes.txt").read_text() == "mine"
+
+
+def test_stale_or_missing_export_is_refused(cls_model, tmp_path):
+    import shutil
+
+    from freezeframe.errors import FreezeframeError
+    from freezeframe.export import load_onnx_classifier
+
+    copy = tmp_path / "model"
+    shutil.copytree(cls_model, copy)
+    meta_path = copy / "onnx" / "export.json"
+    meta = json.loads(meta_path.read_text())
+    meta["source"]["weights_sha256"] = "0" * 64
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(FreezeframeError, match="other weights"):
+        load_onnx_classifier(copy)
+    shutil.rmtree(copy / "onnx")
+    with pytest.raises(FreezeframeError, match="not found; create it with"):
+        load_onnx_classifier(copy, export_if_missing=False)

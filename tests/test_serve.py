@@ -1,0 +1,231 @@
+"""The HTTP service through FastAPI's test client: answers, limits, malformed input, micro-batching."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from freezeframe.serve import MicroBatcher, ServeConfig, create_app  # noqa: E402
+
+TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet", "--freeze", "last-1"]
+TEXTS = ["the camera shot lighting", "a villain role", "plot twist ending", "very good film"]
+LIMITS = ServeConfig(max_texts=8, max_chars=200, max_body_bytes=4000, batch_wait_ms=20)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir, tiny_data):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("serve") / "model"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out), *TRAIN_ARGS])
+    return out
+
+
+@pytest.fixture(scope="module")
+def classifier(trained):
+    from freezeframe.predict import load_classifier
+
+    return load_classifier(trained, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def client(classifier, trained):
+    with TestClient(create_app(classifier, LIMITS, trained)) as test_client:
+        yield test_client
+
+
+class EchoClassifier:
+    """Puts all probability on class ``int(text) % 3`` so that every answer names its own text."""
+
+    labels = ["zero", "one", "two"]
+    meta: dict = {}
+    max_length = 8
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[int] = []
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        self.calls.append(len(texts))
+        time.sleep(self.delay)
+        out = np.zeros((len(texts), 3), dtype=np.float32)
+        out[np.arange(len(texts)), [int(t) % 3 for t in texts]] = 1.0
+        return out
+
+
+def test_predict_happy_path_matches_the_library(client, classifier):
+    response = client.post("/predict", json={"texts": TEXTS})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["label"] for p in predictions] == [r["label"] for r in classifier.predict(TEXTS)]
+    assert all(set(p["scores"]) == set(classifier.labels) for p in predictions)
+    assert all(abs(sum(p["scores"].values()) - 1) < 1e-4 for p in predictions)
+
+
+def test_health_info_and_docs(client, trained):
+    assert client.get("/health").json()["status"] == "ok"
+    info = client.get("/info").json()
+    meta = json.loads((trained / "freezeframe.json").read_text())
+    assert info["labels"] == meta["labels"] and info["kind"] == "transformer"
+    assert info["freeze"]["plan"] == "last-1"
+    assert info["validation_metrics"]["accuracy"] == meta["validation_metrics"]["accuracy"]
+    assert info["limits"] == {"max_texts": 8, "max_chars": 200, "max_body_bytes": 4000}
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
+    assert "texts" in json.dumps(schema["requestBody"]) and {"413", "422"} <= set(schema["responses"])
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"texts": ["a"] * 9}, 413, "9 texts in one request; the limit is 8"),
+    ({"texts": ["ok", "x" * 201]}, 413, "texts.1 has 201 characters; the limit is 200"),
+    ({"texts": ["x" * 150] * 8 * 4}, 413, "request body is larger than 4,000 bytes"),
+    ({"texts": []}, 422, "texts is empty"),
+    ({"texts": [1, 2]}, 422, "texts.0: Input should be a valid string"),
+    ({"texts": "one text"}, 422, "texts: Input should be a valid array"),
+    ({"texts": None}, 422, "texts: Input should be a valid array"),
+    ({"text": ["typo"]}, 422, "texts: Field required"),
+    (["a list"], 422, "Input should be an object"),
+])
+def test_limits_and_wrong_types_get_4xx_and_the_server_keeps_answering(client, body, status, message):
+    response = client.post("/predict", json=body)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    assert client.post("/predict", json={"texts": ["still here"]}).status_code == 200
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"texts": ["unterminated', "{\"texts\": [\"\u00e9\"]}".encode("latin-1")])
+def test_malformed_json_gets_422(client, raw):
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["detail"]
+
+
+def test_body_limit_holds_without_content_length(client):
+    def chunks():
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_microbatcher_merges_concurrent_requests_and_keeps_answers_apart():
+    model = EchoClassifier(delay=0.01)
+
+    async def scenario():
+        batcher = MicroBatcher(model.predict_proba, wait_ms=20, max_texts=1000)
+        await batcher.start()
+        requests = [[str(i * 10 + j) for j in range(i % 4 + 1)] for i in range(40)]
+        try:
+            answers = await asyncio.gather(*(batcher.submit(texts) for texts in requests))
+        finally:
+            await batcher.stop()
+        return requests, answers, batcher
+
+    requests, answers, batcher = asyncio.run(scenario())
+    for texts, rows in zip(requests, answers):
+        assert rows.shape == (len(texts), 3)
+        assert rows.argmax(1).tolist() == [int(t) % 3 for t in texts]
+    assert batcher.requests == 40 and sum(model.calls) == sum(map(len, requests))
+    assert batcher.forward_passes < 10, f"expected shared forward passes, got {model.calls}"
+
+
+def test_microbatcher_respects_max_texts_and_reports_errors():
+    model = EchoClassifier()
+
+    async def scenario():
+        batcher = MicroBatcher(model.predict_proba, wait_ms=50, max_texts=5)
+        await batcher.start()
+        try:
+            answers = await asyncio.gather(*(batcher.submit(["1", "2"]) for _ in range(6)))
+            failed = await asyncio.gather(batcher.submit(["not a number"]), return_exceptions=True)
+            after = await batcher.submit(["4"])
+        finally:
+            await batcher.stop()
+        return answers, failed, after
+
+    answers, failed, after = asyncio.run(scenario())
+    assert all(rows.argmax(1).tolist() == [1, 2] for rows in answers)
+    assert max(model.calls[:-2]) <= 6, "a batch stops growing once it holds max_texts"
+    assert isinstance(failed[0], ValueError) and after.argmax(1).tolist() == [1]
+
+
+def test_concurrent_http_requests_get_their_own_answers():
+    model = EchoClassifier(delay=0.02)
+    results: dict[int, list[str]] = {}
+    with TestClient(create_app(model, ServeConfig(batch_wait_ms=10))) as test_client:
+        def call(i: int) -> None:
+            texts = [str(i), str(i + 1), str(i + 2)][: i % 3 + 1]
+            response = test_client.post("/predict", json={"texts": texts})
+            results[i] = [p["label"] for p in response.json()["predictions"]]
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(48)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        batching = test_client.get("/info").json()["batching"]
+    for i in range(48):
+        assert results[i] == [model.labels[(i + k) % 3] for k in range(i % 3 + 1)]
+    assert batching["requests"] == 48 and batching["forward_passes"] < 48
+
+
+def test_a_failing_forward_pass_gives_500_and_the_service_survives():
+    with TestClient(create_app(EchoClassifier())) as test_client:
+        assert test_client.post("/predict", json={"texts": ["x"]}).status_code == 500
+        assert test_client.post("/predict", json={"texts": ["7"]}).json()["predictions"][0]["label"] == "one"
+
+
+def test_real_server_on_loopback_answers_and_stops(trained):
+    """uvicorn on an ephemeral port, stopped in a bounded time."""
+    import httpx
+    import uvicorn
+
+    from freezeframe.predict import load_predictor
+    from freezeframe.serve import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(load_predictor(trained, device="cpu")), log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/health").status_code == 200
+            assert len(http.post("/predict", json={"texts": TEXTS}).json()["predictions"]) == 4
+            assert http.post("/predict", content=b"{oops").status_code == 422
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert not thread.is_alive()
+
+
+def test_serve_refuses_a_broken_model_dir_in_one_line(run_cli, tmp_path):
+    code, _, err = run_cli("serve", "--model", tmp_path / "missing", "--port", "0")
+    assert code == 2 and "model directory not found" in err and len(err.strip().splitlines()) == 1
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "freezeframe.json").write_text("{half")
+    code, _, err = run_cli("serve", "--model", broken, "--port", "0")
+    assert code == 2 and "damaged" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_config_validates_fields():
+    with pytest.raises(ValueError, match="max_texts"):
+        ServeConfig(max_texts=0)
+    with pytest.raises(ValueError, match="port"):
+        ServeConfig(port=70000)
