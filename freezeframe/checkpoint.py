@@ -27,7 +27,7 @@ STATE_FILE = "state.pt"
 SUMMARY_FILE = "checkpoint.json"
 FORMAT = 1
 
-_FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache", "train": "--train", "valid": "--valid"}
+_FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache"}
 _IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}
 """Settings that may change on resume: file paths (their contents are compared) and the progress bar."""
 _BASELINE_ONLY = {"model.vocab_size", "model.embedding_dim"}
@@ -172,7 +172,8 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
             "continue it or --overwrite to start over"
         )
     if others and resume and not overwrite:
-        raise FreezeframeError(f"--resume: {out} has no checkpoint to resume (it holds {', '.join(sorted(others)[:3])}); "
+        held = ", ".join(sorted(others)[:3])
+        raise FreezeframeError(f"--resume: {out} has no checkpoint to resume (it holds {held}); "
                                "drop --resume and pass --overwrite to replace it, or choose another --out")
     if others:
         check_output_dir(out, overwrite)

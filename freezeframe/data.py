@@ -237,7 +237,9 @@ def load_labelled(
         report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {_format_rows(unlabelled)})")
     keep = [i for i, (t, lab) in enumerate(zip(texts, labels)) if t and clean_text(lab)]
     if not keep:
-        raise FreezeframeError(f"{path}: no rows with both a text and a label (columns {text_column!r} and {label_column!r})")
+        raise FreezeframeError(
+            f"{path}: no rows with both a text and a label (columns {text_column!r} and {label_column!r})"
+        )
     cut = sum(1 for v in frame[text_column] if v is not None and len(str(v)) > MAX_CHARS)
     if cut:
         report(f"{path}: {cut} texts are longer than {MAX_CHARS:,} characters; cut to that length before tokenizing")

@@ -120,7 +120,8 @@ REFUSED = {
     "header only": (HEADER, "data.csv", "no rows with both a text and a label"),
     "empty": ("", "data.csv", "is empty"),
     "blank lines only": ("\n\n \n", "data.csv", "is empty"),
-    "missing column": ("text,label\na,b\n", "data.csv", "column 'review', 'aspect' not found; columns found: 'text', 'label'"),
+    "missing column": ("text,label\na,b\n", "data.csv",
+                       "column 'review', 'aspect' not found; columns found: 'text', 'label'"),
     "case clash": (HEADER + GOOD + "x,story\n", "data.csv", "labels differ only in letter case"),
     "one class": (HEADER + "a,Story\nb,Story\nc,Story\n", "data.csv", "at least two classes"),
     "tiny class": (HEADER + GOOD + "a,Other\n", "data.csv", "class 'Other' has fewer than 2 examples"),
@@ -152,7 +153,8 @@ def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tin
     clean = tiny_data["train"].read_text(encoding="utf-8").splitlines()
     rows = clean[1:] + [
         '"a camera shot, then\na lens frame",Cinematography', clean[1], "plot twist ending, Story ", '"   ",Story',
-        "\U0001F3AC\U0001F37F,Cinematography", "nul\x00 plot story,Story", " ".join(["camera"] * 400) + ",Cinematography",
+        "\U0001F3AC\U0001F37F,Cinematography", "nul\x00 plot story,Story",
+        " ".join(["camera"] * 400) + ",Cinematography",
     ]
     payload = ("\ufeff" + "\r\n".join([clean[0], *rows]) + "\r\n\r\n").encode("utf-8")
     out = tmp_path / "model"

@@ -60,7 +60,8 @@ def test_same_seed_gives_identical_metrics_and_weights(run_cli, uninterrupted, t
     assert not (uninterrupted / CHECKPOINT_DIR).exists(), "the checkpoint is removed after success"
 
 
-def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_cli, uninterrupted, tiny_model_dir, tiny_data, tmp_path):
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_cli, uninterrupted, tiny_model_dir, tiny_data,
+                                                            tmp_path):
     out = tmp_path / "model"
     command = [sys.executable, "-m", "freezeframe", *train_args(tiny_model_dir, tiny_data["train"], out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -123,9 +124,11 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     assert (out / CHECKPOINT_DIR / STATE_FILE).exists(), "--keep-checkpoint keeps it inside the model directory"
 
 
-def test_resume_without_a_checkpoint_starts_over_or_refuses(run_cli, uninterrupted, tiny_model_dir, tiny_data, tmp_path):
+def test_resume_without_a_checkpoint_starts_over_or_refuses(run_cli, uninterrupted, tiny_model_dir, tiny_data,
+                                                            tmp_path):
     code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], uninterrupted, "--resume"))
     assert code == 2 and "no checkpoint to resume" in err
-    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], tmp_path / "fresh", "--resume", "--epochs", "1"))
+    fresh = tmp_path / "fresh"
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], fresh, "--resume", "--epochs", "1"))
     assert code == 0 and "starting from epoch 1" in err
-    assert looks_complete(tmp_path / "fresh")
+    assert looks_complete(fresh)
