@@ -144,6 +144,8 @@ def export_model(config: ExportConfig) -> ExportResult:
         The files written and the largest logit difference between ONNX (fp32) and torch.
     """
     classifier = load_classifier(config.model, device="cpu")
+    if classifier.meta.get("kind") == "ensemble":
+        raise FreezeframeError(f"{config.model} is an ensemble; ONNX export takes one model: export a member directory")
     out = config.out if config.out is not None else config.model / ONNX_DIR
     single_file = out.suffix == ".onnx"
     if not single_file and out.is_dir() and any(out.iterdir()) and not (out / EXPORT_META).exists():
