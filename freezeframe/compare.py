@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import binomtest
 from sklearn.model_selection import StratifiedKFold
 
@@ -113,6 +114,7 @@ class RunRecord:
     test_items: list[int]
     history: list[dict]
     best_epoch: int
+    epoch_limit: int
     train_seconds: float
     trainable_parameters: int
     total_parameters: int
@@ -145,7 +147,8 @@ def run_split(run: RunConfig, split: Split, valid_fraction: float, labels: list[
     from freezeframe.fit import train_classifier
 
     fit_part, valid_part = split_train_valid(split.train, valid_fraction, split.seed)
-    outcome = train_classifier(run, None, train_data=fit_part, valid_data=valid_part)
+    with _single_thread(run.model.is_baseline):
+        outcome = train_classifier(run, None, train_data=fit_part, valid_data=valid_part)
     if outcome.labels != labels:
         raise FreezeframeError(f"fold {split.fold} lacks a class in training ({outcome.labels} vs {labels}); use fewer folds")
     index = {label: i for i, label in enumerate(labels)}
@@ -155,9 +158,22 @@ def run_split(run: RunConfig, split: Split, valid_fraction: float, labels: list[
     spec = run.model.model if run.model.is_baseline else run.model.freeze
     return RunRecord(
         spec, split.seed, split.fold, metrics, predictions, split.test_items,
-        [asdict(r) for r in outcome.loop.history], outcome.loop.best_epoch,
+        [asdict(r) for r in outcome.loop.history], outcome.loop.best_epoch, run.train.epochs,
         outcome.loop.seconds, outcome.freeze.trainable, outcome.freeze.total,
     )
+
+
+@contextlib.contextmanager
+def _single_thread(enabled: bool) -> Iterator[None]:
+    """Run on one CPU thread: the baseline's tensors are so small that more threads only add
+    synchronisation (measured 7x slower with 2 threads on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _OncePerShape(logging.Filter):
@@ -302,6 +318,8 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
             "confusion_matrix": matrix.tolist(),
             "train_seconds": _spread([r.train_seconds for r in runs]),
             "best_epoch": _spread([r.best_epoch for r in runs]),
+            "epoch_limit": runs[0].epoch_limit,
+            "runs_best_at_epoch_limit": sum(r.best_epoch == r.epoch_limit for r in runs),
             "trainable_parameters": runs[0].trainable_parameters,
             "total_parameters": runs[0].total_parameters,
         }

@@ -89,7 +89,8 @@ def plot_confusion_matrices(matrices: dict[str, list[list[int]]], labels: list[s
 
     names = list(matrices)
     vmax = max(max(max(row) for row in m) for m in matrices.values()) or 1
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 0.8, 4.2), squeeze=False)
+    # constrained layout leaves room for each panel's label names, so long ones never overlap the next panel
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names) + 0.8, 4.4), squeeze=False, layout="constrained")
     for ax, name in zip(axes[0], names):
         matrix = np.asarray(matrices[name])
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=vmax)

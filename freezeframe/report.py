@@ -181,6 +181,12 @@ def reading(results: dict) -> list[str]:
             f"On the same items it was right where the baseline was wrong {test['best_only_right']} times and wrong "
             f"where the baseline was right {test['baseline_only_right']} times; McNemar's exact test gives "
             f"p = {test['p_value']:.2g}: {verdict}.")
+    for name, c in configs.items():
+        if c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):
+            sentences.append(
+                f"{name} kept its last allowed epoch ({c['epoch_limit']}) in {c['runs_best_at_epoch_limit']} of "
+                f"{len(c['accuracy']['runs'])} runs: it was still improving when training stopped, so more epochs or "
+                f"a higher learning rate would probably raise its score.")
     sentences.append(_cost_sentence(configs, best))
     sentences.append(_hardest_class_sentence(results, best))
     return sentences

@@ -37,7 +37,7 @@ def test_results_json_keys(report_dir):
     assert results["n_items"] == 60 and results["n_runs"] == 3
     for config in results["configs"].values():
         assert set(config) >= {"accuracy", "macro_f1", "per_class_recall", "train_seconds", "trainable_parameters",
-                               "total_parameters", "confusion_matrix"}
+                               "total_parameters", "confusion_matrix", "epoch_limit", "runs_best_at_epoch_limit"}
         assert set(config["accuracy"]) == {"mean", "std", "runs"} and len(config["accuracy"]["runs"]) == 3
         assert set(config["per_class_recall"]) == {"Characters", "Cinematography", "Story"}
         assert sum(map(sum, config["confusion_matrix"])) == 60, "every item tested exactly once per seed"
