@@ -150,6 +150,10 @@ class TrainConfig:
 ENCODER_DEFAULTS = {"lr": 1e-4, "epochs": 20}
 """Defaults for a pretrained encoder, chosen by cross-validation on train.csv (see README)."""
 
+HEAD_DEFAULTS = {"lr": 1e-2, "epochs": 60}
+"""Defaults for the ``head`` plan (a linear probe on cached sentence vectors): it needs a far higher
+rate and more epochs than a plan that trains encoder layers (cross-validation, README)."""
+
 BASELINE_DEFAULTS = {"lr": 1e-2, "epochs": 60, "dropout": 0.5}
 """Defaults for the from-scratch baseline, chosen by cross-validation on train.csv (see README)."""
 
@@ -163,7 +167,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        defaults = BASELINE_DEFAULTS if self.model.is_baseline else ENCODER_DEFAULTS
+        if self.model.is_baseline:
+            defaults = BASELINE_DEFAULTS
+        else:
+            defaults = HEAD_DEFAULTS if self.model.freeze == "head" else ENCODER_DEFAULTS
         if self.train.lr is None:
             self.train.lr = defaults["lr"]
         if self.train.epochs is None:
