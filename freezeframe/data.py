@@ -145,12 +145,14 @@ def _json_records(text: str, path: Path) -> list[dict]:
             f"{path}: {len(bad)} of {len(lines)} records are not JSON objects like "
             f'{{"review": "...", "aspect": "..."}} (line {_format_rows(bad)}); fix or remove them'
         )
-    return [{key: _json_cell(value) for key, value in record.items()} for _, record in lines]
+    return [{_json_cell(key): _json_cell(value) for key, value in record.items()} for _, record in lines]
 
 
 def _json_cell(value: object) -> object:
     """A JSON value as a table cell: numbers as their usual text (1.0 is "1"); lists and objects as JSON."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)  # JSON escapes can hold lone surrogates; nothing downstream can
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
