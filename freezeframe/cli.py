@@ -67,6 +67,7 @@ def train(
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps for learning-rate warmup.")] = 0.1,
     lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down.")] = 1.0,
     head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
+    ensemble: Annotated[int, typer.Option(help="Train K members (seeds seed..seed+K-1) and average them.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
@@ -85,7 +86,7 @@ def train(
         DataConfig(train, valid, valid_fraction, text_column, label_column, normalize_labels),
         ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout),
         TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
-                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr),
+                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, ensemble=ensemble),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
     print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
@@ -169,9 +170,14 @@ def inspect(
         ModelConfig(model=model, pooling=pooling)
         labels = [f"class_{i}" for i in range(num_labels)]
         network, _ = build_model(ModelConfig(model=model, pooling=pooling), labels, ["an example text"])
-    report = FreezePlan(freeze).apply(network)
+    plan = FreezePlan(freeze)
+    report = plan.apply(network)
     print(f"model {model}, freeze plan {freeze}\n")
     print(report.format_table())
+    if plan.is_gradual:
+        depth = plan.gradual_depth(getattr(network, "num_layers", 0))
+        print(f"\ngradual: epoch 1 trains the head, then one more layer per epoch unfreezes from the top, "
+              f"down to {depth} layers (the final state is shown above)")
 
 
 @app.command()
