@@ -163,11 +163,11 @@ def inspect(
 
     _setup_logging(quiet=True)
     if model != "baseline" and (Path(model) / META_FILE).exists():
-        network = load_classifier(Path(model), device="cpu").model
+        loaded = load_classifier(Path(model), device="cpu")
+        network = loaded.members[0].model if hasattr(loaded, "members") else loaded.model  # an ensemble's members share a plan
     else:
         from freezeframe.fit import build_model
 
-        ModelConfig(model=model, pooling=pooling)
         labels = [f"class_{i}" for i in range(num_labels)]
         network, _ = build_model(ModelConfig(model=model, pooling=pooling), labels, ["an example text"])
     plan = FreezePlan(freeze)
