@@ -72,7 +72,7 @@ def default_budget_bytes() -> int:
 @torch.no_grad()  # not inference_mode: cached tensors feed autograd-tracked layers later
 def build_cache(
     model: EncoderClassifier, data: ExampleSet, plan: CachePlan, device: torch.device,
-    dtype: torch.dtype = torch.float32, batch_size: int = 64,
+    dtype: torch.dtype = torch.float32, batch_size: int = 32,
 ) -> ExampleSet:
     """Run the frozen prefix over ``data`` once; return examples holding its outputs."""
     was_training = model.training

@@ -13,6 +13,7 @@ import io
 import json
 import random
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -89,28 +90,51 @@ class CheckpointStore:
         self.fingerprint = fingerprint
         self.saved = saved
         self.saved_epoch = len(saved["result"]["history"]) if saved else 0
+        self._writer: threading.Thread | None = None
+        self._failure: OSError | None = None
 
     def save(self, state: dict) -> None:
-        """Replace the checkpoint with ``state`` (a dict of tensors and plain values), atomically."""
+        """Replace the checkpoint with ``state`` (a dict of tensors and plain values), atomically.
+
+        The state is serialized at once; writing, fsync and rename run in a background thread while
+        the next epoch trains (the fsync of tens of MB would otherwise stall every epoch).
+        """
+        self.flush()
         state = {"format": FORMAT, "fingerprint": self.fingerprint, **state}
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        try:
-            make_parent(self.directory / STATE_FILE)
-            atomic_write_bytes(self.directory / STATE_FILE, buffer.getvalue())
-            summary = {"epoch": state["epoch"], **state["result"], "fingerprint": self.fingerprint}
-            atomic_write_bytes(self.directory / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
-        except OSError as err:
-            raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {err.strerror or err}") from None
-        self.saved_epoch = state["epoch"]
+        summary = json.dumps({"epoch": state["epoch"], **state["result"], "fingerprint": self.fingerprint}, indent=2)
+
+        def write(payload: bytes = buffer.getvalue(), epoch: int = state["epoch"]) -> None:
+            try:
+                make_parent(self.directory / STATE_FILE)
+                atomic_write_bytes(self.directory / STATE_FILE, payload)
+                atomic_write_bytes(self.directory / SUMMARY_FILE, summary.encode())
+                self.saved_epoch = epoch
+            except OSError as err:
+                self._failure = err
+
+        self._writer = threading.Thread(target=write, name="freezeframe-checkpoint")
+        self._writer.start()
+
+    def flush(self) -> None:
+        """Wait until the checkpoint being written is on disk; report a write that failed."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._failure is not None:
+            err, self._failure = self._failure, None
+            raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {err.strerror or err}")
 
     def move_into(self, directory: Path) -> None:
         """Move the checkpoint into ``directory`` (the staged final model) to keep it."""
+        self.flush()
         if self.directory.is_dir():
             self.directory.rename(Path(directory) / CHECKPOINT_DIR)
 
     def interrupted(self, epoch: int, epochs: int) -> TrainingInterrupted:
         """The error to raise when Ctrl-C arrives during ``epoch``."""
+        self.flush()
         if self.saved_epoch == 0:
             return TrainingInterrupted(f"interrupted in epoch {epoch} of {epochs}, before any epoch was saved; "
                                        "nothing to resume, run the command again to start over")

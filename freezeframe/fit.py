@@ -139,7 +139,7 @@ def train_classifier(
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
 
     loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint, schedule_for(model))
-    models, loops = [model], [loop]
+    models, modules, loops = [model], [trained_module], [loop]
     for k in range(1, members):
         # every member sees the same split and the same cached frozen prefix; only its seed differs
         seed_everything(run.train.seed + k)
@@ -151,7 +151,12 @@ def train_classifier(
         loops.append(train_loop(module, loop_train, loop_valid, replace(run.train, seed=run.train.seed + k), device,
                                 schedule=schedule_for(member)))
         models.append(member)
-    probabilities = torch.stack([predict_logits(m, valid_set, 64, device).softmax(-1) for m in models]).mean(0)
+        modules.append(module)
+    # members trained through the cache are scored through it too (same logits as the full model,
+    # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
+    views = [(module, loop_valid) if cache_info["used"] and not plan.is_gradual else (member, valid_set)
+             for member, module in zip(models, modules)]
+    probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
     metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
     meta = {
         "freezeframe_version": __version__,

@@ -194,6 +194,8 @@ def train_loop(
         if checkpoint is None:
             raise
         raise checkpoint.interrupted(epoch, config.epochs) from None
+    if checkpoint is not None:
+        checkpoint.flush()
     if best_state is not None:
         with torch.no_grad():
             for name, value in best_state.items():

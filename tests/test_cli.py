@@ -79,10 +79,17 @@ def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
     assert f"{meta['freeze']['total_parameters']:,}" in out
 
 
-def test_pipeline_loads_the_model_and_agrees(trained):
+def test_pipeline_loads_a_cls_model_and_agrees(tmp_path, tiny_model_dir, tiny_data):
+    """A cls-pooled model is a plain BertForSequenceClassification (mean pooling: tests/test_pooling.py)."""
     from transformers import pipeline
 
+    from freezeframe.cli import main
     from freezeframe.predict import load_classifier
+
+    trained = tmp_path / "cls"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(trained),
+          "--pooling", "cls", "--freeze", "last-1", *TRAIN_ARGS])
+    assert "auto_map" not in __import__("json").loads((trained / "config.json").read_text())
 
     texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film"]
     classify = pipeline("text-classification", model=str(trained), device="cpu")
