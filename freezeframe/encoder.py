@@ -19,10 +19,12 @@ from transformers.utils import logging as hf_logging
 
 from freezeframe.config import DEFAULT_MODEL
 from freezeframe.errors import FreezeframeError
-from freezeframe.hf_modeling import FreezeframeBertForSequenceClassification, masked_mean
+from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification, masked_mean
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
 
+AutoConfig.register(FreezeframeBertConfig.model_type, FreezeframeBertConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(FreezeframeBertConfig, FreezeframeBertForSequenceClassification, exist_ok=True)
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
@@ -115,7 +117,9 @@ class EncoderClassifier(nn.Module):
         config = self.hf.config
         if self.pooling == "mean":
             config.freezeframe_pooling = "mean"
-            config.auto_map = {"AutoModelForSequenceClassification": f"{REMOTE_CODE_FILE[:-3]}.FreezeframeBertForSequenceClassification"}
+            module = REMOTE_CODE_FILE[:-3]
+            config.auto_map = {"AutoConfig": f"{module}.FreezeframeBertConfig",
+                               "AutoModelForSequenceClassification": f"{module}.FreezeframeBertForSequenceClassification"}
             shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), directory / REMOTE_CODE_FILE)
         self.hf.save_pretrained(directory)
 
@@ -140,6 +144,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         config = AutoConfig.from_pretrained(source, **kwargs)
         if pooling == "mean" and config.model_type == "bert":
             model_class = FreezeframeBertForSequenceClassification
+            config = FreezeframeBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
         elif config.model_type == "bert":
             model_class = BertForSequenceClassification
         else:

@@ -8,7 +8,7 @@ trust_remote_code=True)`` can load a mean-pooled model without freezeframe insta
 from __future__ import annotations
 
 import torch
-from transformers import BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
@@ -18,8 +18,17 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
+class FreezeframeBertConfig(BertConfig):
+    """BertConfig under a model type of its own: without this code (``trust_remote_code``), loading
+    fails loudly instead of silently building a [CLS]-pooled BertForSequenceClassification."""
+
+    model_type = "freezeframe_bert"
+
+
 class FreezeframeBertForSequenceClassification(BertForSequenceClassification):
     """BertForSequenceClassification with mean pooling in place of the [CLS] pooler."""
+
+    config_class = FreezeframeBertConfig
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         if attention_mask is None:

@@ -54,3 +54,15 @@ def test_staged_mean_forward_matches_the_hf_class(tiny_model_dir):
         staged = network(input_ids, mask)
         direct = network.hf(input_ids=input_ids, attention_mask=mask).logits
     assert torch.allclose(staged, direct, atol=1e-5)
+
+
+def test_pipeline_without_remote_code_fails_loudly(mean_model):
+    """Outside freezeframe, a mean-pooled model must not load silently as a [CLS]-pooled BERT."""
+    import subprocess
+    import sys
+
+    code = ("from transformers import pipeline; "
+            f"pipeline('text-classification', model={str(mean_model)!r}, device='cpu')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "trust_remote_code" in done.stderr
