@@ -154,8 +154,7 @@ def train_classifier(
         modules.append(module)
     # members trained through the cache are scored through it too (same logits as the full model,
     # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
-    views = [(module, loop_valid) if cache_info["used"] and not plan.is_gradual else (member, valid_set)
-             for member, module in zip(models, modules)]
+    views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
     probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
     metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
     meta = {
