@@ -61,7 +61,8 @@ GRIDS = {
 
 MODEL_KEYS = {"freeze", "pooling", "dropout", "max_length", "model"}
 TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "weight_decay": float, "batch_size": int,
-              "patience": int, "warmup_ratio": float, "cache": lambda v: v.lower() in ("1", "true", "yes")}
+              "patience": int, "warmup_ratio": float, "cache": lambda v: v.lower() in ("1", "true", "yes"),
+              "probe": lambda v: v.lower() in ("1", "true", "yes")}
 
 
 def parse_config(text: str) -> tuple[dict, dict]:

@@ -3,8 +3,8 @@
 Every method gets the same training texts (a fold's training part) and is scored on the same
 held-out fold; each run is a fresh process, and its time is process start to saved model.
 
-    (a) freezeframe   `freezeframe train` with every option at its default (it holds out 15% of
-                      what it gets for early stopping)
+    (a) freezeframe   `freezeframe train --train FOLD.csv --out DIR --seed S` with every other option
+                      at its default (it holds out 15% of what it gets for early stopping)
     (b) setfit        SetFit 1.2 on the same local all-MiniLM-L6-v2 body, logistic-regression
                       head, max_steps 30, batch 16 (the issue's peer setting)
     (c) trainer-full  transformers.Trainer fine-tuning every layer, lr 1e-4, 3 epochs, batch 16,
@@ -37,13 +37,6 @@ def _write(path: Path, texts: list[str], labels: list[str]) -> None:
     import pandas as pd
 
     pd.DataFrame({"review": texts, "aspect": labels}).to_csv(path, index=False)
-
-
-def child_freezeframe(train: Path, out: Path, seed: int) -> None:
-    from freezeframe.config import DataConfig, RunConfig, TrainConfig
-    from freezeframe.fit import train_classifier
-
-    train_classifier(RunConfig(DataConfig(train), train=TrainConfig(seed=seed, show_progress=False)), out)
 
 
 def child_setfit(train: Path, out: Path, seed: int) -> None:
@@ -117,7 +110,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     if args.child:
         method, train, out, seed = args.child
-        {"freezeframe": child_freezeframe, "setfit": child_setfit, "trainer-full": child_trainer_full}[method](
+        {"setfit": child_setfit, "trainer-full": child_trainer_full}[method](
             Path(train), Path(out), int(seed))
         return
     from sklearn.model_selection import StratifiedKFold
@@ -135,9 +128,14 @@ def main() -> None:
             for seed in args.seeds:
                 for method in args.methods:
                     out = Path(scratch) / f"{method}-{fold}-{seed}"
+                    if method == "freezeframe":  # exactly what a user types
+                        command = [sys.executable, "-m", "freezeframe", "train", "--train", str(train_file), "--out", str(out),
+                                   "--seed", str(seed), "--quiet"]
+                    else:
+                        command = [sys.executable, __file__, "--child", method, str(train_file), str(out), str(seed)]
                     started = time.perf_counter()
-                    done = subprocess.run([sys.executable, __file__, "--child", method, str(train_file), str(out), str(seed)],
-                                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
+                                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
                     seconds = time.perf_counter() - started
                     if done.returncode != 0:
                         print(f"{method} fold {fold} seed {seed} failed:\n{done.stderr[-2000:]}", file=sys.stderr)

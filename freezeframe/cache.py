@@ -110,15 +110,38 @@ class CachedTop(nn.Module):
     def plan_parameters(self):
         return self.model.plan_parameters()
 
+    def sentence_vector(
+        self, hidden: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+        pooled: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """What the classifier reads, computed from the cached activations."""
+        dtype = self.model.hf.classifier.weight.dtype
+        if pooled is not None:
+            return pooled.to(dtype)
+        hidden = self.model.encode(hidden.to(dtype), attention_mask, self.start)
+        return self.model.pool(hidden, attention_mask)
+
     def forward(
         self, hidden: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
         pooled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        dtype = self.model.hf.classifier.weight.dtype
-        if pooled is not None:
-            return self.model.classify(pooled.to(dtype))
-        hidden = self.model.encode(hidden.to(dtype), attention_mask, self.start)
-        return self.model.classify(self.model.pool(hidden, attention_mask))
+        return self.model.classify(self.sentence_vector(hidden, attention_mask, pooled))
+
+
+@torch.no_grad()
+def sentence_vectors(module: nn.Module, data: ExampleSet, device: torch.device, batch_size: int = 32) -> ExampleSet:
+    """Examples holding the pooled vector ``module`` (an EncoderClassifier or a CachedTop) gives each
+    example of ``data`` now, in eval mode: the input of a linear probe."""
+    was_training = module.training
+    module.eval().to(device)
+    examples: list[dict[str, torch.Tensor] | None] = [None] * len(data)
+    for indices, batch in data.ordered_batches(batch_size):
+        batch.pop("labels", None)
+        pooled = module.sentence_vector(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
+        for row, index in enumerate(indices):
+            examples[index] = {"pooled": pooled[row].clone()}
+    module.train(was_training)
+    return ExampleSet(examples, data.labels, data.pad_id, data.pad_to)
 
 
 def cached_training_data(

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, DEFAULT_PROBE, DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.errors import FreezeframeError
 
 app = typer.Typer(
@@ -67,6 +67,7 @@ def train(
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps for learning-rate warmup.")] = 0.1,
     lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down.")] = 1.0,
     head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Fit the classifier on the frozen network's sentence vectors before fine-tuning (LP-FT).")] = DEFAULT_PROBE,
     ensemble: Annotated[int, typer.Option(help="Train K members (seeds seed..seed+K-1) and average them.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
@@ -86,7 +87,7 @@ def train(
         DataConfig(train, valid, valid_fraction, text_column, label_column, normalize_labels),
         ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout),
         TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
-                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, ensemble=ensemble),
+                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, probe=probe, ensemble=ensemble),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
     print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
@@ -162,8 +163,10 @@ def inspect(
     from freezeframe.predict import META_FILE, load_classifier
 
     _setup_logging(quiet=True)
+    meta: dict = {}
     if model != "baseline" and (Path(model) / META_FILE).exists():
         loaded = load_classifier(Path(model), device="cpu")
+        meta = loaded.meta
         network = loaded.members[0].model if hasattr(loaded, "members") else loaded.model  # an ensemble's members share a plan
     else:
         from freezeframe.fit import build_model
@@ -178,6 +181,10 @@ def inspect(
         depth = plan.gradual_depth(getattr(network, "num_layers", 0))
         print(f"\ngradual: epoch 1 trains the head, then one more layer per epoch unfreezes from the top, "
               f"down to {depth} layers (the final state is shown above)")
+    if meta.get("probe"):
+        probe = meta["probe"]
+        print(f"\nLP-FT: the classifier was first fitted alone on frozen sentence vectors ({probe['best_epoch']} epochs, "
+              f"validation accuracy {probe['valid_accuracy']:.3f}), then fine-tuned with the plan above")
 
 
 @app.command()

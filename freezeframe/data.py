@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from freezeframe.errors import FreezeframeError, report
 
@@ -292,11 +292,28 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[
             f"{data.source}: {len(data)} rows are too few for a {fraction:.0%} validation split of "
             f"{len(counts)} classes; add examples or pass --valid FILE"
         )
-    indices = list(range(len(data)))
-    train_idx, valid_idx = train_test_split(
-        indices, test_size=n_valid, random_state=seed, stratify=data.labels
-    )
-    return data.subset(sorted(train_idx)), data.subset(sorted(valid_idx))
+    rng = np.random.default_rng(seed)
+    valid_idx: list[int] = []
+    for label, quota in _stratified_quotas(counts, n_valid).items():
+        members = [i for i, y in enumerate(data.labels) if y == label]
+        valid_idx += rng.permutation(members)[:quota].tolist()
+    chosen = set(valid_idx)
+    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(sorted(valid_idx))
+
+
+def _stratified_quotas(counts: Counter, n_valid: int) -> dict[str, int]:
+    """How many examples of each class go to validation: the nearest whole numbers to proportional
+    shares that sum to ``n_valid``, at least one per class and never a class's last training example."""
+    total = sum(counts.values())
+    exact = {label: n_valid * n / total for label, n in counts.items()}
+    quotas = {label: min(max(1, int(share)), counts[label] - 1) for label, share in exact.items()}
+    while sum(quotas.values()) > n_valid:
+        label = max((l for l in sorted(quotas) if quotas[l] > 1), key=lambda l: quotas[l] - exact[l])
+        quotas[label] -= 1
+    while sum(quotas.values()) < n_valid:
+        label = max((l for l in sorted(quotas) if quotas[l] < counts[l] - 1), key=lambda l: exact[l] - quotas[l])
+        quotas[label] += 1
+    return quotas
 
 
 def load_texts(path: Path, text_column: str = "review") -> list[str]:

@@ -106,11 +106,16 @@ class EncoderClassifier(nn.Module):
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.hf.classifier(self.hf.dropout(pooled))
 
+    def sentence_vector(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """What the classifier reads: the pooled representation of each text."""
+        hidden = self.encode(self.embed(input_ids, token_type_ids), attention_mask)
+        return self.pool(hidden, attention_mask)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         if not self.staged:
             return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
-        hidden = self.encode(self.embed(input_ids, token_type_ids), attention_mask)
-        return self.classify(self.pool(hidden, attention_mask))
+        return self.classify(self.sentence_vector(input_ids, attention_mask, token_type_ids))
 
     def save(self, directory: Path) -> None:
         """Write a standard Hugging Face model directory that ``pipeline()`` can load."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from freezeframe.data import check_known_labels, load_labelled
 
@@ -21,12 +20,13 @@ def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> 
     Returns:
         A JSON-ready dict; ``confusion_matrix`` rows are true labels, columns predictions.
     """
-    classes = list(range(len(labels)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0
-    )
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    hits, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    precision, recall = _ratio(hits, predicted), _ratio(hits, support)
+    f1 = _ratio(2 * hits, support + predicted)  # 2PR / (P + R), 0 where a class is never true nor predicted
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": float(hits.sum() / len(y_true)) if len(y_true) else 0.0,
         "macro_f1": float(np.mean(f1)),
         "macro_precision": float(np.mean(precision)),
         "macro_recall": float(np.mean(recall)),
@@ -35,9 +35,14 @@ def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> 
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)
         },
         "labels": list(labels),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "confusion_matrix": matrix.tolist(),
         "n": len(y_true),
     }
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Element-wise ``top / bottom``, 0 where ``bottom`` is 0 (scikit-learn's ``zero_division=0``)."""
+    return np.divide(top, bottom, out=np.zeros(len(top)), where=bottom > 0)
 
 
 def format_metrics(metrics: dict) -> str:

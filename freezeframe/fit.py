@@ -12,10 +12,10 @@ import torch
 
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
-from freezeframe.cache import CachedTop, CachePlan, cached_training_data
-from freezeframe.config import DEFAULT_FREEZE, ModelConfig, RunConfig
+from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
+from freezeframe.config import DEFAULT_FREEZE, HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
-from freezeframe.errors import FreezeframeError, report
+from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
@@ -138,6 +138,9 @@ def train_classifier(
             return None
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
 
+    probe = _Probe(run, plan, trained_module, loop_train, loop_valid, device)
+    resuming = checkpoint is not None and checkpoint.saved is not None
+    probes = [probe.fit(model, run.train.seed) if not resuming else None]
     loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint, schedule_for(model))
     models, modules, loops = [model], [trained_module], [loop]
     for k in range(1, members):
@@ -148,6 +151,7 @@ def train_classifier(
         module = member
         if cache_info["used"] and not plan.is_gradual:
             module = CachedTop(member, CachePlan(cache_info["start_layer"]))
+        probes.append(probe.fit(member, run.train.seed + k))
         loops.append(train_loop(module, loop_train, loop_valid, replace(run.train, seed=run.train.seed + k), device,
                                 schedule=schedule_for(member)))
         models.append(member)
@@ -165,6 +169,7 @@ def train_classifier(
         "settings": run.to_dict(),
         "freeze": {**freeze_report.to_dict(), **({"schedule": stages} if stages else {})},
         "cache": cache_info,
+        **({"probe": probes[0]} if probes[0] else {}),
         "data": _data_record(run, train_data, valid_data),
         "versions": _versions(),
         **loop.to_dict(),
@@ -172,7 +177,8 @@ def train_classifier(
     }
     if members > 1:
         meta["members"] = [f"member-{k}" for k in range(members)]
-        meta["member_runs"] = [dict(seed=run.train.seed + k, **lp.to_dict()) for k, lp in enumerate(loops)]
+        meta["member_runs"] = [dict(seed=run.train.seed + k, **({"probe": p} if p else {}), **lp.to_dict())
+                               for k, (lp, p) in enumerate(zip(loops, probes))]
     if out is not None:
         # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
         with atomic_directory(Path(out), overwrite=True) as staging:
@@ -192,6 +198,48 @@ def train_classifier(
                 checkpoint.move_into(staging)
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
+
+
+class _Probe:
+    """LP-FT's first step: fit the classifier alone on the sentence vectors of the network as loaded.
+
+    Fine-tuning from a random head lets its early, large gradients pull the pretrained features
+    around; starting from a fitted linear probe does not (Kumar et al., 2022). The vectors are
+    computed once (through the frozen-prefix cache when there is one) and shared by ensemble
+    members, which differ only in the head's initialisation.
+    """
+
+    def __init__(self, run: RunConfig, plan: FreezePlan, module: torch.nn.Module, train_set: ExampleSet,
+                 valid_set: ExampleSet, device: torch.device) -> None:
+        self.enabled = run.train.probe and not run.model.is_baseline and not plan.is_gradual and plan.spec != "head"
+        self.run, self.module, self.device = run, module, device
+        self.train_set, self.valid_set = train_set, valid_set
+        self.vectors: tuple[ExampleSet, ExampleSet] | None = None
+
+    def fit(self, model: torch.nn.Module, seed: int) -> dict | None:
+        """Train ``model``'s classifier on the vectors; its trainable set is as before on return."""
+        if not self.enabled or not getattr(model, "staged", False):
+            return None
+        if self.vectors is None:
+            self.vectors = (sentence_vectors(self.module, self.train_set, self.device),
+                            sentence_vectors(self.module, self.valid_set, self.device))
+        named = list(model.plan_parameters())
+        trainable = {n for n, p in named if p.requires_grad}
+        head = FreezePlan("head").trainable_names(model)
+        for name, param in named:
+            param.requires_grad_(name in head)
+        config = replace(self.run.train, lr=HEAD_DEFAULTS["lr"], epochs=HEAD_DEFAULTS["epochs"], head_lr=None,
+                         lr_decay=1.0, ensemble=1, seed=seed, show_progress=False)
+        try:
+            loop = train_loop(CachedTop(model, CachePlan(None)), *self.vectors, config, self.device, quiet=True)
+        finally:
+            for name, param in named:
+                param.requires_grad_(name in trainable)
+        best = loop.history[loop.best_epoch - 1]
+        logger.info("linear probe: valid loss %.4f acc %.3f after %d epochs (%.1fs); fine-tuning from it",
+                    best.valid_loss, best.valid_accuracy, loop.best_epoch, loop.seconds)
+        return {"lr": config.lr, "best_epoch": loop.best_epoch, "epochs_run": len(loop.history),
+                "valid_loss": best.valid_loss, "valid_accuracy": best.valid_accuracy, "seconds": loop.seconds}
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet, run: RunConfig,
@@ -227,10 +275,11 @@ def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts) -> 
 
 
 def _versions() -> dict:
-    import sklearn
+    from importlib.metadata import version
+
     import transformers
 
     return {
         "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "scikit-learn": sklearn.__version__,
+        "transformers": transformers.__version__, "tokenizers": version("tokenizers"),
     }

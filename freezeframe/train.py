@@ -7,6 +7,7 @@ trains the same way (the encoder, its cached top, the from-scratch baseline).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import time
@@ -116,6 +117,7 @@ def train_loop(
     device: torch.device,
     checkpoint: CheckpointStore | None = None,
     schedule: Callable[[int], tuple[nn.Module, ExampleSet, ExampleSet] | None] | None = None,
+    quiet: bool = False,
 ) -> LoopResult:
     """Train the trainable parameters of ``model``; keep the weights of the best validation epoch.
 
@@ -132,6 +134,7 @@ def train_loop(
             parameters train and return a new (module, train data, valid data) to use from then on.
             ``model`` must arrive with every parameter that will ever train marked trainable, so
             that the optimizer knows them all from the start.
+        quiet: log epochs at debug level only (a warm-up phase inside a larger run).
 
     Returns:
         The history and best epoch; ``model`` holds the best epoch's weights on return.
@@ -179,8 +182,8 @@ def train_loop(
                     best_state = {n: p.detach().clone() for n, p in trainable.items()}
                 else:
                     waited += 1
-                logger.info(
-                    "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                logger.log(
+                    logging.DEBUG if quiet else logging.INFO, "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
                     epoch, record.train_loss, record.train_accuracy, valid_loss, valid_acc, " *" if improved else "", record.seconds,
                 )
                 result.stopped_early = waited >= config.patience
@@ -188,7 +191,7 @@ def train_loop(
                     result.seconds = time.perf_counter() - started
                     checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scheduler, rng))
                 if result.stopped_early:
-                    logger.info("early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
+                    logger.log(logging.DEBUG if quiet else logging.INFO, "early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
                     break
     except KeyboardInterrupt:
         if checkpoint is None:

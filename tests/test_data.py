@@ -6,8 +6,11 @@ import logging
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from freezeframe.data import MAX_CHARS, load_labelled, load_texts
+from freezeframe.data import MAX_CHARS, LabelledTexts, load_labelled, load_texts, split_train_valid
+from freezeframe.evaluate import compute_metrics
 from freezeframe.errors import FreezeframeError
 
 GOOD = "".join(f"the camera shot {i},Cinematography\nthe villain role {i},Characters\nthe plot twist {i},Story\n"
@@ -180,3 +183,41 @@ def test_predict_input_files(tmp_path, payload, name, expected):
             load_texts(path)
     else:
         assert load_texts(path) == expected
+
+
+@given(counts=st.lists(st.integers(2, 40), min_size=2, max_size=6), fraction=st.sampled_from([0.1, 0.15, 0.3, 0.5]),
+       seed=st.integers(0, 3))
+@settings(max_examples=60, deadline=None, derandomize=True)
+def test_validation_split_is_stratified_seeded_and_disjoint(counts, fraction, seed):
+    labels = [f"c{k}" for k, n in enumerate(counts) for _ in range(n)]
+    data = LabelledTexts([f"text {i}" for i in range(len(labels))], labels, list(range(2, len(labels) + 2)))
+    try:
+        train, valid = split_train_valid(data, fraction, seed)
+    except FreezeframeError:
+        assert len(data) - max(len(counts), round(len(data) * fraction)) < len(counts)
+        return
+    assert sorted(train.texts + valid.texts) == sorted(data.texts)
+    assert len(valid) == max(len(counts), round(len(data) * fraction))
+    shares = {f"c{k}": len(valid) * n / len(data) for k, n in enumerate(counts)}
+    for k, n in enumerate(counts):
+        assert 1 <= valid.labels.count(f"c{k}") <= n - 1
+        if min(shares.values()) >= 1:  # no class needs more than its share to be represented at all
+            assert abs(valid.labels.count(f"c{k}") - shares[f"c{k}"]) < 1
+    again = split_train_valid(data, fraction, seed)
+    assert again[1].texts == valid.texts
+
+
+@given(pairs=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=60))
+@settings(max_examples=60, deadline=None, derandomize=True)
+def test_metrics_match_scikit_learn(pairs):
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    truth, predicted = [t for t, _ in pairs], [p for _, p in pairs]
+    metrics = compute_metrics(truth, predicted, ["a", "b", "c", "d"])
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=[0, 1, 2, 3], zero_division=0)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert metrics["macro_f1"] == pytest.approx(f1.mean())
+    assert metrics["macro_precision"] == pytest.approx(precision.mean())
+    assert metrics["macro_recall"] == pytest.approx(recall.mean())
+    assert [metrics["per_class"][c]["support"] for c in "abcd"] == support.tolist()
+    assert metrics["confusion_matrix"] == confusion_matrix(truth, predicted, labels=[0, 1, 2, 3]).tolist()

@@ -1,0 +1,60 @@
+"""--probe (LP-FT): the classifier is fitted on frozen sentence vectors before fine-tuning starts."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.fit import train_classifier
+
+
+def _run(data, model_dir, probe: bool, epochs: int = 1, **train) -> RunConfig:
+    return RunConfig(DataConfig(data["train"]), ModelConfig(model=str(model_dir), freeze="last-1"),
+                     TrainConfig(lr=1e-3, epochs=epochs, probe=probe, show_progress=False, **train))
+
+
+def test_probe_fits_the_head_before_fine_tuning(tiny_model_dir, tiny_data):
+    cold = train_classifier(_run(tiny_data, tiny_model_dir, probe=False))
+    warm = train_classifier(_run(tiny_data, tiny_model_dir, probe=True))
+    probe = warm.meta["probe"]
+    assert "probe" not in cold.meta
+    assert probe["epochs_run"] >= probe["best_epoch"] >= 1
+    # the probe is exactly what `--freeze head` trains (same seed, rate and vectors), then fine-tuning goes on
+    head = train_classifier(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model=str(tiny_model_dir), freeze="head"),
+                                      TrainConfig(show_progress=False)))
+    assert probe["best_epoch"] == head.loop.best_epoch
+    assert abs(probe["valid_loss"] - head.loop.best_valid_loss) < 1e-6
+    # the probe leaves the plan's trainable set as it was
+    trainable = {n for n, p in warm.model.plan_parameters() if p.requires_grad}
+    assert any(".layer.3." in n for n in trainable) and not any(".layer.2." in n for n in trainable)
+
+
+def test_probe_does_not_touch_the_encoder(tiny_model_dir, tiny_data):
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.fit import _Probe, encode_examples
+    from freezeframe.freeze import FreezePlan
+
+    run = _run(tiny_data, tiny_model_dir, probe=True)
+    model, tokenizer = load_pretrained(str(tiny_model_dir), ["Characters", "Cinematography", "Story"], "mean")
+    plan = FreezePlan("last-1")
+    plan.apply(model)
+    from freezeframe.data import load_labelled, split_train_valid
+
+    train, valid = split_train_valid(load_labelled(tiny_data["train"]), 0.15, 0)
+    sets = [encode_examples(tokenizer, d, train.label_names, run.model) for d in (train, valid)]
+    before = {n: p.detach().clone() for n, p in model.plan_parameters()}
+    _Probe(run, plan, model, *sets, torch.device("cpu")).fit(model, 0)
+    changed = {n for n, p in model.plan_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith("classifier.") for n in changed)
+
+
+def test_probe_is_recorded_and_shown(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    out = tmp_path / "m"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                           "--freeze", "last-1", "--probe", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    assert json.loads((out / "freezeframe.json").read_text())["probe"]["best_epoch"] >= 1
+    code, stdout, _ = run_cli("inspect", "--model", out)
+    assert code == 0 and "LP-FT" in stdout
