@@ -26,7 +26,7 @@ from freezeframe.storage import atomic_write_bytes, check_output_dir, file_sha25
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "checkpoint.json"
-FORMAT = 1
+FORMAT = 2
 
 _FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache"}
 _IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}

@@ -1,6 +1,6 @@
 """Side-by-side comparison: every configuration trained and tested on identical splits.
 
-A configuration is a freeze plan of the encoder (``head``, ``last-N``, ``full``) or ``baseline``.
+A configuration is a freeze plan of the encoder (``head``, ``last-N``, ``encoder``, ``full``) or ``baseline``.
 For each seed the data is cut into the same stratified folds (or the same ``--test`` file) for
 every configuration; inside a fold, a stratified share of the training part is held out for
 early stopping, exactly as ``freezeframe train`` does, and the fold's test part is never seen in
@@ -28,7 +28,7 @@ from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
 
 DEFAULT_CONFIGS = ("baseline", "head", "last-1", "last-2", "full")
-_CONFIG_NAME = re.compile(r"^(baseline|head|full|last-[1-9]\d*)$")
+_CONFIG_NAME = re.compile(r"^(baseline|head|encoder|full|last-[1-9]\d*)$")
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
 
@@ -45,7 +45,7 @@ class CompareConfig:
     seeds: int = 1
     """Repetitions with seeds 0..seeds-1; each seed reshuffles the folds and the training."""
     configs: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGS))
-    """Configurations: ``baseline`` or an encoder freeze plan (``head``, ``last-N``, ``full``)."""
+    """Configurations: ``baseline`` or an encoder freeze plan (``head``, ``last-N``, ``encoder``, ``full``)."""
     model: str = DEFAULT_MODEL
     """Encoder the freeze plans apply to."""
     text_column: str = "review"
@@ -74,10 +74,10 @@ class CompareConfig:
         if self.seeds < 1:
             problems.append(f"seeds must be at least 1, got {self.seeds}")
         if not self.configs:
-            problems.append("configs is empty; name at least one of baseline, head, last-N, full")
+            problems.append("configs is empty; name at least one of baseline, head, last-N, encoder, full")
         unknown = [c for c in self.configs if not _CONFIG_NAME.match(c)]
         if unknown:
-            problems.append(f"unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N or full")
+            problems.append(f"unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N, encoder or full")
         if len(set(self.configs)) != len(self.configs):
             problems.append(f"configs repeat a name: {','.join(self.configs)}")
         if problems:

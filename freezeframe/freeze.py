@@ -4,6 +4,8 @@ A plan is one of
   * ``head``      the classifier only;
   * ``last-N``    the classifier, the pooler and the top N encoder layers (``last-1`` is the
                   seed notebook's plan);
+  * ``encoder``   every encoder layer and the head; only the embeddings stay frozen (and cached):
+                  ``last-N`` with N the model's depth, whatever that depth is;
   * ``full``      everything;
   * ``gradual-N`` ULMFiT's gradual unfreezing: epoch 1 trains the head, each later epoch unfreezes
                   one more encoder layer from the top, down to N layers (``gradual``: all layers;
@@ -69,7 +71,7 @@ class FreezePlan:
 
     def __post_init__(self) -> None:
         if not self.spec or not self.spec.strip():
-            raise FreezeframeError("--freeze is empty; use head, last-N, full or glob patterns")
+            raise FreezeframeError("--freeze is empty; use head, last-N, encoder, full or glob patterns")
 
     @property
     def patterns(self) -> list[str]:
@@ -77,7 +79,7 @@ class FreezePlan:
 
     @property
     def is_preset(self) -> bool:
-        return self.spec in ("head", "full") or bool(_PRESET_LAST.match(self.spec) or _PRESET_GRADUAL.match(self.spec))
+        return self.spec in ("head", "full", "encoder") or bool(_PRESET_LAST.match(self.spec) or _PRESET_GRADUAL.match(self.spec))
 
     @property
     def is_gradual(self) -> bool:
@@ -101,6 +103,8 @@ class FreezePlan:
             return set(names)
         if self.is_gradual:
             return FreezePlan(f"last-{self.gradual_depth(count_layers(names))}").trainable_names(model)
+        if self.spec == "encoder":
+            return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
         blocks = {n: block_of(n) for n in names}
         head = {n for n, b in blocks.items() if b not in ("embeddings", "pooler") and not b.startswith("layer ")}
         if self.spec == "head":
@@ -123,7 +127,7 @@ class FreezePlan:
                 examples = ", ".join(names[:2] + names[-2:])
                 raise FreezeframeError(
                     f"--freeze pattern {pattern!r} matches no parameter; names look like: {examples} "
-                    "(or use a preset: head, last-N, full)"
+                    "(or use a preset: head, last-N, encoder, full)"
                 )
             chosen |= matched
         return chosen

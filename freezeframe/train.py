@@ -241,8 +241,11 @@ def _model_state(model: nn.Module, trainable: dict[str, nn.Parameter]) -> dict[s
 def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: int, model: nn.Module,
               trainable: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, scheduler, rng: random.Random) -> dict:
     """The loop's whole state at the end of ``epoch``, for :class:`CheckpointStore`."""
+    # when this epoch is the best one its weights are the model's: do not store them twice
+    best_is_current = result.best_epoch == epoch
     return {
-        "epoch": epoch, "result": result.to_dict(), "waited": waited, "best_state": best_state,
+        "epoch": epoch, "result": result.to_dict(), "waited": waited, "best_is_current": best_is_current,
+        "best_state": None if best_is_current else best_state,
         "model": _model_state(model, trainable), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "random": random_states(rng),
     }
@@ -265,7 +268,8 @@ def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], 
     result = LoopResult([EpochRecord(**r) for r in kept["history"]], kept["best_epoch"], kept["best_valid_loss"],
                         kept["stopped_early"], kept["train_seconds"])
     logger.info("resumed after epoch %d (best so far: epoch %d)", len(result.history), result.best_epoch)
-    return result, saved["best_state"], saved["waited"]
+    best_state = {n: p.detach().clone() for n, p in trainable.items()} if saved["best_is_current"] else saved["best_state"]
+    return result, best_state, saved["waited"]
 
 
 def _progress(enabled: bool):

@@ -34,7 +34,7 @@ def _full_and_cached_logits(network, tokenizer):
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-@pytest.mark.parametrize("spec, start", [("head", None), ("last-1", 3), ("last-2", 2)])
+@pytest.mark.parametrize("spec, start", [("head", None), ("last-1", 3), ("last-2", 2), ("encoder", 0)])
 def test_cached_logits_equal_the_full_model(tiny_model_dir, spec, start, pooling):
     network, tokenizer = _model(tiny_model_dir, pooling)
     FreezePlan(spec).apply(network)

@@ -110,3 +110,14 @@ def test_same_seed_gives_same_metrics(tiny_model_dir, tiny_data):
     first, second = run(), run()
     assert first.metrics == second.metrics
     assert first.loop.history[-1].train_loss == second.loop.history[-1].train_loss
+
+
+def test_training_path_imports_stay_lean():
+    """`freezeframe train` pays for every import before its first epoch: no scikit-learn/scipy, no matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys, freezeframe.cli, freezeframe.fit; "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

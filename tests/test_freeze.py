@@ -36,6 +36,7 @@ def _train_one_step(network, tokenizer):
         ("head", {"classifier"}),
         ("last-1", {"classifier", "pooler", "layer 3"}),
         ("last-2", {"classifier", "pooler", "layer 3", "layer 2"}),
+        ("encoder", {"classifier", "pooler", "layer 0", "layer 1", "layer 2", "layer 3"}),
         ("full", {"classifier", "pooler", "layer 0", "layer 1", "layer 2", "layer 3", "embeddings"}),
         ("classifier.*,bert.encoder.layer.1.*", {"classifier", "layer 1"}),
     ],
