@@ -60,9 +60,14 @@ GRIDS = {
 }
 
 MODEL_KEYS = {"freeze", "pooling", "dropout", "max_length", "model"}
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
 TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "weight_decay": float, "batch_size": int,
-              "patience": int, "warmup_ratio": float, "cache": lambda v: v.lower() in ("1", "true", "yes"),
-              "probe": lambda v: v.lower() in ("1", "true", "yes")}
+              "patience": int, "warmup_ratio": float, "cache": _flag, "probe": _flag}
 
 
 def parse_config(text: str) -> tuple[dict, dict]:

@@ -75,23 +75,18 @@ def build_cache(
     dtype: torch.dtype = torch.float32, batch_size: int = 32,
 ) -> ExampleSet:
     """Run the frozen prefix over ``data`` once; return examples holding its outputs."""
+    if plan.start is None:
+        return sentence_vectors(model, data, device, dtype, batch_size)
     was_training = model.training
     model.eval().to(device)
     examples: list[dict[str, torch.Tensor] | None] = [None] * len(data)
     for indices, batch in data.ordered_batches(batch_size):
         mask = batch["attention_mask"].to(device)
         hidden = model.embed(batch["input_ids"].to(device), batch.get("token_type_ids"))
-        stop = model.num_layers if plan.start is None else plan.start
-        hidden = model.encode(hidden, mask, 0, stop)
-        if plan.start is None:
-            pooled = model.pool(hidden, mask).to("cpu", dtype)
-            for row, index in enumerate(indices):
-                examples[index] = {"pooled": pooled[row].clone()}
-        else:
-            hidden = hidden.to("cpu", dtype)
-            for row, index in enumerate(indices):
-                length = data.length(index)
-                examples[index] = {"hidden": hidden[row, :length].clone(), "attention_mask": torch.ones(length, dtype=torch.long)}
+        hidden = model.encode(hidden, mask, 0, plan.start).to("cpu", dtype)
+        for row, index in enumerate(indices):
+            length = data.length(index)
+            examples[index] = {"hidden": hidden[row, :length].clone(), "attention_mask": torch.ones(length, dtype=torch.long)}
     model.train(was_training)
     return ExampleSet(examples, data.labels, data.pad_id, data.pad_to)
 
@@ -129,15 +124,16 @@ class CachedTop(nn.Module):
 
 
 @torch.no_grad()
-def sentence_vectors(module: nn.Module, data: ExampleSet, device: torch.device, batch_size: int = 32) -> ExampleSet:
+def sentence_vectors(module: nn.Module, data: ExampleSet, device: torch.device, dtype: torch.dtype = torch.float32,
+                     batch_size: int = 32) -> ExampleSet:
     """Examples holding the pooled vector ``module`` (an EncoderClassifier or a CachedTop) gives each
-    example of ``data`` now, in eval mode: the input of a linear probe."""
+    example of ``data`` now, in eval mode: the ``head`` plan's cache and a linear probe's input."""
     was_training = module.training
     module.eval().to(device)
     examples: list[dict[str, torch.Tensor] | None] = [None] * len(data)
     for indices, batch in data.ordered_batches(batch_size):
         batch.pop("labels", None)
-        pooled = module.sentence_vector(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
+        pooled = module.sentence_vector(**{k: v.to(device) for k, v in batch.items()}).to("cpu", dtype)
         for row, index in enumerate(indices):
             examples[index] = {"pooled": pooled[row].clone()}
     module.train(was_training)

@@ -159,6 +159,7 @@ def train_loop(
     first_epoch = config.epochs + 1 if result.stopped_early else len(result.history) + 1
     training_module = model
     progress = _progress(config.show_progress)
+    level = logging.DEBUG if quiet else logging.INFO
     epoch = first_epoch
     try:
         with progress:
@@ -183,7 +184,7 @@ def train_loop(
                 else:
                     waited += 1
                 logger.log(
-                    logging.DEBUG if quiet else logging.INFO, "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                    level, "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
                     epoch, record.train_loss, record.train_accuracy, valid_loss, valid_acc, " *" if improved else "", record.seconds,
                 )
                 result.stopped_early = waited >= config.patience
@@ -191,7 +192,7 @@ def train_loop(
                     result.seconds = time.perf_counter() - started
                     checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scheduler, rng))
                 if result.stopped_early:
-                    logger.log(logging.DEBUG if quiet else logging.INFO, "early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
+                    logger.log(level, "early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
                     break
     except KeyboardInterrupt:
         if checkpoint is None:
