@@ -1,8 +1,8 @@
 """Cross-validated sweep of training recipes on train.csv: the evidence behind freezeframe's defaults.
 
 Each configuration is trained on identical stratified folds and seeds. Inside a fold, training
-holds out a stratified 15% validation split for early stopping, exactly as ``freezeframe train``
-does; the fold's test part is never seen in training. Per-run test probabilities are kept so
+holds out a stratified 15% validation split for early stopping (``valid=0``: none, the whole
+schedule runs on all of the fold's training part); the fold's test part is never seen in training. Per-run test probabilities are kept so
 that seed ensembles can be scored afterwards without retraining.
 
     python benchmarks/cv_sweep.py --folds 5 --seeds 0 1 2 --grid default --out sweep.jsonl
@@ -56,10 +56,66 @@ GRIDS = {
         "freeze=last-2,pooling=mean,lr=1e-4,head_lr=1e-2,patience=3",
         "freeze=last-2,pooling=mean,lr=1e-4,head_lr=1e-2,weight_decay=0.1",
     ],
+    "round5": [  # what makes the Trainer's full fine-tune win: data held out, plan, pooling, schedule
+        "peer=trainer",
+        "freeze=full,pooling=cls,lr=1e-4,epochs=3,warmup_ratio=0,weight_decay=0,valid=0,cache=false",
+        "freeze=full,pooling=cls,lr=1e-4,epochs=3,warmup_ratio=0,weight_decay=0,cache=false",
+        "freeze=full,pooling=mean,lr=1e-4,epochs=3,warmup_ratio=0,weight_decay=0,valid=0,cache=false",
+        "freeze=encoder,pooling=cls,lr=1e-4,epochs=3,warmup_ratio=0,weight_decay=0,valid=0",
+        "freeze=encoder,pooling=mean,lr=1e-4,epochs=3,warmup_ratio=0,weight_decay=0,valid=0",
+        "freeze=encoder,pooling=mean,lr=1e-4,epochs=3,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=2",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=3e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=cls,lr=1.5e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=cls,lr=2e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=2,batch_size=8,valid=0",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,warmup_ratio=0,weight_decay=0,valid=0",
+        "freeze=full,pooling=cls,lr=1.5e-4,epochs=2,warmup_ratio=0,weight_decay=0,valid=0,cache=false",
+        "freeze=full,pooling=mean,lr=1.5e-4,epochs=2,valid=0,cache=false",
+        "freeze=last-3,pooling=mean,lr=2e-4,epochs=3,valid=0",
+        "freeze=last-3,pooling=mean,lr=3e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=1e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=3,valid=0",
+        "freeze=encoder,pooling=cls,lr=1e-4,epochs=3,warmup_ratio=0,weight_decay=0",
+        "freeze=encoder,pooling=mean,lr=5e-5,epochs=3,warmup_ratio=0,valid=0",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=1,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=2,valid=0,head_lr=1e-3",
+    ],
+    "round6": [  # around round 5's best (encoder, mean, all data, 2 epochs), seeds 0-5
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=2.5e-4,epochs=2,valid=0",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,batch_size=8,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=2,batch_size=8,valid=0",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,head_lr=1e-3,valid=0",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,lr_decay=0.9,valid=0",
+        "freeze=last-4,pooling=mean,lr=2e-4,epochs=2,valid=0",
+        "freeze=full,pooling=mean,lr=2e-4,epochs=2,valid=0,cache=false",
+        "peer=trainer",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,weight_decay=0.1,valid=0",
+        "freeze=encoder,pooling=mean,lr=2e-4,epochs=2,warmup_ratio=0.2,valid=0",
+    ],
+    "round7": [  # cheap members for an ensemble at the cost of one model: fewer trainable layers, all data
+        "freeze=last-2,pooling=mean,lr=3e-4,epochs=2,valid=0",
+        "freeze=last-2,pooling=mean,lr=5e-4,epochs=2,valid=0",
+        "freeze=last-2,pooling=mean,lr=2e-4,epochs=3,valid=0",
+        "freeze=last-2,pooling=mean,lr=3e-4,epochs=3,valid=0",
+        "freeze=last-3,pooling=mean,lr=2e-4,epochs=2,valid=0",
+        "freeze=last-3,pooling=mean,lr=3e-4,epochs=2,valid=0",
+        "freeze=last-1,pooling=mean,lr=5e-4,epochs=3,valid=0",
+        "freeze=encoder,pooling=mean,lr=3e-4,epochs=1,valid=0",
+        "freeze=encoder,pooling=mean,lr=1.5e-4,epochs=2,valid=0",
+    ],
     "smoke": ["freeze=head,pooling=mean,lr=3e-3,epochs=3", "freeze=last-1,pooling=cls,lr=3e-4,epochs=2"],
 }
 
 MODEL_KEYS = {"freeze", "pooling", "dropout", "max_length", "model"}
+SPLIT_KEYS = {"valid": float, "peer": str}
+"""``valid=F``: the share of the fold's training part held out for early stopping (default 0.15, as
+``freezeframe train``); ``valid=0`` trains on all of it for exactly ``epochs`` epochs and keeps the last.
+``peer=trainer``: the Hugging Face Trainer's full fine-tune of benchmarks/vs_peers.py instead of freezeframe."""
 
 
 def _flag(value: str) -> bool:
@@ -70,17 +126,19 @@ TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "
               "patience": int, "warmup_ratio": float, "cache": _flag, "probe": _flag}
 
 
-def parse_config(text: str) -> tuple[dict, dict]:
-    model, train = {}, {}
+def parse_config(text: str) -> tuple[dict, dict, dict]:
+    model, train, split = {}, {}, {}
     for item in text.split(","):
         key, value = item.split("=", 1)
-        if key in MODEL_KEYS:
+        if key in SPLIT_KEYS:
+            split[key] = SPLIT_KEYS[key](value)
+        elif key in MODEL_KEYS:
             model[key] = float(value) if key == "dropout" else int(value) if key == "max_length" else value
         elif key in TRAIN_KEYS:
             train[key] = TRAIN_KEYS[key](value)
         else:
             raise SystemExit(f"unknown setting {key!r} in {text!r}")
-    return model, train
+    return model, train, split
 
 
 def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model_name: str, device: str) -> dict:
@@ -105,32 +163,69 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=1234)
     train_idx, test_idx = list(splitter.split(data.texts, data.labels))[fold]
     train_part, test_part = data.subset(list(train_idx)), data.subset(list(test_idx))
-    fit_part, valid_part = split_train_valid(train_part, 0.15, seed)
-    model_settings, train_settings = parse_config(config)
+    model_settings, train_settings, split = parse_config(config)
     model_settings.setdefault("model", model_name)
-    run = RunConfig(DataConfig(Path(data_path)), ModelConfig(**model_settings),
-                    TrainConfig(seed=seed, device=device, show_progress=False, **train_settings))
     started = time.perf_counter()
-    outcome = train_classifier(run, train_data=fit_part, valid_data=valid_part)
+    if split.get("peer") == "trainer":
+        labels, probabilities, best_epoch, epochs_run, trainable = _trainer_full(
+            train_part, test_part, model_settings["model"], seed, device)
+    else:
+        fraction = split.get("valid", 0.15)
+        fit_part, valid_part = split_train_valid(train_part, fraction, seed) if fraction > 0 else (train_part, None)
+        run = RunConfig(DataConfig(Path(data_path), valid_fraction=fraction), ModelConfig(**model_settings),
+                        TrainConfig(seed=seed, device=device, show_progress=False, **train_settings))
+        outcome = train_classifier(run, train_data=fit_part, valid_data=valid_part)
+        probabilities = outcome.classifier().predict_proba(test_part.texts)
+        labels, best_epoch, epochs_run = outcome.labels, outcome.loop.best_epoch, len(outcome.loop.history)
+        trainable = outcome.freeze.trainable
     seconds = time.perf_counter() - started
-    probabilities = outcome.classifier().predict_proba(test_part.texts)
-    index = {label: i for i, label in enumerate(outcome.labels)}
+    index = {label: i for i, label in enumerate(labels)}
     truth = [index[y] for y in test_part.labels]
-    metrics = compute_metrics(truth, probabilities.argmax(1).tolist(), outcome.labels)
+    metrics = compute_metrics(truth, probabilities.argmax(1).tolist(), labels)
     return {
         "config": config, "fold": fold, "seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-        "best_epoch": outcome.loop.best_epoch, "epochs_run": len(outcome.loop.history), "seconds": seconds,
-        "trainable": outcome.freeze.trainable, "test_rows": [int(i) for i in test_idx], "truth": truth,
+        "best_epoch": best_epoch, "epochs_run": epochs_run, "seconds": seconds,
+        "trainable": trainable, "test_rows": [int(i) for i in test_idx], "truth": truth,
         "probabilities": np.round(probabilities, 5).tolist(),
     }
 
 
+def _trainer_full(train_part, test_part, model_name: str, seed: int, device: str):
+    """benchmarks/vs_peers.py's peer: the Trainer fine-tunes every layer (cls pooler, lr 1e-4, 3 epochs, batch 16)."""
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    from freezeframe.encoder import packaged_model_dir
+
+    source = str(packaged_model_dir()) if model_name == "all-MiniLM-L6-v2" else model_name
+    labels = sorted(set(train_part.labels))
+    index = {label: i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels), dtype=torch.float32)
+    encoded = tokenizer(train_part.texts, truncation=True, max_length=128)
+    rows = [{"input_ids": ids, "attention_mask": mask, "labels": index[y]}
+            for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], train_part.labels)]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(output_dir=scratch, per_device_train_batch_size=16, num_train_epochs=3, learning_rate=1e-4,
+                                 save_strategy="no", logging_strategy="no", report_to=[], seed=seed,
+                                 use_cpu=device == "cpu", disable_tqdm=True)
+        Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer)).train()
+    model.eval()
+    with torch.inference_mode():
+        batch = tokenizer(test_part.texts, truncation=True, max_length=128, padding=True, return_tensors="pt").to(model.device)
+        probabilities = model(**batch).logits.float().softmax(-1).cpu().numpy()
+    return labels, probabilities, 3, 3, "all"
+
+
 def summarize(rows: list[dict]) -> str:
-    """Mean ± std of accuracy over folds × seeds per config, plus the accuracy of a seed ensemble."""
+    """Mean ± std of accuracy over folds × seeds per config, plus the accuracy of an ensemble of every seed's model."""
     by_config: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_config[row["config"]].append(row)
-    lines = ["| config | runs | accuracy (mean ± std) | macro-F1 | 3-seed ensemble acc | mean best epoch | mean epochs |",
+    lines = ["| config | runs | accuracy (mean ± std) | macro-F1 | all-seed ensemble acc | mean best epoch | mean epochs |",
              "|---|---|---|---|---|---|---|"]
     scored = []
     for config, runs in by_config.items():

@@ -141,19 +141,20 @@ def sentence_vectors(module: nn.Module, data: ExampleSet, device: torch.device, 
 
 
 def cached_training_data(
-    model: nn.Module, train_data: ExampleSet, valid_data: ExampleSet, device: torch.device,
+    model: nn.Module, train_data: ExampleSet, valid_data: ExampleSet | None, device: torch.device,
     dtype_name: str = "float32", budget_bytes: int | None = None,
-) -> tuple[nn.Module, ExampleSet, ExampleSet, dict]:
+) -> tuple[nn.Module, ExampleSet, ExampleSet | None, dict]:
     """The module and data the loop should train on, using the cache when the plan allows it.
 
     Returns:
-        (module, train data, valid data, a description of the cache for freezeframe.json).
+        (module, train data, valid data (``None`` when it is), a description of the cache for freezeframe.json).
     """
     plan = plan_cache(model)
     if plan is None:
         return model, train_data, valid_data, {"used": False, "reason": "nothing below the trainable layers is frozen"}
     dtype = DTYPES[dtype_name]
-    needed = estimate_bytes(train_data, model, plan, dtype) + estimate_bytes(valid_data, model, plan, dtype)
+    parts = [train_data] + ([valid_data] if valid_data is not None else [])
+    needed = sum(estimate_bytes(part, model, plan, dtype) for part in parts)
     budget = budget_bytes if budget_bytes is not None else default_budget_bytes()
     if needed > budget:
         logger.warning(
@@ -162,7 +163,7 @@ def cached_training_data(
         )
         return model, train_data, valid_data, {"used": False, "reason": "over budget", "bytes_needed": needed}
     cached_train = build_cache(model, train_data, plan, device, dtype)
-    cached_valid = build_cache(model, valid_data, plan, device, dtype)
+    cached_valid = build_cache(model, valid_data, plan, device, dtype) if valid_data is not None else None
     logger.info("frozen-prefix cache: %s, %.1f MiB (%s)", plan.level, needed / 2**20, dtype_name)
     info = {"used": True, "level": plan.level, "start_layer": plan.start, "bytes": needed, "dtype": dtype_name}
     return CachedTop(model, plan), cached_train, cached_valid, info

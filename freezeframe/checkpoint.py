@@ -82,10 +82,13 @@ class CheckpointStore:
         out: the run's ``--out`` directory; the checkpoint lives in ``out/checkpoint``.
         fingerprint: settings and data hashes of the run (see :func:`run_fingerprint`).
         saved: the state to resume from, or ``None`` to start at epoch 1.
+        keep: the checkpoint outlives the run (``--keep-checkpoint``), so the last epoch is saved too;
+            otherwise the run's final model is written instead of a last checkpoint.
     """
 
-    def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None) -> None:
+    def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None, keep: bool = False) -> None:
         self.out = Path(out)
+        self.keep = keep
         self.directory = self.out / CHECKPOINT_DIR
         self.fingerprint = fingerprint
         self.saved = saved
@@ -158,7 +161,8 @@ def read_state(path: Path) -> dict:
     return state
 
 
-def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: bool = False) -> CheckpointStore:
+def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: bool = False,
+                    keep: bool = False) -> CheckpointStore:
     """Check ``--out`` for a run that writes checkpoints there; load the checkpoint when resuming.
 
     Args:
@@ -166,6 +170,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         run: the run's settings (compared with the checkpoint's when resuming).
         overwrite: an existing model (or stale checkpoint) in ``out`` may be replaced.
         resume: continue from ``out/checkpoint`` when it exists.
+        keep: the checkpoint is kept after success (see :class:`CheckpointStore`).
 
     Returns:
         The store the training loop saves into (and resumes from).
@@ -184,7 +189,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
                 f"cannot resume from {directory}: this run differs from the interrupted one: {'; '.join(differences)}; "
                 "use the original settings, or drop --resume and pass --overwrite to start over"
             )
-        store = CheckpointStore(out, fingerprint, saved)
+        store = CheckpointStore(out, fingerprint, saved, keep)
         for stale in out.parent.glob(f".{out.name}.tmp-*"):  # a final write cut short by the kill
             shutil.rmtree(stale, ignore_errors=True)
         report(f"resuming from the checkpoint of epoch {store.saved_epoch} in {directory}")
@@ -205,7 +210,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
     if directory.exists():
         shutil.rmtree(directory)
-    return CheckpointStore(out, fingerprint)
+    return CheckpointStore(out, fingerprint, keep=keep)
 
 
 def random_states(batch_rng: random.Random) -> dict:

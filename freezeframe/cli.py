@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, DEFAULT_PROBE, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.config import DEFAULT_COMPARE, DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, DEFAULT_PROBE, DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.errors import FreezeframeError
 
 app = typer.Typer(
@@ -46,7 +46,7 @@ def train(
     train: Annotated[Path, typer.Option("--train", help="Training file (.csv, .tsv, .jsonl).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     valid: Annotated[Optional[Path], typer.Option(help="Validation file; default: a split of --train.")] = None,
-    valid_fraction: Annotated[float, typer.Option(help="Share of --train held out for validation.")] = 0.15,
+    valid_fraction: Annotated[Optional[float], typer.Option(help="Share of --train held out for validation and early stopping; 0 trains on every row for the whole schedule (default: 0 for encoder plans, 0.15 for head and baseline).")] = None,
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
@@ -61,7 +61,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default depends on the model).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default depends on the model).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (with validation data).")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps for learning-rate warmup.")] = 0.1,
@@ -78,7 +78,7 @@ def train(
     keep_checkpoint: Annotated[bool, typer.Option(help="Keep --out/checkpoint after training succeeds.")] = False,
     quiet: Annotated[bool, typer.Option(help="Only warnings and the final metrics.")] = False,
 ) -> None:
-    """Train a classifier and save it to --out, then print its validation metrics."""
+    """Train a classifier and save it to --out, then print its validation metrics (when it held data out)."""
     from freezeframe.evaluate import format_metrics
     from freezeframe.fit import train_classifier
 
@@ -90,9 +90,15 @@ def train(
                     cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, probe=probe, ensemble=ensemble),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
-    print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
-          f"{outcome.loop.seconds:.1f}s training):")
-    print(format_metrics(outcome.metrics))
+    if outcome.metrics is None:
+        print(f"\ntrained on all {outcome.meta['data']['train_rows']} rows for {len(outcome.loop.history)} epochs "
+              f"({outcome.loop.seconds:.1f}s training); nothing was held out, so there are no validation metrics.\n"
+              f"estimate accuracy with:  freezeframe compare --train {train} --configs {run.model.freeze} "
+              f"(cross-validation), or train with --valid-fraction 0.15")
+    else:
+        print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
+              f"{outcome.loop.seconds:.1f}s training):")
+        print(format_metrics(outcome.metrics))
     print(f"\nmodel saved to {out}")
     print(f'predict with:  freezeframe predict --model {out} "the camera work is stunning"')
 
@@ -183,8 +189,9 @@ def inspect(
               f"down to {depth} layers (the final state is shown above)")
     if meta.get("probe"):
         probe = meta["probe"]
-        print(f"\nLP-FT: the classifier was first fitted alone on frozen sentence vectors ({probe['best_epoch']} epochs, "
-              f"validation accuracy {probe['valid_accuracy']:.3f}), then fine-tuned with the plan above")
+        scored = f", validation accuracy {probe['valid_accuracy']:.3f}" if probe.get("valid_accuracy") is not None else ""
+        print(f"\nLP-FT: the classifier was first fitted alone on frozen sentence vectors ({probe['best_epoch']} epochs"
+              f"{scored}), then fine-tuned with the plan above")
 
 
 @app.command()
@@ -194,12 +201,13 @@ def compare(
     test: Annotated[Optional[Path], typer.Option(help="Held-out labelled file; default: cross-validation of --train.")] = None,
     folds: Annotated[Optional[int], typer.Option(help="Cross-validation folds (default 5 without --test).")] = None,
     seeds: Annotated[int, typer.Option(help="Repetitions with seeds 0..N-1.")] = 1,
-    configs: Annotated[str, typer.Option(help="Comma-separated: baseline and/or freeze plans head, last-N, encoder, full.")] = "baseline,head,last-1,last-2,full",
+    configs: Annotated[str, typer.Option(help="Comma-separated: baseline and/or freeze plans head, last-N, encoder, full.")] = ",".join(DEFAULT_COMPARE),
     model: Annotated[str, typer.Option(help="Encoder the freeze plans apply to.")] = DEFAULT_MODEL,
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs for every configuration (default per model kind).")] = None,
+    valid_fraction: Annotated[Optional[float], typer.Option(help="Share of each training part held out for early stopping (default: as train does, per configuration).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
@@ -209,7 +217,7 @@ def compare(
 
     _setup_logging(quiet)
     settings = CompareConfig(train, test, folds, seeds, [c.strip() for c in configs.split(",") if c.strip()], model,
-                             text_column, label_column, normalize_labels, epochs=epochs, device=device)
+                             text_column, label_column, normalize_labels, valid_fraction, epochs, device)
     results = compare_configs(settings, out, overwrite)
     for name, result in results["configs"].items():
         print(f"{name:<10} accuracy {result['accuracy']['mean']:.3f} ± {result['accuracy']['std']:.3f}   "

@@ -22,12 +22,11 @@ import torch
 from scipy.stats import binomtest
 from sklearn.model_selection import StratifiedKFold
 
-from freezeframe.config import BASELINE_MODEL, DEFAULT_MODEL, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.config import BASELINE_MODEL, DEFAULT_COMPARE, DEFAULT_MODEL, DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
 
-DEFAULT_CONFIGS = ("baseline", "head", "last-1", "last-2", "full")
 _CONFIG_NAME = re.compile(r"^(baseline|head|encoder|full|last-[1-9]\d*)$")
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
@@ -44,7 +43,7 @@ class CompareConfig:
     """Number of cross-validation folds (default 5); not allowed together with ``test``."""
     seeds: int = 1
     """Repetitions with seeds 0..seeds-1; each seed reshuffles the folds and the training."""
-    configs: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGS))
+    configs: list[str] = field(default_factory=lambda: list(DEFAULT_COMPARE))
     """Configurations: ``baseline`` or an encoder freeze plan (``head``, ``last-N``, ``encoder``, ``full``)."""
     model: str = DEFAULT_MODEL
     """Encoder the freeze plans apply to."""
@@ -54,8 +53,10 @@ class CompareConfig:
     """Column holding the label name."""
     normalize_labels: bool = False
     """Merge labels that differ only in letter case."""
-    valid_fraction: float = 0.15
-    """Share of each training part held out for early stopping."""
+    valid_fraction: float | None = None
+    """Share of each training part held out for early stopping; ``None`` takes each configuration's
+    default, exactly as ``freezeframe train`` would (0 for encoder plans, which train on all of it for
+    their fixed schedule; 0.15 for ``head`` and the baseline)."""
     epochs: int | None = None
     """Maximum epochs for every configuration; ``None`` keeps each model kind's default."""
     device: str = "auto"
@@ -71,6 +72,8 @@ class CompareConfig:
             self.folds = 5
         if self.folds is not None and self.folds < 2:
             problems.append(f"folds must be at least 2, got {self.folds}")
+        if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
+            problems.append(f"valid_fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if self.seeds < 1:
             problems.append(f"seeds must be at least 1, got {self.seeds}")
         if not self.configs:
@@ -142,11 +145,14 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
     return splits
 
 
-def run_split(run: RunConfig, split: Split, valid_fraction: float, labels: list[str]) -> RunRecord:
-    """Train ``run`` on the split's training part (early stopping on a held-out share), test it."""
+def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
+    """Train ``run`` on the split's training part (early stopping on a held-out share of it when the
+    run holds one out, as ``freezeframe train`` would), test it."""
     from freezeframe.fit import train_classifier
 
-    fit_part, valid_part = split_train_valid(split.train, valid_fraction, split.seed)
+    fit_part, valid_part = split.train, None
+    if run.holds_out:
+        fit_part, valid_part = split_train_valid(split.train, run.data.valid_fraction, split.seed)
     with _single_thread(run.model.is_baseline):
         outcome = train_classifier(run, None, train_data=fit_part, valid_data=valid_part)
     if outcome.labels != labels:
@@ -255,7 +261,7 @@ def _run_all(settings: CompareConfig, splits: list[Split], labels: list[str]) ->
                     _duration(time.perf_counter() - started), _eta(jobs[number - 1:], seconds))
         run_started = time.perf_counter()
         with _training_quietly(once):
-            record = run_split(settings.run_config(name, split.seed), split, settings.valid_fraction, labels)
+            record = run_split(settings.run_config(name, split.seed), split, labels)
         seconds.setdefault(name, []).append(time.perf_counter() - run_started)
         logger.info("        %-8s accuracy %.3f  macro-F1 %.3f  (best epoch %d, %.1fs)", name,
                     record.metrics["accuracy"], record.metrics["macro_f1"], record.best_epoch, seconds[name][-1])
@@ -319,6 +325,7 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
             "train_seconds": _spread([r.train_seconds for r in runs]),
             "best_epoch": _spread([r.best_epoch for r in runs]),
             "epoch_limit": runs[0].epoch_limit,
+            "valid_fraction": settings.run_config(name, 0).data.valid_fraction,
             "runs_best_at_epoch_limit": sum(r.best_epoch == r.epoch_limit for r in runs),
             "trainable_parameters": runs[0].trainable_parameters,
             "total_parameters": runs[0].total_parameters,

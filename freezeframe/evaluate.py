@@ -124,7 +124,8 @@ def plot_learning_curves(histories: dict[str, tuple[list[dict], int]], path: Pat
         history, best_epoch = histories[name]
         epochs = [r["epoch"] for r in history]
         ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
-        ax.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation loss")
+        if any(r["valid_loss"] is not None for r in history):  # none when nothing was held out
+            ax.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation loss")
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")

@@ -30,7 +30,8 @@ class TrainOutcome:
 
     directory: Path | None
     labels: list[str]
-    metrics: dict
+    metrics: dict | None
+    """Validation metrics of the kept epoch; ``None`` when nothing was held out."""
     loop: LoopResult
     freeze: FreezeReport
     cache: dict
@@ -62,8 +63,9 @@ def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
     return load_pretrained(config.model, labels, config.pooling, config.dropout)
 
 
-def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts]:
-    """Training and validation texts as the run's data settings ask."""
+def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
+    """Training and validation texts as the run's data settings ask (no validation texts with
+    ``valid_fraction`` 0 and no validation file)."""
     data = run.data
     train = load_labelled(data.train, data.text_column, data.label_column, data.normalize_labels)
     check_classes(train)
@@ -71,6 +73,8 @@ def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts]:
         valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels)
         check_known_labels(valid, train.label_names)
         return train, valid
+    if not run.holds_out:
+        return train, None
     return split_train_valid(train, data.valid_fraction, run.train.seed)
 
 
@@ -94,13 +98,14 @@ def train_classifier(
         run: data, model and training settings.
         out: model directory to write; it appears complete or not at all.
         overwrite: replace an existing ``out``.
-        train_data, valid_data: already-loaded data (used by ``compare``); read from
-            ``run.data`` when absent.
+        train_data, valid_data: already-loaded data (used by ``compare``); both are read from
+            ``run.data`` when ``train_data`` is absent. ``valid_data`` ``None`` holds nothing out:
+            the whole schedule runs and the last epoch is kept.
         resume: continue from the checkpoint in ``out/checkpoint`` (settings and data must match).
         keep_checkpoint: keep ``out/checkpoint`` after success (it is removed by default).
 
     Returns:
-        The outcome, including validation metrics of the kept (best) epoch.
+        The outcome, including validation metrics of the kept (best) epoch when there was validation data.
     """
     members = run.train.ensemble
     if members > 1 and resume:
@@ -110,17 +115,18 @@ def train_classifier(
         if members > 1:
             check_output_dir(Path(out), overwrite)
         else:
-            checkpoint = open_checkpoint(Path(out), run, overwrite, resume)
-    if train_data is None or valid_data is None:
+            checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint)
+    if train_data is None:
         train_data, valid_data = split_data(run)
     labels = train_data.label_names
-    check_known_labels(valid_data, labels)
+    if valid_data is not None:
+        check_known_labels(valid_data, labels)
     seed_everything(run.train.seed)
     model, tokenizer = build_model(run.model, labels, train_data.texts)
     plan = FreezePlan("full" if run.model.is_baseline and run.model.freeze == DEFAULT_FREEZE else run.model.freeze)
     freeze_report = plan.apply(model)
     train_set = encode_examples(tokenizer, train_data, labels, run.model)
-    valid_set = encode_examples(tokenizer, valid_data, labels, run.model)
+    valid_set = encode_examples(tokenizer, valid_data, labels, run.model) if valid_data is not None else None
     device = choose_device(run.train.device)
     cache_info: dict = {"used": False, "reason": "--no-cache"}
     budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
@@ -156,11 +162,13 @@ def train_classifier(
                                 schedule=schedule_for(member)))
         models.append(member)
         modules.append(module)
-    # members trained through the cache are scored through it too (same logits as the full model,
-    # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
-    views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
-    probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
-    metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
+    metrics = None
+    if valid_set is not None:
+        # members trained through the cache are scored through it too (same logits as the full model,
+        # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
+        views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
+        probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
+        metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
     meta = {
         "freezeframe_version": __version__,
         "kind": "ensemble" if members > 1 else getattr(model, "kind", "transformer"),
@@ -210,11 +218,11 @@ class _Probe:
     """
 
     def __init__(self, run: RunConfig, plan: FreezePlan, module: torch.nn.Module, train_set: ExampleSet,
-                 valid_set: ExampleSet, device: torch.device) -> None:
+                 valid_set: ExampleSet | None, device: torch.device) -> None:
         self.enabled = run.train.probe and not run.model.is_baseline and not plan.is_gradual and plan.spec != "head"
         self.run, self.module, self.device = run, module, device
         self.train_set, self.valid_set = train_set, valid_set
-        self.vectors: tuple[ExampleSet, ExampleSet] | None = None
+        self.vectors: tuple[ExampleSet, ExampleSet | None] | None = None
 
     def fit(self, model: torch.nn.Module, seed: int) -> dict | None:
         """Train ``model``'s classifier on the vectors; its trainable set is as before on return."""
@@ -222,7 +230,7 @@ class _Probe:
             return None
         if self.vectors is None:
             self.vectors = (sentence_vectors(self.module, self.train_set, self.device),
-                            sentence_vectors(self.module, self.valid_set, self.device))
+                            sentence_vectors(self.module, self.valid_set, self.device) if self.valid_set is not None else None)
         named = list(model.plan_parameters())
         trainable = {n for n, p in named if p.requires_grad}
         head = FreezePlan("head").trainable_names(model)
@@ -236,13 +244,13 @@ class _Probe:
             for name, param in named:
                 param.requires_grad_(name in trainable)
         best = loop.history[loop.best_epoch - 1]
-        logger.info("linear probe: valid loss %.4f acc %.3f after %d epochs (%.1fs); fine-tuning from it",
-                    best.valid_loss, best.valid_accuracy, loop.best_epoch, loop.seconds)
+        scored = "no validation data" if best.valid_loss is None else f"valid loss {best.valid_loss:.4f} acc {best.valid_accuracy:.3f}"
+        logger.info("linear probe: %s after %d epochs (%.1fs); fine-tuning from it", scored, loop.best_epoch, loop.seconds)
         return {"lr": config.lr, "best_epoch": loop.best_epoch, "epochs_run": len(loop.history),
                 "valid_loss": best.valid_loss, "valid_accuracy": best.valid_accuracy, "seconds": loop.seconds}
 
 
-def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet, run: RunConfig,
+def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,
                      device: torch.device, budget: int | None, stages: list[dict]):
     """Per-epoch hook for gradual unfreezing: apply the epoch's stage; rebuild the cache when it shrinks."""
     current: dict = {}
@@ -264,13 +272,19 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
     return schedule
 
 
-def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts) -> dict:
+def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None) -> dict:
     files = [run.data.train] + ([run.data.valid] if run.data.valid else [])
+    if valid is None:
+        source = "none: every row trained, for the whole schedule"
+    elif run.data.valid:
+        source = str(run.data.valid)
+    else:
+        source = f"stratified {run.data.valid_fraction:.0%} of train, seed {run.train.seed}"
     return {
         "files": {str(p): file_sha256(p) for p in files if Path(p).is_file()},
         "train_rows": len(train),
-        "valid_rows": len(valid),
-        "valid_source": str(run.data.valid) if run.data.valid else f"stratified {run.data.valid_fraction:.0%} of train, seed {run.train.seed}",
+        "valid_rows": len(valid) if valid is not None else 0,
+        "valid_source": source,
     }
 
 

@@ -110,6 +110,24 @@ def _points(difference: float) -> str:
     return f"{abs(100 * difference):.1f} percentage points"
 
 
+def _holdout_sentence(configs: dict) -> str:
+    """How each configuration used its training part: early stopping on a held-out share, or all of it."""
+    stopping = {n: c["valid_fraction"] for n, c in configs.items() if c.get("valid_fraction", 0.15) > 0}
+    fixed = [n for n in configs if n not in stopping]
+    parts = [f"{', '.join(names)} held out a stratified {share:.0%} of each training part for early stopping"
+             for share, names in _grouped(stopping).items()]
+    if fixed:
+        parts.append(f"{', '.join(fixed)} trained on all of it for {'its' if len(fixed) == 1 else 'their'} fixed schedule")
+    return "; ".join(parts) + "."
+
+
+def _grouped(shares: dict[str, float]) -> dict[float, list[str]]:
+    groups: dict[float, list[str]] = {}
+    for name, share in shares.items():
+        groups.setdefault(share, []).append(name)
+    return groups
+
+
 def report_blocks(results: dict) -> list[Block]:
     """The report's content, in order."""
     settings, configs, labels = results["settings"], results["configs"], results["labels"]
@@ -117,8 +135,7 @@ def report_blocks(results: dict) -> list[Block]:
         Block("h1", "freezeframe comparison"),
         Block("p", f"Evaluation: {settings['evaluation']}; seeds {', '.join(map(str, settings['seeds']))}; "
                    f"{results['n_runs']} run(s) per configuration on {results['n_items']} test items. "
-                   f"Encoder: {settings['model']}. Every configuration saw identical splits; early stopping used "
-                   f"a stratified {settings['valid_fraction']:.0%} of each training part."),
+                   f"Encoder: {settings['model']}. Every configuration saw identical splits. {_holdout_sentence(configs)}"),
         Block("h2", "What the numbers say"),
         *[Block("p", sentence) for sentence in reading(results)],
         Block("h2", "Results (mean ± standard deviation over runs)"),

@@ -1,4 +1,5 @@
-"""The one training loop: AdamW, warmup then linear decay, early stopping on validation loss.
+"""The one training loop: AdamW, warmup then linear decay, early stopping on validation loss (when
+there is validation data; without it the whole schedule runs and the last epoch is kept).
 
 Nothing here knows about transformers: any module whose ``forward(**inputs)`` returns logits
 trains the same way (the encoder, its cached top, the from-scratch baseline).
@@ -27,13 +28,13 @@ from freezeframe.freeze import optimizer_groups
 
 @dataclass
 class EpochRecord:
-    """Losses and accuracies after one epoch."""
+    """Losses and accuracies after one epoch (the validation ones are ``None`` without validation data)."""
 
     epoch: int
     train_loss: float
     train_accuracy: float
-    valid_loss: float
-    valid_accuracy: float
+    valid_loss: float | None
+    valid_accuracy: float | None
     seconds: float
 
 
@@ -50,7 +51,7 @@ class LoopResult:
     def to_dict(self) -> dict:
         return {
             "history": [asdict(r) for r in self.history], "best_epoch": self.best_epoch,
-            "best_valid_loss": self.best_valid_loss, "stopped_early": self.stopped_early, "train_seconds": self.seconds,
+            "best_valid_loss": self.best_valid_loss if math.isfinite(self.best_valid_loss) else None, "stopped_early": self.stopped_early, "train_seconds": self.seconds,
         }
 
 
@@ -112,20 +113,22 @@ def predict_logits(model: nn.Module, data: ExampleSet, batch_size: int, device: 
 def train_loop(
     model: nn.Module,
     train_data: ExampleSet,
-    valid_data: ExampleSet,
+    valid_data: ExampleSet | None,
     config: TrainConfig,
     device: torch.device,
     checkpoint: CheckpointStore | None = None,
     schedule: Callable[[int], tuple[nn.Module, ExampleSet, ExampleSet] | None] | None = None,
     quiet: bool = False,
 ) -> LoopResult:
-    """Train the trainable parameters of ``model``; keep the weights of the best validation epoch.
+    """Train the trainable parameters of ``model``; keep the weights of the best validation epoch, or
+    of the last epoch when there is no validation data.
 
     Args:
         model: returns logits from ``forward(**batch_inputs)``; frozen parameters have
             ``requires_grad=False`` already.
         train_data: training examples with labels.
-        valid_data: validation examples with labels (early stopping watches their loss).
+        valid_data: validation examples with labels (early stopping watches their loss), or ``None``
+            to run every epoch of the schedule and keep the last.
         config: learning rate, epochs, patience, seed, ...
         device: where to train.
         checkpoint: where to save the state after every epoch; when it holds a saved state,
@@ -146,12 +149,13 @@ def train_loop(
     rng = random.Random(config.seed)
     model.to(device)
     groups = optimizer_groups(model, config.lr, config.weight_decay, config.lr_decay, config.head_lr)
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    # the fused kernel updates every tensor in one pass: a third of the step time of the default on the CPU
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=device.type in ("cpu", "cuda"))
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total, int(config.warmup_ratio * total)))
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    valid_labels = torch.tensor(valid_data.labels)
+    valid_labels = torch.tensor(valid_data.labels) if valid_data is not None else None
     result, best_state, waited = LoopResult(), None, 0
     if checkpoint is not None and checkpoint.saved is not None:
         result, best_state, waited = _restore(checkpoint.saved, model, trainable, optimizer, scheduler, rng)
@@ -172,23 +176,31 @@ def train_loop(
                     training_module.to(device)
                 train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scheduler, rng,
                                                      lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
-                logits = predict_logits(training_module, valid_data, config.batch_size * 2, device)
-                valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
-                valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
-                record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
-                result.history.append(record)
-                improved = valid_loss < result.best_valid_loss - 1e-6
-                if improved:
-                    result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
-                    best_state = {n: p.detach().clone() for n, p in trainable.items()}
+                if valid_data is None:  # nothing to choose by: the last epoch is the one kept
+                    record = EpochRecord(epoch, train_loss, train_acc, None, None, time.perf_counter() - epoch_start)
+                    result.history.append(record)
+                    result.best_epoch, best_state = epoch, None  # the model's own weights are kept
+                    logger.log(level, "epoch %2d  train loss %.4f acc %.3f  (%.1fs)", epoch, train_loss, train_acc, record.seconds)
                 else:
-                    waited += 1
-                logger.log(
-                    level, "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
-                    epoch, record.train_loss, record.train_accuracy, valid_loss, valid_acc, " *" if improved else "", record.seconds,
-                )
+                    logits = predict_logits(training_module, valid_data, config.batch_size * 2, device)
+                    valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
+                    valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
+                    record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
+                    result.history.append(record)
+                    improved = valid_loss < result.best_valid_loss - 1e-6
+                    if improved:
+                        result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
+                        best_state = {n: p.detach().clone() for n, p in trainable.items()}
+                    else:
+                        waited += 1
+                    logger.log(
+                        level, "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                        epoch, train_loss, train_acc, valid_loss, valid_acc, " *" if improved else "", record.seconds,
+                    )
                 result.stopped_early = waited >= config.patience
-                if checkpoint is not None:
+                finishing = epoch == config.epochs or result.stopped_early
+                # after the last epoch the model itself is written next: a checkpoint would only be deleted
+                if checkpoint is not None and (not finishing or checkpoint.keep):
                     result.seconds = time.perf_counter() - started
                     checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scheduler, rng))
                 if result.stopped_early:
@@ -266,7 +278,8 @@ def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], 
     scheduler.load_state_dict(saved["scheduler"])
     restore_random_states(saved["random"], rng)
     kept = saved["result"]
-    result = LoopResult([EpochRecord(**r) for r in kept["history"]], kept["best_epoch"], kept["best_valid_loss"],
+    best_loss = kept["best_valid_loss"] if kept["best_valid_loss"] is not None else math.inf
+    result = LoopResult([EpochRecord(**r) for r in kept["history"]], kept["best_epoch"], best_loss,
                         kept["stopped_early"], kept["train_seconds"])
     logger.info("resumed after epoch %d (best so far: epoch %d)", len(result.history), result.best_epoch)
     best_state = {n: p.detach().clone() for n, p in trainable.items()} if saved["best_is_current"] else saved["best_state"]

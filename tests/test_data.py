@@ -136,7 +136,8 @@ REFUSED = {
 def test_cli_refuses_in_one_line_with_exit_2(run_cli, tmp_path, case):
     payload, name, message = REFUSED[case]
     out = tmp_path / "model"
-    code, stdout, err = run_cli("train", "--train", write(tmp_path, payload, name), "--out", out, "--quiet")
+    code, stdout, err = run_cli("train", "--train", write(tmp_path, payload, name), "--out", out, "--valid-fraction", "0.15",
+                                "--quiet")
     assert code == 2, err
     errors = [line for line in err.splitlines() if line.startswith("freezeframe: error:")]
     assert len(errors) == 1 and "Traceback" not in err, err

@@ -10,8 +10,8 @@ from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.fit import train_classifier
 
 
-def _run(data, model_dir, probe: bool, epochs: int = 1, **train) -> RunConfig:
-    return RunConfig(DataConfig(data["train"]), ModelConfig(model=str(model_dir), freeze="last-1"),
+def _run(data, model_dir, probe: bool, epochs: int = 1, valid_fraction: float = 0.15, **train) -> RunConfig:
+    return RunConfig(DataConfig(data["train"], valid_fraction=valid_fraction), ModelConfig(model=str(model_dir), freeze="last-1"),
                      TrainConfig(lr=1e-3, epochs=epochs, probe=probe, show_progress=False, **train))
 
 
@@ -29,6 +29,13 @@ def test_probe_fits_the_head_before_fine_tuning(tiny_model_dir, tiny_data):
     # the probe leaves the plan's trainable set as it was
     trainable = {n for n, p in warm.model.plan_parameters() if p.requires_grad}
     assert any(".layer.3." in n for n in trainable) and not any(".layer.2." in n for n in trainable)
+
+
+def test_probe_without_validation_data_runs_its_whole_schedule(tiny_model_dir, tiny_data):
+    warm = train_classifier(_run(tiny_data, tiny_model_dir, probe=True, valid_fraction=0.0))
+    probe = warm.meta["probe"]
+    assert probe["epochs_run"] == probe["best_epoch"] == 60 and probe["valid_loss"] is None
+    assert warm.metrics is None and warm.meta["data"]["valid_rows"] == 0
 
 
 def test_probe_does_not_touch_the_encoder(tiny_model_dir, tiny_data):

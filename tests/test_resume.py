@@ -20,11 +20,11 @@ from freezeframe.checkpoint import CHECKPOINT_DIR, STATE_FILE, CheckpointStore, 
 EPOCHS = 4
 
 
-def train_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+def train_args(model: Path, data: Path, out: Path, *extra: str, valid_fraction: str = "0.15") -> list[str]:
     # mean pooling, a high rate and last-2 (cached prefix): the tiny model's best epoch is not the first
     return ["train", "--train", str(data), "--model", str(model), "--out", str(out), "--freeze", "last-2",
             "--pooling", "mean", "--lr", "1e-2", "--epochs", str(EPOCHS), "--patience", str(EPOCHS), "--seed", "1",
-            "--quiet", *extra]
+            "--valid-fraction", valid_fraction, "--quiet", *extra]
 
 
 def looks_complete(out: Path) -> bool:
@@ -124,6 +124,29 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     assert (out / CHECKPOINT_DIR / STATE_FILE).exists(), "--keep-checkpoint keeps it inside the model directory"
 
 
+def test_resume_without_validation_data_keeps_the_last_epoch(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    # nothing held out: the kept weights are the last epoch's, not those of the epoch the run resumed from
+    reference, out = tmp_path / "reference", tmp_path / "model"
+    args = train_args(tiny_model_dir, tiny_data["train"], out, valid_fraction="0")
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], reference, valid_fraction="0"))
+    assert code == 0, err
+    save = CheckpointStore.save
+
+    def save_then_ctrl_c(self, state):
+        save(self, state)
+        if state["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+    assert run_cli(*args)[0] == 130
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err
+    assert outcome(out) == outcome(reference)
+    assert outcome(out)["best_epoch"] == EPOCHS and outcome(out)["metrics"] is None
+    assert same_weights(out, reference)
+
+
 def test_resume_without_a_checkpoint_starts_over_or_refuses(run_cli, uninterrupted, tiny_model_dir, tiny_data,
                                                             tmp_path):
     code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], uninterrupted, "--resume"))
@@ -132,3 +155,24 @@ def test_resume_without_a_checkpoint_starts_over_or_refuses(run_cli, uninterrupt
     code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], fresh, "--resume", "--epochs", "1"))
     assert code == 0 and "starting from epoch 1" in err
     assert looks_complete(fresh)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_last_epoch_is_checkpointed_only_when_the_checkpoint_is_kept(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                       monkeypatch, keep):
+    saved_epochs: list[int] = []
+    save = CheckpointStore.save
+
+    def counting_save(self, state):
+        saved_epochs.append(state["epoch"])
+        save(self, state)
+
+    monkeypatch.setattr(CheckpointStore, "save", counting_save)
+    out = tmp_path / "model"
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, *(["--keep-checkpoint"] if keep else [])))
+    assert code == 0, err
+    # the final model is written right after the last epoch, so its checkpoint would only be deleted
+    assert saved_epochs == list(range(1, EPOCHS + (1 if keep else 0)))
+    assert (out / CHECKPOINT_DIR / STATE_FILE).exists() == keep
+    if keep:
+        assert read_state(out / CHECKPOINT_DIR / STATE_FILE)["epoch"] == EPOCHS

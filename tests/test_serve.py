@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from freezeframe.serve import MicroBatcher, ServeConfig, create_app  # noqa: E402
 
-TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet", "--freeze", "last-1"]
+TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet", "--freeze", "last-1", "--valid-fraction", "0.15"]
 TEXTS = ["the camera shot lighting", "a villain role", "plot twist ending", "very good film"]
 LIMITS = ServeConfig(max_texts=8, max_chars=200, max_body_bytes=4000, batch_wait_ms=20)
 
