@@ -1,4 +1,4 @@
-# make demo: set everything up, then train the default model on the built-in data and evaluate it.
+# make demo: set everything up, then train the default model on the built-in data and predict with it.
 # make test: set everything up, then run the test suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: setup
 	$(BIN)/freezeframe train --train $(DATA) --out $(DEMO_OUT) --overwrite
+	$(BIN)/freezeframe predict --model $(DEMO_OUT) "the camera work is stunning" \
+		"the villain has no personality at all" "the plot twist in the last act makes no sense"
 
 test: setup
 	$(BIN)/python -m pytest -q

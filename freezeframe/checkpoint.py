@@ -89,6 +89,8 @@ class CheckpointStore:
     def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None, keep: bool = False) -> None:
         self.out = Path(out)
         self.keep = keep
+        self.extra: dict = {}
+        """Plain values saved with every epoch's state (the LP-FT probe's record), back in ``saved`` on resume."""
         self.directory = self.out / CHECKPOINT_DIR
         self.fingerprint = fingerprint
         self.saved = saved
@@ -103,7 +105,7 @@ class CheckpointStore:
         the next epoch trains (the fsync of tens of MB would otherwise stall every epoch).
         """
         self.flush()
-        state = {"format": FORMAT, "fingerprint": self.fingerprint, **state}
+        state = {"format": FORMAT, "fingerprint": self.fingerprint, **self.extra, **state}
         buffer = io.BytesIO()
         torch.save(state, buffer)
         summary = json.dumps({"epoch": state["epoch"], **state["result"], "fingerprint": self.fingerprint}, indent=2)

@@ -145,8 +145,12 @@ def train_classifier(
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
 
     probe = _Probe(run, plan, trained_module, loop_train, loop_valid, device)
-    resuming = checkpoint is not None and checkpoint.saved is not None
-    probes = [probe.fit(model, run.train.seed) if not resuming else None]
+    if checkpoint is not None and checkpoint.saved is not None:  # the probe ran before the interruption
+        probes = [checkpoint.saved.get("probe")]
+    else:
+        probes = [probe.fit(model, run.train.seed)]
+        if checkpoint is not None and probes[0]:
+            checkpoint.extra["probe"] = probes[0]
     loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint, schedule_for(model))
     models, modules, loops = [model], [trained_module], [loop]
     for k in range(1, members):

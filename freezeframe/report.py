@@ -199,7 +199,9 @@ def reading(results: dict) -> list[str]:
             f"where the baseline was right {test['baseline_only_right']} times; McNemar's exact test gives "
             f"p = {test['p_value']:.2g}: {verdict}.")
     for name, c in configs.items():
-        if c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):
+        # without validation data the last epoch is kept by construction: it says nothing about improvement
+        watched = c.get("valid_fraction", 0.15) > 0
+        if watched and c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):
             sentences.append(
                 f"{name} kept its last allowed epoch ({c['epoch_limit']}) in {c['runs_best_at_epoch_limit']} of "
                 f"{len(c['accuracy']['runs'])} runs: it was still improving when training stopped, so more epochs or "

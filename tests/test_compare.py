@@ -107,3 +107,23 @@ def test_mcnemar_exact_counts_discordant_pairs():
     assert result["first_only"] == 10 and result["second_only"] == 2
     assert result["p_value"] == pytest.approx(0.03857421875)  # 2 * P(X <= 2), X ~ Binomial(12, 0.5)
     assert mcnemar_exact(first, first)["p_value"] == 1.0
+
+
+def test_each_configuration_uses_its_training_part_as_train_would(report_dir):
+    results = json.loads((report_dir / "results.json").read_text())
+    shares = {name: c["valid_fraction"] for name, c in results["configs"].items()}
+    assert shares == {"baseline": 0.15, "head": 0.15, "last-1": 0.0}
+    markdown = (report_dir / "report.md").read_text()
+    assert "baseline, head held out a stratified 15% of each training part for early stopping" in markdown
+    assert "last-1 trained on all of it for its fixed schedule" in markdown
+
+
+def test_the_still_improving_hint_needs_validation_data(report_dir):
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    for config in results["configs"].values():
+        config["runs_best_at_epoch_limit"] = len(config["accuracy"]["runs"])
+    hinted = [s for s in reading(results) if "still improving" in s]
+    # a fixed schedule keeps its last epoch by construction; only early-stopped runs tell
+    assert [s.split()[0] for s in hinted] == ["baseline", "head"]
