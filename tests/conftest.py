@@ -101,3 +101,29 @@ def run_cli(capsys):
 
 
 REAL_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imdb-aspects" / "train.csv"
+
+
+@pytest.fixture
+def ctrl_c_after(monkeypatch):
+    """``with ctrl_c_after(epoch): ...``: once epoch ``epoch``'s checkpoint is saved, Ctrl-C arrives."""
+    import contextlib
+    import signal
+
+    from freezeframe.checkpoint import CheckpointStore
+
+    save = CheckpointStore.save
+
+    @contextlib.contextmanager
+    def armed(epoch: int):
+        def save_then_ctrl_c(self, state):
+            save(self, state)
+            if state["epoch"] == epoch:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(CheckpointStore, "save", save)
+
+    return armed

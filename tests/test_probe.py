@@ -67,25 +67,13 @@ def test_probe_is_recorded_and_shown(run_cli, tmp_path, tiny_model_dir, tiny_dat
     assert code == 0 and "LP-FT" in stdout
 
 
-def test_a_resumed_run_keeps_the_probe_record(run_cli, tmp_path, tiny_model_dir, tiny_data, monkeypatch):
-    import os
-    import signal
-
-    from freezeframe.checkpoint import CheckpointStore
-
+def test_a_resumed_run_keeps_the_probe_record(run_cli, tmp_path, tiny_model_dir, tiny_data, ctrl_c_after):
     args = ["train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "last-1", "--probe",
             "--epochs", "2", "--quiet"]
     code, _, err = run_cli(*args, "--out", tmp_path / "reference")
     assert code == 0, err
-    save = CheckpointStore.save
-
-    def save_then_ctrl_c(self, state):
-        save(self, state)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
-    assert run_cli(*args, "--out", tmp_path / "model")[0] == 130
-    monkeypatch.setattr(CheckpointStore, "save", save)
+    with ctrl_c_after(1):
+        assert run_cli(*args, "--out", tmp_path / "model")[0] == 130
     code, _, err = run_cli(*args, "--out", tmp_path / "model", "--resume")
     assert code == 0, err
     reference, resumed = (json.loads((tmp_path / d / "freezeframe.json").read_text()) for d in ("reference", "model"))

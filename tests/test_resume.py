@@ -89,19 +89,11 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_cli, uninterrupt
 
 
 def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrupted, tiny_model_dir, tiny_data,
-                                                             tmp_path, monkeypatch):
-    save = CheckpointStore.save
-
-    def save_then_ctrl_c(self, state):
-        save(self, state)
-        if state["epoch"] == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+                                                             tmp_path, ctrl_c_after):
     out = tmp_path / "model"
     args = train_args(tiny_model_dir, tiny_data["train"], out)
-    code, _, err = run_cli(*args)
-    monkeypatch.setattr(CheckpointStore, "save", save)
+    with ctrl_c_after(2):
+        code, _, err = run_cli(*args)
     assert code == 130
     last = err.strip().splitlines()[-1]
     assert f"interrupted after epoch 2 of {EPOCHS}" in last and "epochs 1-2 are saved" in last and "--resume" in last
@@ -124,22 +116,14 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     assert (out / CHECKPOINT_DIR / STATE_FILE).exists(), "--keep-checkpoint keeps it inside the model directory"
 
 
-def test_resume_without_validation_data_keeps_the_last_epoch(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+def test_resume_without_validation_data_keeps_the_last_epoch(run_cli, tiny_model_dir, tiny_data, tmp_path, ctrl_c_after):
     # nothing held out: the kept weights are the last epoch's, not those of the epoch the run resumed from
     reference, out = tmp_path / "reference", tmp_path / "model"
     args = train_args(tiny_model_dir, tiny_data["train"], out, valid_fraction="0")
     code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], reference, valid_fraction="0"))
     assert code == 0, err
-    save = CheckpointStore.save
-
-    def save_then_ctrl_c(self, state):
-        save(self, state)
-        if state["epoch"] == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
-    assert run_cli(*args)[0] == 130
-    monkeypatch.setattr(CheckpointStore, "save", save)
+    with ctrl_c_after(2):
+        assert run_cli(*args)[0] == 130
     code, _, err = run_cli(*args, "--resume")
     assert code == 0, err
     assert outcome(out) == outcome(reference)
