@@ -118,16 +118,21 @@ def plot_learning_curves(histories: dict[str, tuple[list[dict], int]], path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     names = list(histories)
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         history, best_epoch = histories[name]
         epochs = [r["epoch"] for r in history]
         ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
-        if any(r["valid_loss"] is not None for r in history):  # none when nothing was held out
+        validated = any(r["valid_loss"] is not None for r in history)  # not when nothing was held out
+        if validated:
             ax.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation loss")
         if best_epoch:
-            ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+            kept = "best epoch" if validated else "kept (last) epoch"
+            ax.axvline(best_epoch, color="grey", linestyle="--", label=f"{kept} ({best_epoch})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss")
         ax.set_title(name)
