@@ -193,8 +193,13 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
 def _trainer_full(train_part, test_part, model_name: str, seed: int, device: str):
     """benchmarks/vs_peers.py's peer: the Trainer fine-tunes every layer (cls pooler, lr 1e-4, 3 epochs, batch 16)."""
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from freezeframe.encoder import packaged_model_dir
 
@@ -270,7 +275,8 @@ def main() -> None:
     parser.add_argument("--summarize", help="only print the table of an existing results file")
     args = parser.parse_args()
     if args.summarize:
-        print(summarize([json.loads(line) for line in open(args.summarize)]))
+        with open(args.summarize) as results:
+            print(summarize([json.loads(line) for line in results]))
         return
     configs = args.config or GRIDS[args.grid]
     # seed-major order: a run cut short still covers every configuration evenly

@@ -43,8 +43,13 @@ def run_hf_trainer(args: argparse.Namespace, out: Path) -> dict:
     """The Trainer recipe of the transformers documentation, with the seed notebook's freezing and padding."""
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from freezeframe.encoder import packaged_model_dir
 

@@ -58,8 +58,13 @@ def child_setfit(train: Path, out: Path, seed: int) -> None:
 def child_trainer_full(train: Path, out: Path, seed: int) -> None:
     import pandas as pd
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from freezeframe.encoder import packaged_model_dir
 

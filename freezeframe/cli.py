@@ -12,7 +12,17 @@ from typing import Annotated, Optional
 import click
 import typer
 
-from freezeframe.config import DEFAULT_COMPARE, DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, DEFAULT_PROBE, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.config import (
+    DEFAULT_COMPARE,
+    DEFAULT_FREEZE,
+    DEFAULT_MODEL,
+    DEFAULT_POOLING,
+    DEFAULT_PROBE,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from freezeframe.errors import FreezeframeError
 
 app = typer.Typer(

@@ -22,7 +22,15 @@ import torch
 from scipy.stats import binomtest
 from sklearn.model_selection import StratifiedKFold
 
-from freezeframe.config import BASELINE_MODEL, DEFAULT_COMPARE, DEFAULT_MODEL, DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.config import (
+    BASELINE_MODEL,
+    DEFAULT_COMPARE,
+    DEFAULT_MODEL,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import sys
 from collections import Counter
@@ -155,7 +156,7 @@ def _json_cell(value: object) -> object:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):  # NaN (an empty cell) or infinity
             return None
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int):

@@ -117,7 +117,6 @@ def plot_learning_curves(histories: dict[str, tuple[list[dict], int]], path: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     names = list(histories)

@@ -13,13 +13,13 @@ import torch
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
+from freezeframe.checkpoint import open_checkpoint
 from freezeframe.config import DEFAULT_FREEZE, HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
-from freezeframe.checkpoint import open_checkpoint
 from freezeframe.storage import atomic_directory, check_output_dir, file_sha256
 from freezeframe.train import LoopResult, choose_device, predict_logits, seed_everything, train_loop
 
@@ -176,7 +176,7 @@ def train_classifier(
     meta = {
         "freezeframe_version": __version__,
         "kind": "ensemble" if members > 1 else getattr(model, "kind", "transformer"),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "labels": labels,
         "settings": run.to_dict(),
         "freeze": {**freeze_report.to_dict(), **({"schedule": stages} if stages else {})},

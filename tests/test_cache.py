@@ -88,7 +88,7 @@ def test_cache_and_no_cache_agree_without_dropout(tiny_model_dir, tiny_data):
     def run(cache: bool):
         config = RunConfig(DataConfig(tiny_data["train"]), ModelConfig(str(tiny_model_dir), freeze="last-1", dropout=0.0),
                            TrainConfig(lr=1e-3, epochs=2, cache=cache, show_progress=False))
-        import freezeframe.encoder as encoder
+        from freezeframe import encoder
 
         original = encoder.load_pretrained
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_rows
 
 TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet"]
