@@ -155,9 +155,9 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
     from sklearn.model_selection import StratifiedKFold
 
     from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from freezeframe.data import load_labelled, split_train_valid
+    from freezeframe.data import load_labelled
     from freezeframe.evaluate import compute_metrics
-    from freezeframe.fit import train_classifier
+    from freezeframe.fit import hold_out, train_classifier
 
     data = load_labelled(Path(data_path))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=1234)
@@ -170,10 +170,9 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
         labels, probabilities, best_epoch, epochs_run, trainable = _trainer_full(
             train_part, test_part, model_settings["model"], seed, device)
     else:
-        fraction = split.get("valid", 0.15)
-        fit_part, valid_part = split_train_valid(train_part, fraction, seed) if fraction > 0 else (train_part, None)
-        run = RunConfig(DataConfig(Path(data_path), valid_fraction=fraction), ModelConfig(**model_settings),
+        run = RunConfig(DataConfig(Path(data_path), valid_fraction=split.get("valid", 0.15)), ModelConfig(**model_settings),
                         TrainConfig(seed=seed, device=device, show_progress=False, **train_settings))
+        fit_part, valid_part = hold_out(run, train_part)
         outcome = train_classifier(run, train_data=fit_part, valid_data=valid_part)
         probabilities = outcome.classifier().predict_proba(test_part.texts)
         labels, best_epoch, epochs_run = outcome.labels, outcome.loop.best_epoch, len(outcome.loop.history)

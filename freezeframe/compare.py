@@ -31,7 +31,7 @@ from freezeframe.config import (
     RunConfig,
     TrainConfig,
 )
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
 
@@ -156,11 +156,9 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
 def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
     """Train ``run`` on the split's training part (early stopping on a held-out share of it when the
     run holds one out, as ``freezeframe train`` would), test it."""
-    from freezeframe.fit import train_classifier
+    from freezeframe.fit import hold_out, train_classifier
 
-    fit_part, valid_part = split.train, None
-    if run.holds_out:
-        fit_part, valid_part = split_train_valid(split.train, run.data.valid_fraction, split.seed)
+    fit_part, valid_part = hold_out(run, split.train)
     with _single_thread(run.model.is_baseline):
         outcome = train_classifier(run, None, train_data=fit_part, valid_data=valid_part)
     if outcome.labels != labels:

@@ -195,11 +195,6 @@ class RunConfig:
         if self.data.valid_fraction is None:
             self.data.valid_fraction = defaults["valid_fraction"]
 
-    @property
-    def holds_out(self) -> bool:
-        """Whether training watches validation data (a file or a share of the training file)."""
-        return self.data.valid is not None or self.data.valid_fraction > 0
-
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["data"]["train"] = str(self.data.train)

@@ -73,9 +73,15 @@ def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
         valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels)
         check_known_labels(valid, train.label_names)
         return train, valid
-    if not run.holds_out:
+    return hold_out(run, train)
+
+
+def hold_out(run: RunConfig, train: LabelledTexts) -> tuple[LabelledTexts, LabelledTexts | None]:
+    """Split off the stratified share of ``train`` that ``run.data.valid_fraction`` holds out for
+    validation (seeded with the run's seed); with a share of 0 every row trains and there is none."""
+    if run.data.valid_fraction == 0:
         return train, None
-    return split_train_valid(train, data.valid_fraction, run.train.seed)
+    return split_train_valid(train, run.data.valid_fraction, run.train.seed)
 
 
 def encode_examples(tokenizer, data: LabelledTexts, labels: list[str], config: ModelConfig) -> ExampleSet:

@@ -110,22 +110,23 @@ def _points(difference: float) -> str:
     return f"{abs(100 * difference):.1f} percentage points"
 
 
+def _held_out_share(config: dict) -> float:
+    """The share of each training part a configuration held out for early stopping (0: none);
+    results written before the key existed always held out 15%."""
+    return config.get("valid_fraction", 0.15)
+
+
 def _holdout_sentence(configs: dict) -> str:
     """How each configuration used its training part: early stopping on a held-out share, or all of it."""
-    stopping = {n: c["valid_fraction"] for n, c in configs.items() if c.get("valid_fraction", 0.15) > 0}
-    fixed = [n for n in configs if n not in stopping]
+    by_share: dict[float, list[str]] = {}
+    for name, config in configs.items():
+        by_share.setdefault(_held_out_share(config), []).append(name)
+    fixed = by_share.pop(0.0, [])
     parts = [f"{', '.join(names)} held out a stratified {share:.0%} of each training part for early stopping"
-             for share, names in _grouped(stopping).items()]
+             for share, names in by_share.items()]
     if fixed:
         parts.append(f"{', '.join(fixed)} trained on all of it for {'its' if len(fixed) == 1 else 'their'} fixed schedule")
     return "; ".join(parts) + "."
-
-
-def _grouped(shares: dict[str, float]) -> dict[float, list[str]]:
-    groups: dict[float, list[str]] = {}
-    for name, share in shares.items():
-        groups.setdefault(share, []).append(name)
-    return groups
 
 
 def report_blocks(results: dict) -> list[Block]:
@@ -200,8 +201,7 @@ def reading(results: dict) -> list[str]:
             f"p = {test['p_value']:.2g}: {verdict}.")
     for name, c in configs.items():
         # without validation data the last epoch is kept by construction: it says nothing about improvement
-        watched = c.get("valid_fraction", 0.15) > 0
-        if watched and c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):
+        if _held_out_share(c) > 0 and c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):
             sentences.append(
                 f"{name} kept its last allowed epoch ({c['epoch_limit']}) in {c['runs_best_at_epoch_limit']} of "
                 f"{len(c['accuracy']['runs'])} runs: it was still improving when training stopped, so more epochs or "

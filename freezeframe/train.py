@@ -176,17 +176,17 @@ def train_loop(
                     training_module.to(device)
                 train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scheduler, rng,
                                                      lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
-                if valid_data is None:  # nothing to choose by: the last epoch is the one kept
-                    record = EpochRecord(epoch, train_loss, train_acc, None, None, time.perf_counter() - epoch_start)
-                    result.history.append(record)
-                    result.best_epoch, best_state = epoch, None  # the model's own weights are kept
-                    logger.log(level, "epoch %2d  train loss %.4f acc %.3f  (%.1fs)", epoch, train_loss, train_acc, record.seconds)
-                else:
+                valid_loss = valid_acc = None
+                if valid_data is not None:
                     logits = predict_logits(training_module, valid_data, config.batch_size * 2, device)
                     valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
                     valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
-                    record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
-                    result.history.append(record)
+                record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
+                result.history.append(record)
+                if valid_data is None:  # nothing to choose by: the last epoch is the one kept
+                    result.best_epoch, best_state = epoch, None  # the model's own weights are kept
+                    logger.log(level, "epoch %2d  train loss %.4f acc %.3f  (%.1fs)", epoch, train_loss, train_acc, record.seconds)
+                else:
                     improved = valid_loss < result.best_valid_loss - 1e-6
                     if improved:
                         result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
