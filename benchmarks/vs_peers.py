@@ -4,7 +4,7 @@ Every method gets the same training texts (a fold's training part) and is scored
 held-out fold; each run is a fresh process, and its time is process start to saved model.
 
     (a) freezeframe   `freezeframe train --train FOLD.csv --out DIR --seed S` with every other option
-                      at its default (it holds out 15% of what it gets for early stopping)
+                      at its default (it trains on every row it gets, 2 epochs)
     (b) setfit        SetFit 1.2 on the same local all-MiniLM-L6-v2 body, logistic-regression
                       head, max_steps 30, batch 16 (the issue's peer setting)
     (c) trainer-full  transformers.Trainer fine-tuning every layer, lr 1e-4, 3 epochs, batch 16,
@@ -12,6 +12,10 @@ held-out fold; each run is a fresh process, and its time is process start to sav
 
     pip install setfit==1.2.0 accelerate==1.15.0      # peers only; not needed by freezeframe
     python benchmarks/vs_peers.py --folds 5 --fold-limit 1 --seeds 0 1 2
+
+``--all-rows`` times the acceptance check instead: every method trains on all of ``--data``
+(nothing to score), once per seed, alternating methods, and each pair's time is printed as
+freezeframe's share of the peer's.
 """
 
 from __future__ import annotations
@@ -86,6 +90,42 @@ def child_trainer_full(train: Path, out: Path, seed: int) -> None:
     tokenizer.save_pretrained(str(out / "model"))
 
 
+def train_timed(method: str, train_file: Path, out: Path, seed: int) -> float | None:
+    """Train ``method`` in a fresh process; seconds from process start to saved model (``None`` if it failed)."""
+    if method == "freezeframe":  # exactly what a user types
+        command = [sys.executable, "-m", "freezeframe", "train", "--train", str(train_file), "--out", str(out),
+                   "--seed", str(seed), "--quiet"]
+    else:
+        command = [sys.executable, __file__, "--child", method, str(train_file), str(out), str(seed)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        print(f"{method} on {train_file.name} seed {seed} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return seconds
+
+
+def time_all_rows(data: Path, seeds: list[int], methods: list[str]) -> None:
+    """The acceptance timing: each method on every row of ``data``, alternating, one pair per seed."""
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in seeds:
+            row = {"seed": seed}
+            for method in methods:
+                row[method] = train_timed(method, data, Path(scratch) / f"{method}-{seed}", seed)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    peers = [m for m in methods if m != "freezeframe"]
+    print(f"\nall {data.name}, seeds {seeds}, {os.cpu_count()} CPU cores; seconds from process start to saved model\n")
+    print("| seed | " + " | ".join(methods) + "".join(f" | freezeframe / {p}" for p in peers) + " |")
+    print("|---" * (1 + len(methods) + len(peers)) + "|")
+    for row in rows:
+        times = " | ".join(f"{row[m]:.1f}" if row[m] else "failed" for m in methods)
+        shares = "".join(f" | {row['freezeframe'] / row[p]:.1%}" if row.get("freezeframe") and row[p] else " | -" for p in peers)
+        print(f"| {row['seed']} | {times}{shares} |")
+
+
 def score(method: str, out: Path, texts: list[str], labels: list[str]) -> float:
     """Accuracy of a saved model on the fold's test texts (not timed)."""
     if method == "freezeframe":
@@ -110,6 +150,7 @@ def main() -> None:
     parser.add_argument("--fold-limit", type=int, default=1, help="run only the first N folds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--all-rows", action="store_true", help="time training on all of --data (no scoring)")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "TRAIN", "OUT", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -117,6 +158,9 @@ def main() -> None:
         method, train, out, seed = args.child
         {"setfit": child_setfit, "trainer-full": child_trainer_full}[method](
             Path(train), Path(out), int(seed))
+        return
+    if args.all_rows:
+        time_all_rows(args.data, args.seeds, args.methods)
         return
     from sklearn.model_selection import StratifiedKFold
 
@@ -133,17 +177,8 @@ def main() -> None:
             for seed in args.seeds:
                 for method in args.methods:
                     out = Path(scratch) / f"{method}-{fold}-{seed}"
-                    if method == "freezeframe":  # exactly what a user types
-                        command = [sys.executable, "-m", "freezeframe", "train", "--train", str(train_file), "--out", str(out),
-                                   "--seed", str(seed), "--quiet"]
-                    else:
-                        command = [sys.executable, __file__, "--child", method, str(train_file), str(out), str(seed)]
-                    started = time.perf_counter()
-                    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-                    seconds = time.perf_counter() - started
-                    if done.returncode != 0:
-                        print(f"{method} fold {fold} seed {seed} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                    seconds = train_timed(method, train_file, out, seed)
+                    if seconds is None:
                         continue
                     accuracy = score(method, out, test.texts, test.labels)
                     results[method].append({"fold": fold, "seed": seed, "accuracy": accuracy, "seconds": seconds})

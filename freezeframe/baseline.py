@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from freezeframe.bert import masked_mean
 from freezeframe.config import BASELINE_DEFAULTS, ModelConfig
 from freezeframe.errors import FreezeframeError
-from freezeframe.hf_modeling import masked_mean
 
 PAD, UNK = "<PAD>", "<UNK>"
 VOCAB_FILE = "vocab.txt"

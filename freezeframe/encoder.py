@@ -2,31 +2,56 @@
 
 The stages (embeddings, encoder layers, pooling, classifier) let the frozen-prefix cache run the
 bottom of the network once and train only the top (see ``cache.py``).
+
+A BERT checkpoint that ``bert.py`` can run (``model.safetensors``, absolute positions, a
+``tokenizer.json``: the packaged default and TinyBERT among them) loads without importing
+transformers; anything else loads through transformers' Auto classes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.resources
+import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
-from transformers.masking_utils import create_bidirectional_mask
-from transformers.utils import logging as hf_logging
 
+from freezeframe import bert
 from freezeframe.config import DEFAULT_MODEL
 from freezeframe.errors import FreezeframeError
-from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification, masked_mean
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json")
+BACKEND_VARIABLE = "FREEZEFRAME_BERT"
+"""Set to ``transformers`` to load every model through transformers' classes (for comparisons)."""
 
-AutoConfig.register(FreezeframeBertConfig.model_type, FreezeframeBertConfig, exist_ok=True)
-AutoModelForSequenceClassification.register(FreezeframeBertConfig, FreezeframeBertForSequenceClassification, exist_ok=True)
-hf_logging.set_verbosity_error()
-hf_logging.disable_progress_bar()
+
+@functools.cache
+def import_transformers():
+    """Import transformers (5 s on 2 cores) only for models ``bert.py`` cannot run; register the mean-pooled class."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
+
+    transformers.AutoConfig.register(FreezeframeBertConfig.model_type, FreezeframeBertConfig, exist_ok=True)
+    transformers.AutoModelForSequenceClassification.register(
+        FreezeframeBertConfig, FreezeframeBertForSequenceClassification, exist_ok=True)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    return transformers
+
+
+def runs_natively(source: str) -> bool:
+    """Whether ``source`` (a resolved ``--model``) loads as :mod:`freezeframe.bert` rather than through transformers."""
+    path = Path(source)
+    return os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.unsupported(path) is None
 
 
 def packaged_model_dir() -> Path:
@@ -93,14 +118,19 @@ class EncoderClassifier(nn.Module):
 
     def encode(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Run encoder layers ``start..stop-1`` over ``hidden``."""
-        mask = create_bidirectional_mask(config=self.hf.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        if isinstance(self.base, bert.BertModel):
+            mask = self.base.attention_bias(attention_mask, hidden.dtype)
+        else:
+            from transformers.masking_utils import create_bidirectional_mask
+
+            mask = create_bidirectional_mask(config=self.hf.config, inputs_embeds=hidden, attention_mask=attention_mask)
         for layer in self.base.encoder.layer[start:stop]:
             hidden = layer(hidden, mask)
         return hidden
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "mean":
-            return masked_mean(hidden, attention_mask)
+            return bert.masked_mean(hidden, attention_mask)
         return self.base.pooler(hidden)
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -120,6 +150,9 @@ class EncoderClassifier(nn.Module):
     def save(self, directory: Path) -> None:
         """Write a standard Hugging Face model directory that ``pipeline()`` can load."""
         config = self.hf.config
+        if isinstance(self.hf, bert.BertForSequenceClassification):  # what transformers' save_pretrained writes
+            config.model_type = "freezeframe_bert" if self.pooling == "mean" else "bert"
+            config.architectures = [("Freezeframe" if self.pooling == "mean" else "") + "BertForSequenceClassification"]
         if self.pooling == "mean":
             config.freezeframe_pooling = "mean"
             module = REMOTE_CODE_FILE[:-3]
@@ -129,7 +162,8 @@ class EncoderClassifier(nn.Module):
         self.hf.save_pretrained(directory)
 
 
-def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout: float | None = None) -> tuple[EncoderClassifier, SubwordTokenizer]:
+def load_pretrained(name: str, labels: list[str], pooling: str = "cls",
+                    dropout: float | None = None) -> tuple[EncoderClassifier, FastTokenizer | SubwordTokenizer]:
     """Load a pretrained encoder with a new classification head for ``labels``.
 
     Args:
@@ -142,37 +176,58 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         The staged classifier and its tokenizer.
     """
     source = resolve_model(name)
-    kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    head = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     if dropout is not None:
-        kwargs["classifier_dropout"] = dropout
-    try:
-        config = AutoConfig.from_pretrained(source, **kwargs)
+        head["classifier_dropout"] = dropout
+    if runs_natively(source):
+        with _load_errors(name):
+            model = bert.BertForSequenceClassification.from_pretrained(Path(source), head)
+            return EncoderClassifier(model, pooling), FastTokenizer(Path(source))
+    transformers = import_transformers()
+    from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
+
+    with _load_errors(name):
+        config = transformers.AutoConfig.from_pretrained(source, num_labels=len(labels), **head)
         if pooling == "mean" and config.model_type == "bert":
             model_class = FreezeframeBertForSequenceClassification
             config = FreezeframeBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
         elif config.model_type == "bert":
-            model_class = BertForSequenceClassification
+            model_class = transformers.BertForSequenceClassification
         else:
-            model_class = AutoModelForSequenceClassification
+            model_class = transformers.AutoModelForSequenceClassification
         # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
         hf_model = model_class.from_pretrained(source, config=config, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise FreezeframeError(_load_failure(name, err)) from None
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 
 
-def load_trained(directory: Path) -> tuple[EncoderClassifier, SubwordTokenizer]:
+def load_trained(directory: Path) -> tuple[EncoderClassifier, FastTokenizer | SubwordTokenizer]:
     """Load a classifier directory written by freezeframe (or any HF sequence classifier)."""
-    try:
-        config = AutoConfig.from_pretrained(str(directory))
+    if runs_natively(str(directory)):
+        with _load_errors(str(directory)):
+            model = bert.BertForSequenceClassification.from_pretrained(Path(directory))
+            return EncoderClassifier(model, getattr(model.config, "freezeframe_pooling", "cls")), FastTokenizer(Path(directory))
+    transformers = import_transformers()
+    from freezeframe.hf_modeling import FreezeframeBertForSequenceClassification
+
+    with _load_errors(str(directory)):
+        config = transformers.AutoConfig.from_pretrained(str(directory))
         pooling = getattr(config, "freezeframe_pooling", "cls")
-        model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else AutoModelForSequenceClassification
+        model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else transformers.AutoModelForSequenceClassification
         hf_model = model_class.from_pretrained(str(directory), config=config)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    except (OSError, ValueError) as err:
-        raise FreezeframeError(_load_failure(str(directory), err)) from None
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+
+
+@contextlib.contextmanager
+def _load_errors(name: str) -> Iterator[None]:
+    """A model that fails to load is one line for the user, whichever library failed."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
+        raise FreezeframeError(_load_failure(name, err)) from None
 
 
 def _load_failure(name: str, err: Exception) -> str:
@@ -206,3 +261,46 @@ class SubwordTokenizer:
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save_pretrained(directory)
+
+
+class FastTokenizer:
+    """The same interface over the ``tokenizers`` library alone, read from ``tokenizer.json``
+    (the file transformers' fast tokenizers run; importing transformers for it would cost seconds).
+
+    Args:
+        directory: the model directory; ``save`` copies its tokenizer files.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.directory = directory
+        try:
+            self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        except Exception as err:  # noqa: BLE001 (the Rust library raises plain Exceptions)
+            raise ValueError(f"cannot read {directory / 'tokenizer.json'}: {err}") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        settings = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8")) if (directory / "tokenizer_config.json").is_file() else {}
+        pad = settings.get("pad_token") or "[PAD]"
+        pad_id = self.tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad)
+        self.pad_id = pad_id if pad_id is not None else 0
+
+    def encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+        """Token ids per text (with special tokens, truncated to ``max_length``) and how many were cut."""
+        if not texts:
+            return [], 0
+        full = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
+        truncated = sum(len(ids) > max_length for ids in full)
+        if not truncated:
+            return full, 0
+        self.tokenizer.enable_truncation(max_length)
+        try:
+            return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)], truncated
+        finally:
+            self.tokenizer.no_truncation()
+
+    def save(self, directory: Path) -> None:
+        for name in TOKENIZER_FILES:
+            if (self.directory / name).is_file():
+                shutil.copyfile(self.directory / name, directory / name)

@@ -347,12 +347,12 @@ def _load_tokenizer(export_dir: Path, kind: str):
         from freezeframe.baseline import WordTokenizer
 
         return WordTokenizer.load(export_dir)
-    from transformers import AutoTokenizer
-
-    from freezeframe.encoder import SubwordTokenizer
+    from freezeframe.encoder import FastTokenizer, SubwordTokenizer, import_transformers
 
     try:
-        return SubwordTokenizer(AutoTokenizer.from_pretrained(str(export_dir)))
+        if (export_dir / "tokenizer.json").is_file():
+            return FastTokenizer(export_dir)
+        return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(str(export_dir)))
     except (OSError, ValueError) as err:
         raise FreezeframeError(f"cannot load the tokenizer in {export_dir}: {_first_line(err)}") from None
 

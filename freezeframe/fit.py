@@ -301,9 +301,7 @@ def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | No
 def _versions() -> dict:
     from importlib.metadata import version
 
-    import transformers
-
     return {
         "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "tokenizers": version("tokenizers"),
+        "transformers": version("transformers"), "tokenizers": version("tokenizers"),
     }

@@ -137,13 +137,17 @@ def test_same_seed_gives_same_metrics(tiny_model_dir, tiny_data):
     assert first.loop.history[-1].train_loss == second.loop.history[-1].train_loss
 
 
-def test_training_path_imports_stay_lean():
-    """`freezeframe train` pays for every import before its first epoch: no scikit-learn, no matplotlib
-    (scipy comes in with transformers' own loss modules, out of our hands)."""
+def test_training_and_prediction_stay_lean(tiny_model_dir, tiny_data, tmp_path):
+    """`freezeframe train` and `predict` on a BERT checkpoint pay for no import they do not use:
+    not transformers (5 s on 2 cores: bert.py runs the model), scikit-learn, scipy or matplotlib."""
     import subprocess
     import sys
 
-    code = ("import sys, freezeframe.cli, freezeframe.fit; "
-            "print(sorted(m for m in ('sklearn', 'matplotlib') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    out = tmp_path / "model"
+    code = ("import sys; from freezeframe.cli import main\n"
+            f"main(['train', '--train', {str(tiny_data['train'])!r}, '--model', {str(tiny_model_dir)!r}, '--out', {str(out)!r},"
+            " '--epochs', '1', '--quiet'])\n"
+            f"main(['predict', '--model', {str(out)!r}, 'the camera shot'])\n"
+            "print(sorted(m for m in ('transformers', 'sklearn', 'scipy', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
