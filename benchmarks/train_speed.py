@@ -110,7 +110,7 @@ def run_freezeframe(args: argparse.Namespace, out: Path, plan: str) -> dict:
     from freezeframe.fit import train_classifier
 
     run = RunConfig(
-        DataConfig(args.data),
+        DataConfig(args.data, valid_fraction=0.15),  # the same 85/15 split as the Trainer
         ModelConfig(freeze=plan, pooling=args.pooling),
         TrainConfig(lr=args.lr, epochs=args.epochs, patience=args.epochs + 1, seed=args.seed, show_progress=False),
     )
