@@ -121,9 +121,12 @@ def ctrl_c_after(monkeypatch):
                 os.kill(os.getpid(), signal.SIGINT)
 
         monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+        # a shell's background job (`make test &`) starts with SIGINT ignored, and then Python leaves it ignored
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             yield
         finally:
+            signal.signal(signal.SIGINT, previous)
             monkeypatch.setattr(CheckpointStore, "save", save)
 
     return armed
