@@ -16,7 +16,7 @@ import importlib.resources
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -238,6 +238,18 @@ def _load_failure(name: str, err: Exception) -> str:
     return f"cannot load model {name!r}: {first}"
 
 
+def _truncate_long(full: list[list[int]], texts: list[str], max_length: int,
+                   encode_truncated: Callable[[list[str]], list[list[int]]]) -> tuple[list[list[int]], int]:
+    """``full`` (each text's ids without truncation) with the texts over ``max_length`` encoded again by the
+    tokenizer's own truncation (it keeps the special tokens); also how many there were."""
+    long = [i for i, ids in enumerate(full) if len(ids) > max_length]
+    if long:
+        full = list(full)
+        for i, ids in zip(long, encode_truncated([texts[i] for i in long]), strict=True):
+            full[i] = ids
+    return full, len(long)
+
+
 class SubwordTokenizer:
     """A Hugging Face tokenizer behind the small interface freezeframe's models share.
 
@@ -254,10 +266,8 @@ class SubwordTokenizer:
         if not texts:
             return [], 0
         full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        truncated = sum(len(ids) > max_length for ids in full)
-        if not truncated:
-            return full, 0
-        return self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"], truncated
+        return _truncate_long(full, texts, max_length,
+                              lambda long: self.tokenizer(long, truncation=True, max_length=max_length)["input_ids"])
 
     def save(self, directory: Path) -> None:
         self.tokenizer.save_pretrained(directory)
@@ -291,14 +301,17 @@ class FastTokenizer:
         if not texts:
             return [], 0
         full = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
-        truncated = sum(len(ids) > max_length for ids in full)
-        if not truncated:
-            return full, 0
-        self.tokenizer.enable_truncation(max_length)
-        try:
-            return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)], truncated
-        finally:
-            self.tokenizer.no_truncation()
+        return _truncate_long(full, texts, max_length, self._encode_truncated(max_length))
+
+    def _encode_truncated(self, max_length: int) -> Callable[[list[str]], list[list[int]]]:
+        def encode(long: list[str]) -> list[list[int]]:
+            self.tokenizer.enable_truncation(max_length)
+            try:
+                return [e.ids for e in self.tokenizer.encode_batch(long, add_special_tokens=True)]
+            finally:
+                self.tokenizer.no_truncation()
+
+        return encode
 
     def save(self, directory: Path) -> None:
         for name in TOKENIZER_FILES:
