@@ -2,8 +2,9 @@
 
 Importing transformers' model code takes about 5 s on 2 CPU cores, an eighth of a whole default
 training run, and its CPU dropout draws masks with torch's slow Bernoulli sampler (a tenth of every
-epoch). For the common case, a BERT checkpoint in ``model.safetensors`` with absolute positions
-and a ``tokenizer.json``, freezeframe builds this module instead. It has the same submodules and
+epoch). For the common case, a BERT checkpoint (``model.safetensors`` or ``pytorch_model.bin``) with
+absolute positions and a WordPiece tokenizer (``tokenizer.json``, or ``vocab.txt`` alone as TinyBERT
+ships it), freezeframe builds this module instead. It has the same submodules and
 parameter names as transformers' class, so freeze plans, the frozen-prefix cache and saved model
 directories are unchanged (``transformers.pipeline`` loads what it saves), and the same arithmetic
 (tests compare its logits with transformers'). Two things differ, both in speed only:
@@ -12,8 +13,8 @@ directories are unchanged (``transformers.pipeline`` loads what it saves), and t
   ``--seed`` still fixes them): the same Bernoulli(1 - p) keep rate, to 1/65536;
 - query, key and value are projected by one matrix product.
 
-Any other model (another architecture, relative positions, ``pytorch_model.bin`` weights) loads
-through transformers as before.
+Any other model (another architecture, relative positions, another tokenizer) loads through
+transformers as before.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-WEIGHTS = "model.safetensors"
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+"""Checkpoint files in the order transformers prefers them; ``save_pretrained`` writes the first."""
+VOCAB_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast")
+"""Tokenizer classes that a bare ``vocab.txt`` can stand for (``BertJapaneseTokenizer``, say, cannot)."""
 MODEL_TYPES = ("bert", "freezeframe_bert")
 ACTIVATIONS = {
     "gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
@@ -70,10 +74,50 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; ``{}`` when the file is absent."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def weights_file(directory: Path) -> Path | None:
+    """The checkpoint file of ``directory``, or ``None`` when it has neither kind."""
+    return next((directory / name for name in WEIGHTS if (directory / name).is_file()), None)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` or a ``pytorch_model.bin`` file (loaded with ``weights_only``: no code runs)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (pickle, zip and torch errors alike)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read {path.name}: {first}") from None
+    if isinstance(state, dict):
+        return state
+    raise ValueError(f"{path.name} holds no state dict")  # caught as a load failure, like every reading error
+
+
+def tokenizer_unsupported(directory: Path) -> str | None:
+    """Why the tokenizer in ``directory`` needs transformers, or ``None`` when the ``tokenizers`` library runs it
+    (a ``tokenizer.json``, or a bare ``vocab.txt`` of BERT's own tokenizer)."""
+    if (directory / "tokenizer.json").is_file():
+        return None
+    try:
+        tokenizer_class = read_json(directory / "tokenizer_config.json").get("tokenizer_class")
+    except (OSError, ValueError):
+        return "no readable tokenizer_config.json"
+    if not (directory / "vocab.txt").is_file():
+        return "no tokenizer.json or vocab.txt"
+    return None if tokenizer_class in (None, *VOCAB_TOKENIZERS) else f"tokenizer class {tokenizer_class!r}"
+
+
 def unsupported(directory: Path) -> str | None:
     """Why the model in ``directory`` needs transformers' own classes, or ``None`` when this module runs it."""
     try:
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        config = read_json(directory / "config.json")
     except (OSError, ValueError):
         return "no readable config.json"
     reasons = [
@@ -81,10 +125,9 @@ def unsupported(directory: Path) -> str | None:
         (config.get("position_embedding_type", "absolute") != "absolute", "relative position embeddings"),
         (config.get("hidden_act", "gelu") not in ACTIVATIONS, f"activation {config.get('hidden_act')!r}"),
         (config.get("is_decoder", False) or config.get("add_cross_attention", False), "a decoder"),
-        (not (directory / WEIGHTS).is_file(), f"no {WEIGHTS}"),
-        (not (directory / "tokenizer.json").is_file(), "no tokenizer.json"),
+        (weights_file(directory) is None, f"no {' or '.join(WEIGHTS)}"),
     ]
-    return next((reason for failed, reason in reasons if failed), None)
+    return next((reason for failed, reason in reasons if failed), None) or tokenizer_unsupported(directory)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -244,17 +287,16 @@ class BertForSequenceClassification(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: Path, overrides: dict | None = None) -> BertForSequenceClassification:
         """Load a BERT checkpoint (a bare ``BertModel`` or a classifier); weights it lacks start as transformers starts them."""
-        from safetensors.torch import load_file
-
-        config = BertSettings({**json.loads((directory / "config.json").read_text(encoding="utf-8")), **(overrides or {})})
+        config = BertSettings({**read_json(directory / "config.json"), **(overrides or {})})
         config.__dict__.pop("torch_dtype", None)
         config.dtype = "float32"  # trained in float32 whatever the checkpoint's storage type
         with torch.device("meta"):  # no random initialisation of weights the checkpoint replaces
             model = cls(config)
         model.to_empty(device="cpu")
         expected = model.state_dict()
+        source = weights_file(directory)
         state = {}
-        for key, tensor in load_file(str(directory / WEIGHTS)).items():
+        for key, tensor in read_weights(source).items():
             key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
             key = key if key.startswith(("bert.", "classifier.")) else f"bert.{key}"
             if key not in expected:  # e.g. a pretraining head, position_ids
@@ -265,7 +307,7 @@ class BertForSequenceClassification(nn.Module):
         missing = [k for k in expected if k not in state]
         lacking = [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]
         if lacking:
-            raise ValueError(f"{directory / WEIGHTS} lacks {lacking[0]}")
+            raise ValueError(f"{source} lacks {lacking[0]}")
         model.load_state_dict(state, strict=False)
         for name in dict.fromkeys(k.rsplit(".", 1)[0] for k in missing):  # a fixed order: the seed fixes the draws
             model.init_weights(model.get_submodule(name))
@@ -278,4 +320,4 @@ class BertForSequenceClassification(nn.Module):
         directory = Path(directory)
         (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+        save_file(state, str(directory / WEIGHTS[0]), metadata={"format": "pt"})

@@ -3,9 +3,9 @@
 The stages (embeddings, encoder layers, pooling, classifier) let the frozen-prefix cache run the
 bottom of the network once and train only the top (see ``cache.py``).
 
-A BERT checkpoint that ``bert.py`` can run (``model.safetensors``, absolute positions, a
-``tokenizer.json``: the packaged default and TinyBERT among them) loads without importing
-transformers; anything else loads through transformers' Auto classes.
+A BERT checkpoint that ``bert.py`` can run (``model.safetensors`` or ``pytorch_model.bin``, absolute
+positions, a ``tokenizer.json`` or a BERT ``vocab.txt``: the packaged default and a local TinyBERT
+among them) loads without importing transformers; anything else loads through transformers' Auto classes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.resources
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -250,6 +249,43 @@ def _truncate_long(full: list[list[int]], texts: list[str], max_length: int,
     return full, len(long)
 
 
+def _token(value: str | dict | None, default: str) -> str:
+    """A special token as ``tokenizer_config.json`` writes it: a string, or an added-token dict."""
+    return (value["content"] if isinstance(value, dict) else value) or default
+
+
+def wordpiece_from_vocab(vocab_file: Path, settings: dict):
+    """A ``tokenizers.Tokenizer`` for a bare BERT ``vocab.txt``: the pipeline transformers' ``BertConverter``
+    builds (BERT normaliser and pre-tokenizer, WordPiece, ``[CLS] text [SEP]``), with the casing, accent and
+    special-token settings of ``tokenizer_config.json``."""
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    try:
+        text = vocab_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {vocab_file}: {err}") from None
+    lines = text.split("\n")[: -1 if text.endswith("\n") else None] if text else []  # as transformers reads it
+    vocab = {token: index for index, token in enumerate(lines)}
+    specials = {name: _token(settings.get(f"{name}_token"), f"[{name.upper()}]") for name in ("unk", "sep", "pad", "cls", "mask")}
+    absent = [token for token in (specials["unk"], specials["cls"], specials["sep"]) if token not in vocab]
+    if absent:
+        raise ValueError(f"{vocab_file} lacks the special token {absent[0]}")
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token=specials["unk"], max_input_chars_per_word=100))
+    lowercase = settings.get("do_lower_case", True)
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True),
+        strip_accents=settings.get("strip_accents"), lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = specials["cls"], specials["sep"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens([AddedToken(t, normalized=False) for t in specials.values() if t in vocab])
+    return tokenizer
+
+
 class SubwordTokenizer:
     """A Hugging Face tokenizer behind the small interface freezeframe's models share.
 
@@ -274,8 +310,9 @@ class SubwordTokenizer:
 
 
 class FastTokenizer:
-    """The same interface over the ``tokenizers`` library alone, read from ``tokenizer.json``
-    (the file transformers' fast tokenizers run; importing transformers for it would cost seconds).
+    """The same interface over the ``tokenizers`` library alone (importing transformers for it would cost
+    seconds): it reads ``tokenizer.json``, the file transformers' fast tokenizers run, or builds from a bare
+    ``vocab.txt`` the WordPiece tokenizer that transformers builds from it.
 
     Args:
         directory: the model directory; ``save`` copies its tokenizer files.
@@ -285,15 +322,17 @@ class FastTokenizer:
         from tokenizers import Tokenizer
 
         self.directory = directory
-        try:
-            self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        except Exception as err:  # noqa: BLE001 (the Rust library raises plain Exceptions)
-            raise ValueError(f"cannot read {directory / 'tokenizer.json'}: {err}") from None
+        settings = bert.read_json(directory / "tokenizer_config.json")
+        if (directory / "tokenizer.json").is_file():
+            try:
+                self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            except Exception as err:  # noqa: BLE001 (the Rust library raises plain Exceptions)
+                raise ValueError(f"cannot read {directory / 'tokenizer.json'}: {err}") from None
+        else:
+            self.tokenizer = wordpiece_from_vocab(directory / "vocab.txt", settings)
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        settings = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8")) if (directory / "tokenizer_config.json").is_file() else {}
-        pad = settings.get("pad_token") or "[PAD]"
-        pad_id = self.tokenizer.token_to_id(pad["content"] if isinstance(pad, dict) else pad)
+        pad_id = self.tokenizer.token_to_id(_token(settings.get("pad_token"), "[PAD]"))
         self.pad_id = pad_id if pad_id is not None else 0
 
     def encode(self, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:

@@ -347,10 +347,11 @@ def _load_tokenizer(export_dir: Path, kind: str):
         from freezeframe.baseline import WordTokenizer
 
         return WordTokenizer.load(export_dir)
+    from freezeframe.bert import tokenizer_unsupported
     from freezeframe.encoder import FastTokenizer, SubwordTokenizer, import_transformers
 
     try:
-        if (export_dir / "tokenizer.json").is_file():
+        if tokenizer_unsupported(export_dir) is None:
             return FastTokenizer(export_dir)
         return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(str(export_dir)))
     except (OSError, ValueError) as err:

@@ -130,3 +130,94 @@ def test_a_broken_checkpoint_is_one_clear_error(tiny_model_dir, tmp_path):
     shutil.copyfile(tiny_model_dir / "model.safetensors", broken / "model.safetensors")
     with pytest.raises(FreezeframeError, match="tokenizer.json"):
         load_pretrained(str(broken), ["a", "b"])
+
+
+def _tinybert_layout(tiny_model_dir, directory):
+    """The tiny model as TinyBERT's hub repository lays it out: ``pytorch_model.bin`` and ``vocab.txt``, no
+    ``tokenizer.json``, no safetensors."""
+    from safetensors.torch import load_file
+
+    directory.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+        shutil.copyfile(tiny_model_dir / name, directory / name)
+    torch.save(load_file(str(tiny_model_dir / "model.safetensors")), directory / "pytorch_model.bin")
+    return directory
+
+
+@pytest.mark.parametrize("settings", [{}, {"do_lower_case": False}, {"strip_accents": False}, {"tokenize_chinese_chars": False}])
+def test_a_bare_vocab_txt_tokenizes_as_transformers_does(tmp_path, settings):
+    """Without tokenizer.json the lean path builds the WordPiece tokenizer from vocab.txt and tokenizer_config.json."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from freezeframe.encoder import FastTokenizer, SubwordTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = ["camera", "Camera", "cafe", "café", "crème", "creme", "電", "影", "電影", "plot", "##s", "##ing", "the", "!", ","]
+    (tmp_path / "vocab.txt").write_text("\n".join(specials + words) + "\n", encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", **settings}))
+    texts = ["Camera cameras, CAFÉ crème!", "電影 plot", "the [SEP] plot [MASK] camera", "x" * 150 + " plot", "",
+             "tab\there\x00 new\nline  plots", "Crème CAMERAing " * 6]
+    ours, theirs = FastTokenizer(tmp_path), SubwordTokenizer(AutoTokenizer.from_pretrained(str(tmp_path)))
+    assert not (tmp_path / "tokenizer.json").exists()
+    assert ours.pad_id == theirs.pad_id == 0
+    for max_length in (64, 8):
+        assert ours.encode(texts, max_length) == theirs.encode(texts, max_length)
+
+
+def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """pytorch_model.bin and a bare vocab.txt (the seed's TinyBERT) run on the lean path, compute what transformers
+    computes, and train into a directory that the lean path and transformers both load."""
+    from freezeframe import bert
+    from freezeframe.cli import main
+    from freezeframe.encoder import load_pretrained, load_trained
+
+    source = _tinybert_layout(tiny_model_dir, tmp_path / "tinybert")
+    assert bert.unsupported(source) is None
+    lean, tokenizer = load_pretrained(str(source), ["a", "b", "c"], "mean")
+    assert isinstance(lean.hf, bert.BertForSequenceClassification)
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(source), "--out", str(tmp_path / "m"),
+          "--epochs", "1", "--quiet"])
+    trained, trained_tokenizer = load_trained(tmp_path / "m")
+    assert isinstance(trained.hf, bert.BertForSequenceClassification)
+    assert (tmp_path / "m" / "model.safetensors").is_file() and not (tmp_path / "m" / "pytorch_model.bin").exists()
+    monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
+    reference, reference_tokenizer = load_pretrained(str(source), ["a", "b", "c"], "mean")
+    reference.hf.load_state_dict(lean.hf.state_dict())
+    input_ids, mask = _batch(tokenizer)
+    assert torch.equal(input_ids, _batch(reference_tokenizer)[0])
+    lean.eval(), reference.eval()
+    with torch.no_grad():
+        assert torch.allclose(lean(input_ids, mask), reference(input_ids, mask), atol=1e-5)
+    through_transformers, _ = load_trained(tmp_path / "m")
+    assert not isinstance(through_transformers.hf, bert.BertForSequenceClassification)
+    trained.eval(), through_transformers.eval()
+    with torch.no_grad():
+        assert torch.allclose(trained(input_ids, mask), through_transformers(input_ids, mask), atol=1e-5)
+    assert trained_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)
+    from freezeframe.encoder import FastTokenizer
+    from freezeframe.export import _load_tokenizer
+
+    onnx_tokenizer = _load_tokenizer(tmp_path / "m", "transformer")  # what an export of it would run
+    assert isinstance(onnx_tokenizer, FastTokenizer) and onnx_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)
+
+
+def test_what_the_lean_path_leaves_to_transformers(tiny_model_dir, tmp_path):
+    import json
+
+    from freezeframe import bert
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.errors import FreezeframeError
+
+    source = _tinybert_layout(tiny_model_dir, tmp_path / "tinybert")
+    settings = json.loads((source / "tokenizer_config.json").read_text())
+    (source / "tokenizer_config.json").write_text(json.dumps({**settings, "tokenizer_class": "BertJapaneseTokenizer"}))
+    assert bert.unsupported(source) == "tokenizer class 'BertJapaneseTokenizer'"
+    (source / "tokenizer_config.json").write_text(json.dumps(settings))
+    (source / "pytorch_model.bin").write_bytes(b"not a checkpoint")
+    assert bert.unsupported(source) is None
+    with pytest.raises(FreezeframeError, match="cannot load model .*pytorch_model.bin"):
+        load_pretrained(str(source), ["a", "b"])
+    (source / "pytorch_model.bin").unlink()
+    assert bert.unsupported(source) == "no model.safetensors or pytorch_model.bin"
