@@ -111,7 +111,7 @@ GRIDS = {
     "smoke": ["freeze=head,pooling=mean,lr=3e-3,epochs=3", "freeze=last-1,pooling=cls,lr=3e-4,epochs=2"],
 }
 
-MODEL_KEYS = {"freeze", "pooling", "dropout", "max_length", "model"}
+MODEL_KEYS = {"freeze", "pooling", "dropout", "encoder_dropout", "max_length", "model"}
 SPLIT_KEYS = {"valid": float, "peer": str}
 """``valid=F``: the share of the fold's training part held out for early stopping (default 0.15, as
 ``freezeframe train``); ``valid=0`` trains on all of it for exactly ``epochs`` epochs and keeps the last.
@@ -123,7 +123,7 @@ def _flag(value: str) -> bool:
 
 
 TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "weight_decay": float, "batch_size": int,
-              "patience": int, "warmup_ratio": float, "cache": _flag, "probe": _flag}
+              "patience": int, "warmup_ratio": float, "cache": _flag, "probe": _flag, "label_smoothing": float}
 
 
 def parse_config(text: str) -> tuple[dict, dict, dict]:
@@ -133,7 +133,7 @@ def parse_config(text: str) -> tuple[dict, dict, dict]:
         if key in SPLIT_KEYS:
             split[key] = SPLIT_KEYS[key](value)
         elif key in MODEL_KEYS:
-            model[key] = float(value) if key == "dropout" else int(value) if key == "max_length" else value
+            model[key] = float(value) if key.endswith("dropout") else int(value) if key == "max_length" else value
         elif key in TRAIN_KEYS:
             train[key] = TRAIN_KEYS[key](value)
         else:

@@ -67,7 +67,8 @@ def train(
     padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
     vocab_size: Annotated[int, typer.Option(help="Baseline: vocabulary size.")] = 1000,
     embedding_dim: Annotated[int, typer.Option(help="Baseline: embedding size.")] = 256,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout before the classifier.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout before the classifier (default: the encoder's hidden dropout).")] = None,
+    encoder_dropout: Annotated[Optional[float], typer.Option(help="Dropout inside the encoder, on hidden states and attention (default: the checkpoint's).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default depends on the model).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default depends on the model).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
@@ -79,6 +80,7 @@ def train(
     head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Fit the classifier on the frozen network's sentence vectors before fine-tuning (LP-FT).")] = DEFAULT_PROBE,
     ensemble: Annotated[int, typer.Option(help="Train K members (seeds seed..seed+K-1) and average them.")] = 1,
+    label_smoothing: Annotated[float, typer.Option(help="Share of each training target spread over all classes.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
@@ -95,9 +97,10 @@ def train(
     _setup_logging(quiet)
     run = RunConfig(
         DataConfig(train, valid, valid_fraction, text_column, label_column, normalize_labels),
-        ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout),
+        ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout, encoder_dropout),
         TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
-                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, probe=probe, ensemble=ensemble),
+                    cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, probe=probe, ensemble=ensemble,
+                    label_smoothing=label_smoothing),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
     if outcome.metrics is None:

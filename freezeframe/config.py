@@ -77,6 +77,8 @@ class ModelConfig:
     """Baseline only: size of the word embeddings."""
     dropout: float | None = None
     """Dropout before the classifier; ``None`` keeps the encoder's own setting."""
+    encoder_dropout: float | None = None
+    """Dropout inside the encoder (hidden states and attention weights); ``None`` keeps the checkpoint's."""
 
     def __post_init__(self) -> None:
         if self.pooling not in ("cls", "mean"):
@@ -87,8 +89,10 @@ class ModelConfig:
             raise ValueError(f"max_length must be between 8 and 512, got {self.max_length}")
         if self.vocab_size < 1 or self.embedding_dim < 1:
             raise ValueError("vocab_size and embedding_dim must be positive")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "encoder_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
 
     @property
     def is_baseline(self) -> bool:
@@ -132,6 +136,8 @@ class TrainConfig:
     so fine-tuning starts from a head that already separates the classes."""
     ensemble: int = 1
     """Members trained with seeds seed, seed+1, ...; predictions average their probabilities."""
+    label_smoothing: float = 0.0
+    """Share of each training target spread evenly over all classes (the validation loss stays plain)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -149,6 +155,8 @@ class TrainConfig:
             problems.append(f"head_lr must be positive, got {self.head_lr}")
         if not 0.0 < self.lr_decay <= 1.0:
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 1 <= self.ensemble <= 32:
             problems.append(f"ensemble must be between 1 and 32 members, got {self.ensemble}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -161,8 +161,8 @@ class EncoderClassifier(nn.Module):
         self.hf.save_pretrained(directory)
 
 
-def load_pretrained(name: str, labels: list[str], pooling: str = "cls",
-                    dropout: float | None = None) -> tuple[EncoderClassifier, FastTokenizer | SubwordTokenizer]:
+def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout: float | None = None,
+                    encoder_dropout: float | None = None) -> tuple[EncoderClassifier, FastTokenizer | SubwordTokenizer]:
     """Load a pretrained encoder with a new classification head for ``labels``.
 
     Args:
@@ -170,23 +170,26 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls",
         labels: class names in class-index order.
         pooling: ``cls`` or ``mean``.
         dropout: classifier dropout; ``None`` keeps the encoder's hidden dropout.
+        encoder_dropout: hidden and attention dropout inside the encoder; ``None`` keeps the checkpoint's.
 
     Returns:
         The staged classifier and its tokenizer.
     """
     source = resolve_model(name)
-    head = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+    overrides = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     if dropout is not None:
-        head["classifier_dropout"] = dropout
+        overrides["classifier_dropout"] = dropout
+    if encoder_dropout is not None:
+        overrides.update(hidden_dropout_prob=encoder_dropout, attention_probs_dropout_prob=encoder_dropout)
     if runs_natively(source):
         with _load_errors(name):
-            model = bert.BertForSequenceClassification.from_pretrained(Path(source), head)
+            model = bert.BertForSequenceClassification.from_pretrained(Path(source), overrides)
             return EncoderClassifier(model, pooling), FastTokenizer(Path(source))
     transformers = import_transformers()
     from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
 
     with _load_errors(name):
-        config = transformers.AutoConfig.from_pretrained(source, num_labels=len(labels), **head)
+        config = transformers.AutoConfig.from_pretrained(source, num_labels=len(labels), **overrides)
         if pooling == "mean" and config.model_type == "bert":
             model_class = FreezeframeBertForSequenceClassification
             config = FreezeframeBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})

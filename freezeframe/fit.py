@@ -60,7 +60,7 @@ def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
         return build_baseline(config, labels, train_texts)
     from freezeframe.encoder import load_pretrained
 
-    return load_pretrained(config.model, labels, config.pooling, config.dropout)
+    return load_pretrained(config.model, labels, config.pooling, config.dropout, config.encoder_dropout)
 
 
 def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:

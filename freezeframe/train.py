@@ -233,7 +233,7 @@ def _train_epoch(
         labels = batch.pop("labels")
         with autocast_for(device):
             logits = model(**batch)
-        loss = nn.functional.cross_entropy(logits.float(), labels)
+        loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -151,3 +151,36 @@ def test_training_and_prediction_stay_lean(tiny_model_dir, tiny_data, tmp_path):
             "print(sorted(m for m in ('transformers', 'sklearn', 'scipy', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_dropout_and_label_smoothing_options_are_applied_and_recorded(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    import torch
+
+    from freezeframe.encoder import load_pretrained
+
+    for backend in ("freezeframe", "transformers"):
+        monkeypatch.setenv("FREEZEFRAME_BERT", backend)
+        model, _ = load_pretrained(str(tiny_model_dir), ["a", "b"], "mean", encoder_dropout=0.0)
+        rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert len(rates) >= 9 and set(rates) == {0.0}, backend  # embeddings, 2 per layer, classifier
+        model, _ = load_pretrained(str(tiny_model_dir), ["a", "b"], "mean", dropout=0.3, encoder_dropout=0.0)
+        assert model.hf.dropout.p == 0.3 and model.base.embeddings.dropout.p == 0.0
+    monkeypatch.delenv("FREEZEFRAME_BERT")
+    losses = {}
+    for smoothing in ("0", "0.3"):
+        out = tmp_path / smoothing
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                               "--epochs", "1", "--encoder-dropout", "0", "--label-smoothing", smoothing, "--quiet")
+        assert code == 0, err
+        meta = json.loads((out / "freezeframe.json").read_text())
+        assert meta["settings"]["model"]["encoder_dropout"] == 0.0
+        assert meta["settings"]["train"]["label_smoothing"] == float(smoothing)
+        config = json.loads((out / "config.json").read_text())
+        assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0
+        losses[smoothing] = meta["history"][0]["train_loss"]
+    assert losses["0"] != losses["0.3"]
+    for option in ("--label-smoothing", "--encoder-dropout"):
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", tmp_path / "bad",
+                               option, "1.5")
+        assert code != 0 and len(err.strip().splitlines()) == 1 and "must be in [0, 1)" in err
+        assert not (tmp_path / "bad").exists()
