@@ -31,6 +31,22 @@ app = typer.Typer(
     help="Fine-tune a small pretrained transformer into a text classifier, training only what a freeze plan unfreezes.",
 )
 
+def _show_version(value: bool) -> None:
+    if value:
+        from freezeframe import __version__
+
+        print(f"freezeframe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Fine-tune a small pretrained transformer into a text classifier, training only what a freeze plan unfreezes."""
+
+
 TextColumn = Annotated[str, typer.Option(help="Column holding the texts.")]
 LabelColumn = Annotated[str, typer.Option(help="Column holding the label names.")]
 
@@ -290,18 +306,28 @@ def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
+# typer 0.2x parses with its own copy of click, whose exceptions are not click's: catch both kinds
+_USAGE_ERRORS = (click.ClickException, getattr(getattr(typer, "exceptions", None), "TyperException", click.ClickException))
+_EXITS = (click.exceptions.Exit, typer.Exit)
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="freezeframe", standalone_mode=False)
-    except click.exceptions.Exit as done:
+    except _EXITS as done:
         sys.exit(done.exit_code)
-    except click.exceptions.Abort:
+    except _ABORTS:
         print("freezeframe: interrupted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as err:
-        print(f"freezeframe: error: {_one_line(err.format_message())} (see --help)", file=sys.stderr)
+    except _USAGE_ERRORS as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `freezeframe` or `freezeframe COMMAND`: the help
+            print(err.format_message(), file=sys.stderr)
+            sys.exit(2)
+        message = err.format_message() if hasattr(err, "format_message") else err
+        print(f"freezeframe: error: {_one_line(message)} (see --help)", file=sys.stderr)
         sys.exit(2)
     except FreezeframeError as err:
         kind = "" if err.exit_code == 130 else "error: "  # 130: interrupted, not the user's mistake

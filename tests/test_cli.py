@@ -184,3 +184,23 @@ def test_dropout_and_label_smoothing_options_are_applied_and_recorded(run_cli, t
                                option, "1.5")
         assert code != 0 and len(err.strip().splitlines()) == 1 and "must be in [0, 1)" in err
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--bogus"], "No such option: --bogus"),
+    (["bogus"], "No such command 'bogus'"),
+    (["train", "--train", "x.csv", "--out", "o", "--epochs", "two"], "Invalid value for '--epochs'"),
+    (["predict"], "Missing option '--model'"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(run_cli, args, message):
+    code, out, err = run_cli(*args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and "internal error" not in err
+
+
+def test_version_and_bare_command(run_cli):
+    from freezeframe import __version__
+
+    assert run_cli("--version") == (0, f"freezeframe {__version__}\n", "")
+    code, _, err = run_cli()
+    assert code == 2 and "Commands:" in err and "train" in err
