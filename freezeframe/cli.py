@@ -171,19 +171,32 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
     backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports MODEL/onnx on first use).")] = "torch",
     quantize: Annotated[str, typer.Option(help="none, or int8 for the quantized ONNX graph (with --backend onnx).")] = "none",
+    output: Annotated[Optional[Path], typer.Option(help="Write a .csv, .tsv or .jsonl file instead: each input row's columns, "
+                                                        "predicted_label and score_<label> per class.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
-    """Classify texts; print one JSON line per text: {"text", "label", "scores"}."""
-    from freezeframe.data import load_texts
-    from freezeframe.predict import load_predictor
+    """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
+    from freezeframe.data import load_text_rows
+    from freezeframe.predict import check_output_file, load_predictor, prediction_records, write_predictions
 
     _setup_logging(quiet=True)
     if not texts and input is None:
         raise FreezeframeError("nothing to classify: give texts as arguments or --input FILE ('-' for stdin)")
-    items = list(texts or []) + (load_texts(input, text_column) if input is not None else [])
+    if output is not None:
+        check_output_file(output, overwrite, input)
+    items, rows = list(texts or []), [{"text": text} for text in texts or []]
+    if input is not None:
+        read, table = load_text_rows(input, text_column)
+        items += read
+        rows += table if table is not None else [{"text": text} for text in read]
     classifier = load_predictor(model, backend, quantize)
-    out = sys.stdout
-    for row in classifier.predict(items, batch_size):
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    predictions = classifier.predict(items, batch_size)
+    if output is not None:
+        write_predictions(output, prediction_records(predictions, rows))
+        print(f"wrote {len(predictions)} predictions to {output}", file=sys.stderr)
+        return
+    for row in predictions:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 @app.command()

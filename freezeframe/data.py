@@ -319,7 +319,13 @@ def _stratified_quotas(counts: Counter, n_valid: int) -> dict[str, int]:
 
 def load_texts(path: Path, text_column: str = "review") -> list[str]:
     """Texts to classify: a table's text column, or one text per line of a .txt file or stdin (``-``)."""
+    return load_text_rows(path, text_column)[0]
+
+
+def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], list[dict] | None]:
+    """Texts to classify and, for a table, its rows (every column, in file order) to write back with them."""
     path = Path(path)
+    rows = None
     if str(path) == "-" or path.suffix.lower() in (".txt", ""):
         lines = read_text_file(path).splitlines()
         texts = [line.strip() for line in lines if line.strip()]
@@ -331,6 +337,7 @@ def load_texts(path: Path, text_column: str = "review") -> list[str]:
             else:
                 _require_columns(frame, path, [text_column])
         texts = [model_text(v) for v in frame[text_column]]
+        rows = frame.to_dict("records")
     if not texts:
         raise FreezeframeError(f"{path}: no texts to classify")
-    return texts
+    return texts, rows

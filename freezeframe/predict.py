@@ -63,6 +63,54 @@ def rows_from_probabilities(texts: list[str], probabilities: np.ndarray, labels:
     ]
 
 
+OUTPUT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+"""File types ``predict --output`` writes, with their separators (``None``: JSON Lines)."""
+
+
+def check_output_file(path: Path, overwrite: bool, source: Path | None = None) -> None:
+    """Refuse, before any work, an output file that would fail or destroy something: an unknown
+    type, a directory, an existing file without ``overwrite``, or the input file ``source``."""
+    if path.is_dir():
+        raise FreezeframeError(f"--output {path} is a directory; give a file path")
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise FreezeframeError(f"--output {path}: unsupported file type {path.suffix or '(none)'!r}; "
+                               f"use {', '.join(OUTPUT_SUFFIXES)}")
+    if source is not None and str(source) != "-" and source.exists() and path.exists() and path.samefile(source):
+        raise FreezeframeError(f"--output {path} is the input file; choose another path")
+    if path.exists() and not overwrite:
+        raise FreezeframeError(f"--output {path} exists; pass --overwrite to replace it")
+
+
+def prediction_records(predictions: list[dict], inputs: list[dict]) -> list[dict]:
+    """Each input row's own columns, then ``predicted_label`` and a ``score_<label>`` per class."""
+    records = []
+    for given, row in zip(inputs, predictions):
+        added = {"predicted_label": row["label"]} | {f"score_{label}": p for label, p in row["scores"].items()}
+        clash = sorted(set(given) & set(added))
+        if clash:
+            raise FreezeframeError(f"the input already has a column {clash[0]!r}; rename it before predicting")
+        records.append(given | added)
+    return records
+
+
+def write_predictions(path: Path, records: list[dict]) -> None:
+    """Write ``records`` as CSV, TSV or JSON Lines (by ``path``'s suffix), whole or not at all."""
+    from freezeframe.storage import atomic_write_bytes, make_parent
+
+    separator = OUTPUT_SUFFIXES[path.suffix.lower()]
+    if separator is None:
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    else:
+        import pandas as pd
+
+        text = pd.DataFrame.from_records(records).to_csv(sep=separator, index=False, lineterminator="\n")
+    make_parent(path)
+    try:
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as err:
+        raise FreezeframeError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def read_meta(directory: Path) -> dict:
     path = Path(directory) / META_FILE
     if not path.exists():

@@ -95,6 +95,54 @@ def test_predict_arguments_and_file_keep_order(run_cli, trained, tmp_path):
     assert code == 0 and out_file == out
 
 
+def test_predict_output_file_keeps_the_input_columns(run_cli, trained, tmp_path):
+    import pandas as pd
+
+    source = tmp_path / "reviews.csv"
+    source.write_text('id,review,note\n7,"the camera shot, lit well",a\n3,a villain role,\n9,plot twist ending,c\n',
+                      encoding="utf-8")
+    before = source.read_bytes()
+    code, out, _ = run_cli("predict", "--model", trained, "--input", source)
+    expected = [json.loads(line) for line in out.splitlines()]
+    for name in ("labelled.csv", "labelled.tsv", "labelled.jsonl"):
+        target = tmp_path / "out" / name
+        code, out, err = run_cli("predict", "--model", trained, "--input", source, "--output", target)
+        assert code == 0 and out == "" and f"wrote 3 predictions to {target}" in err
+        if name.endswith(".jsonl"):
+            records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+        else:
+            frame = pd.read_csv(target, sep="," if name.endswith(".csv") else "\t", dtype=str, keep_default_na=False)
+            records = frame.to_dict("records")
+        assert [r["id"] for r in records] == ["7", "3", "9"] and records[0]["review"] == "the camera shot, lit well"
+        assert [r["predicted_label"] for r in records] == [row["label"] for row in expected]
+        for record, row in zip(records, expected):
+            for label, score in row["scores"].items():
+                assert abs(float(record[f"score_{label}"]) - score) < 1e-6
+    assert source.read_bytes() == before
+    code, out, err = run_cli("predict", "--model", trained, "an argument text", "--output", tmp_path / "args.jsonl")
+    assert code == 0 and json.loads((tmp_path / "args.jsonl").read_text())["text"] == "an argument text"
+
+
+@pytest.mark.parametrize(("name", "extra", "message"), [
+    ("taken.csv", [], "exists; pass --overwrite"),
+    ("reviews.csv", ["--overwrite"], "is the input file"),
+    ("out.parquet", [], "unsupported file type '.parquet'"),
+    ("folder", [], "is a directory"),
+    ("clash.csv", ["--input", "labelled.csv"], "already has a column 'predicted_label'"),
+])
+def test_predict_output_refusals_leave_files_alone(run_cli, trained, tmp_path, name, extra, message):
+    (tmp_path / "reviews.csv").write_text("review\nthe camera shot\n", encoding="utf-8")
+    (tmp_path / "labelled.csv").write_text("review,predicted_label\nthe camera shot,Story\n", encoding="utf-8")
+    (tmp_path / "taken.csv").write_text("keep me\n", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    source = [] if "--input" in extra else ["--input", tmp_path / "reviews.csv"]
+    extra = [tmp_path / e if e.endswith(".csv") else e for e in extra]
+    code, out, err = run_cli("predict", "--model", trained, *source, *extra, "--output", tmp_path / name)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
     meta = json.loads((trained / "freezeframe.json").read_text())
     code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
