@@ -7,6 +7,11 @@ that seed ensembles can be scored afterwards without retraining.
 
     python benchmarks/cv_sweep.py --folds 5 --seeds 0 1 2 --grid default --out sweep.jsonl
     python benchmarks/cv_sweep.py --summarize sweep.jsonl
+    python benchmarks/cv_sweep.py --summarize a.jsonl.gz b.jsonl.gz --baseline CONFIG --blend
+
+``--baseline`` adds each configuration's paired difference from CONFIG (same folds and seeds, in
+accuracy points, mean ± standard error); ``--blend`` adds what averaging its probabilities with
+CONFIG's run on the same fold and seed (a two-model ensemble) gains over CONFIG alone.
 
 Configurations are written ``key=value`` joined by commas, e.g. ``freeze=last-2,pooling=mean,lr=3e-4``.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import multiprocessing
 import os
@@ -224,6 +230,51 @@ def _trainer_full(train_part, test_part, model_name: str, seed: int, device: str
     return labels, probabilities, 3, 3, "all"
 
 
+def read_results(paths: list[str]) -> list[dict]:
+    """Rows of one or more results files (.jsonl or .jsonl.gz), in order."""
+    rows = []
+    for path in paths:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as results:
+            rows.extend(json.loads(line) for line in results if line.strip())
+    return rows
+
+
+def paired(rows: list[dict], baseline: str, blend: bool = False) -> str:
+    """Each configuration against ``baseline`` on the (fold, seed) runs both have: accuracy points, mean ± s.e.
+
+    With ``blend``, also the gain of averaging the two runs' probabilities over the baseline's run alone.
+    """
+    runs: dict[str, dict[tuple[int, int], dict]] = defaultdict(dict)
+    for row in rows:
+        runs[row["config"]][(row["fold"], row["seed"])] = row
+    if baseline not in runs:
+        raise SystemExit(f"no runs of the baseline {baseline!r}")
+    base = runs[baseline]
+    lines = ["| config | paired runs | difference from the baseline" + (" | blend with the baseline |" if blend else " |"),
+             "|---|---|---" + ("|---|" if blend else "|")]
+    for config, own in runs.items():
+        keys = sorted(set(own) & set(base))
+        if config == baseline or not keys:
+            continue
+        cells = [_mean_se([own[k]["accuracy"] - base[k]["accuracy"] for k in keys])]
+        if blend:
+            gains = []
+            for k in keys:
+                if own[k]["test_rows"] != base[k]["test_rows"]:
+                    raise SystemExit(f"{config!r} and the baseline scored different rows on fold {k[0]}")
+                mean = (np.asarray(own[k]["probabilities"]) + np.asarray(base[k]["probabilities"])) / 2
+                gains.append(float((mean.argmax(1) == np.asarray(base[k]["truth"])).mean()) - base[k]["accuracy"])
+            cells.append(_mean_se(gains))
+        lines.append(f"| {config} | {len(keys)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_se(differences: list[float]) -> str:
+    points = 100 * np.asarray(differences)
+    se = points.std(ddof=1) / np.sqrt(len(points)) if len(points) > 1 else float("nan")
+    return f"{points.mean():+.2f} ± {se:.2f}"
+
+
 def summarize(rows: list[dict]) -> str:
     """Mean ± std of accuracy over folds × seeds per config, plus the accuracy of an ensemble of every seed's model."""
     by_config: dict[str, list[dict]] = defaultdict(list)
@@ -271,11 +322,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="sweep.jsonl")
-    parser.add_argument("--summarize", help="only print the table of an existing results file")
+    parser.add_argument("--summarize", nargs="+", help="only print the table of existing results files (.jsonl, .jsonl.gz)")
+    parser.add_argument("--baseline", help="with --summarize: paired differences from this configuration")
+    parser.add_argument("--blend", action="store_true", help="with --baseline: the gain of averaging each configuration with it")
     args = parser.parse_args()
     if args.summarize:
-        with open(args.summarize) as results:
-            print(summarize([json.loads(line) for line in results]))
+        rows = read_results(args.summarize)
+        print(summarize(rows))
+        if args.baseline:
+            print()
+            print(paired(rows, args.baseline, args.blend))
         return
     configs = args.config or GRIDS[args.grid]
     # seed-major order: a run cut short still covers every configuration evenly
