@@ -21,7 +21,7 @@ import torch
 
 from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.storage import atomic_write_bytes, check_output_dir, file_sha256, make_parent
+from freezeframe.storage import MODEL_MARKERS, atomic_write_bytes, check_output_dir, file_sha256, make_parent
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
@@ -178,7 +178,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         The store the training loop saves into (and resumes from).
     """
     out = Path(out)
-    check_output_dir(out, overwrite=True)  # only the file / parent checks here; contents below
+    check_output_dir(out, overwrite=True, inputs=(run.data.train, run.data.valid))  # not the contents: below
     directory = out / CHECKPOINT_DIR
     state_path = directory / STATE_FILE
     fingerprint = run_fingerprint(run)
@@ -207,7 +207,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         raise FreezeframeError(f"--resume: {out} has no checkpoint to resume (it holds {held}); "
                                "drop --resume and pass --overwrite to replace it, or choose another --out")
     if others:
-        check_output_dir(out, overwrite)
+        check_output_dir(out, overwrite, MODEL_MARKERS)
     if resume:
         report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
     if directory.exists():

@@ -147,9 +147,18 @@ def evaluate(
     from freezeframe.predict import read_meta
 
     _setup_logging(quiet=as_json)
+    if plots is not None:
+        existing = next(p for p in (plots, *plots.parents) if p.exists())
+        if not existing.is_dir():
+            raise FreezeframeError(f"--plots {plots}: {existing} is a file; give a directory for the PNGs")
+        if not os.access(existing, os.W_OK):
+            raise FreezeframeError(f"--plots {plots}: {existing} is not writable")
     metrics = evaluate_model(model, data, text_column, label_column, normalize_labels)
     if plots is not None:
-        plots.mkdir(parents=True, exist_ok=True)
+        try:
+            plots.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
         plot_confusion_matrices({model.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
         meta = read_meta(model)
         if meta.get("history"):
@@ -182,6 +191,8 @@ def predict(
     _setup_logging(quiet=True)
     if not texts and input is None:
         raise FreezeframeError("nothing to classify: give texts as arguments or --input FILE ('-' for stdin)")
+    if batch_size < 1:
+        raise FreezeframeError(f"--batch-size must be at least 1, got {batch_size}")
     if output is not None:
         check_output_file(output, overwrite, input)
     items, rows = list(texts or []), [{"text": text} for text in texts or []]
@@ -190,6 +201,11 @@ def predict(
         items += read
         rows += table if table is not None else [{"text": text} for text in read]
     classifier = load_predictor(model, backend, quantize)
+    blank = [number for number, text in enumerate(items, 1) if not text.strip()]
+    if blank:
+        logging.getLogger("freezeframe").warning(
+            f"{len(blank)} of {len(items)} texts are empty (number {', '.join(map(str, blank[:5]))}"
+            f"{', ...' if len(blank) > 5 else ''}); they are labelled all the same, from no words")
     predictions = classifier.predict(items, batch_size)
     if output is not None:
         write_predictions(output, prediction_records(predictions, rows))
@@ -202,7 +218,7 @@ def predict(
 @app.command()
 def inspect(
     model: Annotated[str, typer.Option(help="Encoder or trained model directory.")] = DEFAULT_MODEL,
-    freeze: Annotated[str, typer.Option(help="Freeze plan to show.")] = DEFAULT_FREEZE,
+    freeze: Annotated[Optional[str], typer.Option(help=f"Freeze plan to show (default: a trained directory's own plan, else {DEFAULT_FREEZE}).")] = None,
     num_labels: Annotated[int, typer.Option(help="Classes of the head (for an untrained encoder).")] = 3,
     pooling: Annotated[str, typer.Option(help="cls or mean.")] = DEFAULT_POOLING,
 ) -> None:
@@ -211,6 +227,8 @@ def inspect(
     from freezeframe.predict import META_FILE, load_classifier
 
     _setup_logging(quiet=True)
+    if num_labels < 2:
+        raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
     meta: dict = {}
     if model != "baseline" and (Path(model) / META_FILE).exists():
         loaded = load_classifier(Path(model), device="cpu")
@@ -221,6 +239,7 @@ def inspect(
 
         labels = [f"class_{i}" for i in range(num_labels)]
         network, _ = build_model(ModelConfig(model=model, pooling=pooling), labels, ["an example text"])
+    freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
     plan = FreezePlan(freeze)
     report = plan.apply(network)
     print(f"model {model}, freeze plan {freeze}\n")
@@ -277,13 +296,15 @@ def export(
     quantize: Annotated[str, typer.Option(help="none, or int8 to also write model.int8.onnx.")] = "none",
     out: Annotated[Optional[Path], typer.Option(help="Export directory (default MODEL/onnx), or a .onnx file for the graph alone.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing .onnx --out file.")] = False,
 ) -> None:
     """Export to ONNX for onnxruntime; predict and serve use it with --backend onnx [--quantize int8]."""
     from freezeframe.export import ExportConfig, export_model
 
     _setup_logging(quiet=False)
-    result = export_model(ExportConfig(model, out, format, quantize, opset))
-    print(f"wrote {result.files[0]} (max |logit difference| from torch: {result.max_abs_diff:.1e})")
+    result = export_model(ExportConfig(model, out, format, quantize, opset, overwrite))
+    if result.int8_max_abs_diff is None or len(result.files) > 1:  # a single .onnx file holds the int8 graph alone
+        print(f"wrote {result.files[0]} (max |logit difference| from torch: {result.max_abs_diff:.1e})")
     if result.int8_max_abs_diff is not None:
         print(f"wrote {result.files[-1]} (int8; max |logit difference| from torch: {result.int8_max_abs_diff:.1e})")
     if out is None or out.suffix != ".onnx":
@@ -329,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="freezeframe", standalone_mode=False)
+        code = command.main(args=argv, prog_name="freezeframe", standalone_mode=False)
     except _EXITS as done:
         sys.exit(done.exit_code)
     except _ABORTS:
@@ -358,3 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"freezeframe: internal error: {type(err).__name__}: {_one_line(err)} (set FREEZEFRAME_DEBUG=1 for details)",
               file=sys.stderr)
         sys.exit(1)
+    # without standalone mode, typer turns a Ctrl-C outside freezeframe's own handlers into a returned 130
+    if isinstance(code, int) and code:
+        if code == 130:
+            print("freezeframe: interrupted", file=sys.stderr)
+        sys.exit(code)

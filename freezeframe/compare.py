@@ -233,10 +233,10 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
     Returns:
         The results, as written to results.json.
     """
-    from freezeframe.storage import check_output_dir
+    from freezeframe.storage import REPORT_MARKERS, check_output_dir
 
     if out is not None:
-        check_output_dir(Path(out), overwrite)
+        check_output_dir(Path(out), overwrite, REPORT_MARKERS, (settings.train, settings.test))
     train = load_labelled(settings.train, settings.text_column, settings.label_column, settings.normalize_labels)
     check_classes(train)
     test = None

@@ -51,9 +51,9 @@ class DataConfig:
         self.train = Path(self.train)
         self.valid = Path(self.valid) if self.valid is not None else None
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
-            raise ValueError(f"valid_fraction must be at least 0 and below 1, got {self.valid_fraction}")
+            raise ValueError(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if not self.text_column or not self.label_column:
-            raise ValueError("text_column and label_column must be non-empty")
+            raise ValueError("--text-column and --label-column must be non-empty")
 
 
 @dataclass
@@ -81,18 +81,20 @@ class ModelConfig:
     """Dropout inside the encoder (hidden states and attention weights); ``None`` keeps the checkpoint's."""
 
     def __post_init__(self) -> None:
+        if self.freeze.strip() in ("last-0", "gradual-0"):
+            raise ValueError(f"--freeze {self.freeze.strip()} trains no encoder layer; use --freeze head for a linear probe")
         if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
+            raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.padding not in ("longest", "max_length"):
-            raise ValueError(f"padding must be 'longest' or 'max_length', got {self.padding!r}")
+            raise ValueError(f"--padding must be 'longest' or 'max_length', got {self.padding!r}")
         if not 8 <= self.max_length <= 512:
-            raise ValueError(f"max_length must be between 8 and 512, got {self.max_length}")
+            raise ValueError(f"--max-length must be between 8 and 512, got {self.max_length}")
         if self.vocab_size < 1 or self.embedding_dim < 1:
-            raise ValueError("vocab_size and embedding_dim must be positive")
+            raise ValueError("--vocab-size and --embedding-dim must be positive")
         for name in ("dropout", "encoder_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {value}")
 
     @property
     def is_baseline(self) -> bool:
@@ -142,27 +144,31 @@ class TrainConfig:
     def __post_init__(self) -> None:
         problems = []
         if self.lr is not None and self.lr <= 0:
-            problems.append(f"lr must be positive, got {self.lr}")
+            problems.append(f"--lr must be positive, got {self.lr}")
         if self.epochs is not None and self.epochs < 1:
-            problems.append(f"epochs must be at least 1, got {self.epochs}")
+            problems.append(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            problems.append(f"batch_size must be at least 1, got {self.batch_size}")
+            problems.append(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.patience < 1:
-            problems.append(f"patience must be at least 1, got {self.patience}")
+            problems.append(f"--patience must be at least 1, got {self.patience}")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            problems.append(f"--weight-decay must be at least 0, got {self.weight_decay}")
+        if self.cache_budget_mb is not None and self.cache_budget_mb <= 0:
+            problems.append(f"--cache-budget must be positive (MiB), got {self.cache_budget_mb}")
         if self.head_lr is not None and self.head_lr <= 0:
-            problems.append(f"head_lr must be positive, got {self.head_lr}")
+            problems.append(f"--head-lr must be positive, got {self.head_lr}")
         if not 0.0 < self.lr_decay <= 1.0:
-            problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+            problems.append(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 1 <= self.ensemble <= 32:
-            problems.append(f"ensemble must be between 1 and 32 members, got {self.ensemble}")
+            problems.append(f"--ensemble must be between 1 and 32 members, got {self.ensemble}")
         if self.device not in ("auto", "cpu", "cuda"):
-            problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+            problems.append(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.cache_dtype not in ("float32", "bfloat16", "float16"):
-            problems.append(f"cache_dtype must be float32, bfloat16 or float16, got {self.cache_dtype!r}")
+            problems.append(f"--cache-dtype must be float32, bfloat16 or float16, got {self.cache_dtype!r}")
         if problems:
             raise ValueError("; ".join(problems))
 

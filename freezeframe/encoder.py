@@ -176,6 +176,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         The staged classifier and its tokenizer.
     """
     source = resolve_model(name)
+    check_tokenizer_files(source)
     overrides = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     if dropout is not None:
         overrides["classifier_dropout"] = dropout
@@ -205,6 +206,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
 
 def load_trained(directory: Path) -> tuple[EncoderClassifier, FastTokenizer | SubwordTokenizer]:
     """Load a classifier directory written by freezeframe (or any HF sequence classifier)."""
+    check_tokenizer_files(str(directory))
     if runs_natively(str(directory)):
         with _load_errors(str(directory)):
             model = bert.BertForSequenceClassification.from_pretrained(Path(directory))
@@ -219,6 +221,19 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier, FastTokenizer | Su
         hf_model = model_class.from_pretrained(str(directory), config=config)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+
+
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                          "sentencepiece.bpe.model")
+"""Files one of which a tokenizer needs; without any, transformers builds an empty tokenizer that maps every word to [UNK]."""
+
+
+def check_tokenizer_files(source: str) -> None:
+    """Refuse a local model directory that has no tokenizer vocabulary (a hub id is checked by transformers)."""
+    directory = Path(source)
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_VOCABULARIES):
+        raise FreezeframeError(f"{directory} has no tokenizer (no tokenizer.json or vocab.txt); "
+                               "restore those files or retrain the model")
 
 
 @contextlib.contextmanager

@@ -52,14 +52,16 @@ class ExportConfig:
     """``int8`` also writes a dynamically quantized graph (int8 weights, int8 activations per batch)."""
     opset: int = 18
     """ONNX opset version."""
+    overwrite: bool = False
+    """Replace an existing ``.onnx`` file (an export directory is always regenerated in place)."""
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
         self.out = Path(self.out) if self.out is not None else None
         if self.format not in FORMATS:
-            raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+            raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.quantize not in QUANTIZE_CHOICES:
-            raise ValueError(f"quantize: expected one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}")
+            raise ValueError(f"--quantize: expected one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}")
         if not 17 <= self.opset <= 23:
             raise ValueError(f"opset: expected 17 to 23, got {self.opset}")
 
@@ -150,6 +152,9 @@ def export_model(config: ExportConfig) -> ExportResult:
     single_file = out.suffix == ".onnx"
     if not single_file and out.is_dir() and any(out.iterdir()) and not (out / EXPORT_META).exists():
         raise FreezeframeError(f"--out {out} exists and is not an export directory; choose a new path")
+    if single_file and out.exists() and not config.overwrite:
+        what = "a directory" if out.is_dir() else "already exists"
+        raise FreezeframeError(f"--out {out} {what}; " + ("choose a file path" if out.is_dir() else "pass --overwrite to replace it"))
     with tempfile.TemporaryDirectory(prefix=".freezeframe-export-") as scratch:
         fp32 = Path(scratch) / FP32_FILE
         try:
@@ -304,8 +309,10 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
         raise FreezeframeError(f"model directory not found: {directory}")
     export_dir = find_export_dir(directory)
     graph = export_dir / (INT8_FILE if quantize == "int8" else FP32_FILE)
-    hint = f"freezeframe export --model {directory} --format onnx" + (" --quantize int8" if quantize == "int8" else "")
     is_default_dir = export_dir == directory / ONNX_DIR
+    source = directory if is_default_dir else _read_export_meta(export_dir).get("source", {}).get("directory", "TRAINED_DIR")
+    hint = (f"freezeframe export --model {source} --format onnx" + ("" if is_default_dir else f" --out {export_dir}")
+            + (" --quantize int8" if quantize == "int8" else ""))
     if is_default_dir and graph.is_file() and _is_stale(directory, export_dir):
         raise FreezeframeError(f"{export_dir} was exported from other weights than {directory} holds now; re-run `{hint}`")
     if not graph.is_file():
@@ -348,8 +355,9 @@ def _load_tokenizer(export_dir: Path, kind: str):
 
         return WordTokenizer.load(export_dir)
     from freezeframe.bert import tokenizer_unsupported
-    from freezeframe.encoder import FastTokenizer, SubwordTokenizer, import_transformers
+    from freezeframe.encoder import FastTokenizer, SubwordTokenizer, check_tokenizer_files, import_transformers
 
+    check_tokenizer_files(str(export_dir))
     try:
         if tokenizer_unsupported(export_dir) is None:
             return FastTokenizer(export_dir)

@@ -20,7 +20,7 @@ from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
-from freezeframe.storage import atomic_directory, check_output_dir, file_sha256
+from freezeframe.storage import MODEL_MARKERS, atomic_directory, check_output_dir, file_sha256
 from freezeframe.train import LoopResult, choose_device, predict_logits, seed_everything, train_loop
 
 
@@ -119,7 +119,7 @@ def train_classifier(
     checkpoint = None
     if out is not None:
         if members > 1:
-            check_output_dir(Path(out), overwrite)
+            check_output_dir(Path(out), overwrite, MODEL_MARKERS, (run.data.train, run.data.valid))
         else:
             checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint)
     if train_data is None:

@@ -102,7 +102,10 @@ class FreezePlan:
         if self.spec == "full":
             return set(names)
         if self.is_gradual:
-            return FreezePlan(f"last-{self.gradual_depth(count_layers(names))}").trainable_names(model)
+            depth, n_layers = self.gradual_depth(count_layers(names)), count_layers(names)
+            if depth > n_layers:
+                raise FreezeframeError(f"--freeze {self.spec}: the model has only {n_layers} encoder layers")
+            return FreezePlan(f"last-{depth}").trainable_names(model)
         if self.spec == "encoder":
             return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
         blocks = {n: block_of(n) for n in names}

@@ -174,4 +174,6 @@ def load_predictor(directory: Path, backend: str = "torch", quantize: str = "non
         return load_onnx_classifier(directory, quantize)
     if quantize != "none":
         raise FreezeframeError(f"--quantize {quantize} runs the exported ONNX graph; add --backend onnx")
+    if (Path(directory) / "export.json").is_file():
+        raise FreezeframeError(f"{directory} is an ONNX export (no torch weights); add --backend onnx")
     return load_classifier(directory, device)

@@ -72,13 +72,15 @@ class ServeConfig:
     """Open connections beyond this get 503 instead of queueing without bound."""
 
     def __post_init__(self) -> None:
-        problems = [f"{name}: expected a positive number, got {getattr(self, name)}"
-                    for name in ("max_texts", "max_chars", "max_body_bytes", "max_batch_texts", "batch_size",
-                                 "max_concurrency") if getattr(self, name) < 1]
+        problems = [f"--{name.replace('_', '-')}: expected a positive number, got {getattr(self, name)}"
+                    for name in ("max_texts", "max_chars", "max_batch_texts", "batch_size", "max_concurrency")
+                    if getattr(self, name) < 1]
+        if self.max_body_bytes < 1:
+            problems.append(f"--max-body-mb: expected a positive number, got {self.max_body_bytes / 2**20:g}")
         if not 0 <= self.port <= 65535:
-            problems.append(f"port: expected 0 to 65535, got {self.port}")
+            problems.append(f"--port: expected 0 to 65535, got {self.port}")
         if not 0 <= self.batch_wait_ms <= 1000:
-            problems.append(f"batch_wait_ms: expected 0 to 1000, got {self.batch_wait_ms}")
+            problems.append(f"--batch-wait-ms: expected 0 to 1000, got {self.batch_wait_ms}")
         if problems:
             raise ValueError("; ".join(problems))
 

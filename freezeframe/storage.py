@@ -21,26 +21,53 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing, non-empty directory unless asked to."""
+MODEL_MARKERS = ("freezeframe.json", "checkpoint")
+"""What a directory ``train`` wrote holds at its top: the model's metadata, or an interrupted run's checkpoint."""
+REPORT_MARKERS = ("results.json",)
+"""What a directory ``compare`` wrote holds at its top."""
+
+
+def check_output_dir(out: Path, overwrite: bool, markers: tuple[str, ...] = (), inputs: tuple[Path | None, ...] = ()) -> None:
+    """Refuse to replace an existing, non-empty directory unless asked to, and never one freezeframe did not write.
+
+    Args:
+        out: the directory to write.
+        overwrite: replacing an existing directory was asked for.
+        markers: names one of which a directory this kind of output replaces holds at its top (a model's
+            ``freezeframe.json``, a report's ``results.json``); a non-empty directory with none of them is
+            the user's, and ``--overwrite`` does not delete it.
+        inputs: files this run reads; none may lie inside ``out``.
+    """
     if out.exists() and not out.is_dir():
         raise FreezeframeError(f"--out {out} is a file; choose a directory path")
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise FreezeframeError(f"--out {out}: {blocker} is a file, not a directory; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    resolved = out.resolve()
+    if resolved == Path.cwd() or resolved in Path.cwd().parents:
+        raise FreezeframeError(f"--out {out} is the current directory or holds it; choose a new directory path")
+    for source in inputs:
+        if source is not None and resolved in Path(source).resolve().parents:
+            raise FreezeframeError(f"--out {out} holds the input {source}; choose another path")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not overwrite:
         raise FreezeframeError(f"--out {out} already exists and is not empty; pass --overwrite or choose another path")
+    if markers and not any((out / name).exists() for name in markers):
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        raise FreezeframeError(f"--out {out} was not written by freezeframe (it holds {held}); --overwrite only replaces "
+                               "freezeframe's own output, so choose another path or empty it yourself")
 
 
 @contextlib.contextmanager
-def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(out: Path, overwrite: bool = False, markers: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``out`` in one rename.
 
     If the block raises (or the process dies), ``out`` is untouched and the temporary is removed
     (or, after a hard kill, left under a hidden ``.NAME.tmp-*`` name that never looks complete).
     """
     out = Path(out)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, markers)
     make_parent(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

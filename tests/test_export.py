@@ -135,6 +135,20 @@ def test_single_file_export_and_export_dir_as_model(cls_model, baseline_model, r
     assert [p.name for p in tmp_path.iterdir()] == ["graph.onnx"]
     code, out, err = run_cli("predict", "--model", cls_model / "onnx", "--backend", "onnx", "camera shot")
     assert code == 0, err
+    code, out, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx")
+    assert code == 2 and "already exists; pass --overwrite" in err
+    assert run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx", "--overwrite")[0] == 0
+    code, out, err = run_cli("predict", "--model", cls_model / "onnx", "camera shot")
+    assert out == ""
+    assert code == 2 and "is an ONNX export (no torch weights); add --backend onnx" in err
+
+
+def test_a_missing_int8_graph_names_the_command_that_makes_it(baseline_model, run_cli, tmp_path):
+    exported = tmp_path / "exported"
+    assert run_cli("export", "--model", baseline_model, "--out", exported)[0] == 0
+    code, out, err = run_cli("predict", "--model", exported, "--backend", "onnx", "--quantize", "int8", "camera")
+    assert code == 2 and out == ""
+    assert f"freezeframe export --model {baseline_model.resolve()} --format onnx --out {exported} --quantize int8" in err
 
 
 @pytest.mark.parametrize("args, message", [

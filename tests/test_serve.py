@@ -225,7 +225,7 @@ def test_serve_refuses_a_broken_model_dir_in_one_line(run_cli, tmp_path):
 
 
 def test_serve_config_validates_fields():
-    with pytest.raises(ValueError, match="max_texts"):
+    with pytest.raises(ValueError, match="--max-texts"):
         ServeConfig(max_texts=0)
-    with pytest.raises(ValueError, match="port"):
+    with pytest.raises(ValueError, match="--port"):
         ServeConfig(port=70000)

@@ -1,0 +1,125 @@
+"""What the command line refuses before it does any work, and what it never deletes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+TRAIN_ARGS = ["--epochs", "1", "--lr", "1e-3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir, tiny_data):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "head"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
+          "--freeze", "head", *TRAIN_ARGS])
+    return out
+
+
+def _train(run_cli, tiny_model_dir, train, out, *extra):
+    return run_cli("train", "--train", train, "--model", tiny_model_dir, "--out", out, *TRAIN_ARGS, *extra)
+
+
+def test_overwrite_replaces_only_freezeframe_output(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("precious")
+    code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], mine, "--overwrite")
+    assert code == 2 and "was not written by freezeframe" in err and "notes.txt" in err
+    assert (mine / "notes.txt").read_text() == "precious" and (mine / "sub").is_dir()
+
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "head",
+                           "--model", tiny_model_dir, "--epochs", "1", "--out", mine, "--overwrite", "--quiet")
+    assert code == 2 and "was not written by freezeframe" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "sub"]
+
+    model = tmp_path / "model"  # a model directory is freezeframe's own: --overwrite replaces it
+    assert _train(run_cli, tiny_model_dir, tiny_data["train"], model)[0] == 0
+    assert _train(run_cli, tiny_model_dir, tiny_data["train"], model, "--overwrite")[0] == 0
+
+
+def test_out_may_not_hold_the_input_or_the_current_directory(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    assert _train(run_cli, tiny_model_dir, tiny_data["train"], model)[0] == 0
+    inside = model / "train.csv"
+    shutil.copyfile(tiny_data["train"], inside)
+    code, _, err = _train(run_cli, tiny_model_dir, inside, model, "--overwrite")
+    assert code == 2 and "holds the input" in err and inside.is_file()
+
+    monkeypatch.chdir(model)
+    code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], ".", "--overwrite")
+    assert code == 2 and "current directory" in err and (model / "freezeframe.json").is_file()
+
+
+def test_ctrl_c_outside_training_is_exit_130(run_cli, trained, monkeypatch):
+    import freezeframe.predict
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(freezeframe.predict, "load_predictor", interrupted)
+    code, out, err = run_cli("predict", "--model", trained, "some text")
+    assert (code, out, err.strip()) == (130, "", "freezeframe: interrupted")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["predict", "--batch-size", "0", "x"], "--batch-size must be at least 1, got 0"),
+    (["predict", "--batch-size", "-3", "x"], "--batch-size must be at least 1, got -3"),
+    (["inspect", "--num-labels", "1"], "--num-labels must be at least 2, got 1"),
+])
+def test_bad_values_are_refused_by_option_name(run_cli, trained, tiny_model_dir, args, message):
+    args = [*args, "--model", trained if args[0] == "predict" else tiny_model_dir]
+    code, out, err = run_cli(*args)
+    assert code == 2 and out == "" and err.strip() == f"freezeframe: error: {message}"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--weight-decay", "-1"], "--weight-decay must be at least 0"),
+    (["--cache-budget", "-5"], "--cache-budget must be positive"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--freeze", "last-0"], "use --freeze head"),
+    (["--freeze", "gradual-99"], "--freeze gradual-99: the model has only 4 encoder layers"),
+])
+def test_bad_train_values_name_the_option(run_cli, tiny_model_dir, tiny_data, tmp_path, extra, message):
+    code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], tmp_path / "out", *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_warns_about_empty_texts_and_keeps_their_rows(run_cli, trained):
+    code, out, err = run_cli("predict", "--model", trained, "", "camera shot", "  ")
+    assert code == 0 and [json.loads(line)["text"] for line in out.splitlines()] == ["", "camera shot", "  "]
+    assert "2 of 3 texts are empty (number 1, 3)" in err
+
+
+def test_a_model_without_its_tokenizer_is_refused(run_cli, trained, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (broken / name).unlink(missing_ok=True)
+    code, out, err = run_cli("predict", "--model", broken, "camera shot")
+    assert code == 2 and out == "" and "has no tokenizer" in err
+
+
+def test_inspect_shows_a_trained_directorys_own_plan(run_cli, trained):
+    code, out, _ = run_cli("inspect", "--model", trained)
+    assert code == 0 and "freeze plan head" in out
+    code, out, _ = run_cli("inspect", "--model", trained, "--freeze", "last-1")
+    assert code == 0 and "freeze plan last-1" in out
+
+
+def test_evaluate_plots_path_is_checked_before_scoring(run_cli, trained, tiny_data, tmp_path, monkeypatch):
+    import freezeframe.evaluate
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored before checking --plots")
+
+    monkeypatch.setattr(freezeframe.evaluate, "evaluate_model", never)
+    afile = tmp_path / "afile.png"
+    afile.write_text("x")
+    code, _, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--plots", afile / "plots")
+    assert code == 2 and "is a file" in err and afile.read_text() == "x"
