@@ -81,7 +81,7 @@ class CompareConfig:
         if self.folds is not None and self.folds < 2:
             problems.append(f"folds must be at least 2, got {self.folds}")
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
-            problems.append(f"valid_fraction must be at least 0 and below 1, got {self.valid_fraction}")
+            problems.append(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if self.seeds < 1:
             problems.append(f"seeds must be at least 1, got {self.seeds}")
         if not self.configs:
@@ -221,6 +221,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def check_before_training(settings: CompareConfig) -> None:
+    """Refuse what would fail part-way (an option value, a missing model, a plan deeper than the model) before any run."""
+    for name in settings.configs:
+        settings.run_config(name, 0)
+    plans = [name for name in settings.configs if name != BASELINE_MODEL]
+    if not plans:
+        return
+    from freezeframe.encoder import encoder_depth
+
+    depth = encoder_depth(settings.model)
+    for name in plans:
+        if name.startswith("last-") and int(name.split("-")[1]) > depth:
+            raise FreezeframeError(f"--configs {name}: {settings.model} has only {depth} encoder layers")
+
+
 def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite: bool = False) -> dict:
     """Train every configuration on identical splits, test each on the same items, and report.
 
@@ -237,6 +252,7 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
 
     if out is not None:
         check_output_dir(Path(out), overwrite, REPORT_MARKERS, (settings.train, settings.test))
+    check_before_training(settings)
     train = load_labelled(settings.train, settings.text_column, settings.label_column, settings.normalize_labels)
     check_classes(train)
     test = None

@@ -92,10 +92,10 @@ def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV, TSV or JSON Lines file into a frame of strings (missing cells are None)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise FreezeframeError(f"{path} is a directory; expected a data file")
     if suffix not in TABLE_SUFFIXES:
-        raise FreezeframeError(
-            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl"
-        )
+        raise FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl")
     text = read_text_file(path)
     if not text.strip():
         raise FreezeframeError(f"{path} is empty")
@@ -330,6 +330,8 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         lines = read_text_file(path).splitlines()
         texts = [line.strip() for line in lines if line.strip()]
     else:
+        if path.suffix.lower() not in TABLE_SUFFIXES and not path.is_dir():
+            raise FreezeframeError(f"{path}: unsupported file type {path.suffix.lower()!r}; use .csv, .tsv, .jsonl or .txt")
         frame = read_table(path)
         if text_column not in frame.columns:
             if len(frame.columns) == 1:

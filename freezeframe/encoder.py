@@ -78,6 +78,23 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def encoder_depth(name: str) -> int:
+    """How many encoder layers ``--model`` has, read from its configuration alone (no weights)."""
+    source = resolve_model(name)
+    path = Path(source) / "config.json"
+    if path.is_file():
+        import json
+
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise FreezeframeError(f"{path} is damaged (not valid JSON)") from None
+    else:
+        with _load_errors(name):
+            config = import_transformers().AutoConfig.from_pretrained(source).to_dict()
+    return int(config.get("num_hidden_layers", 0))
+
+
 class EncoderClassifier(nn.Module):
     """A BERT-style sequence classifier split into stages: embed, encode, pool, classify.
 

@@ -72,10 +72,13 @@ def atomic_directory(out: Path, overwrite: bool = False, markers: tuple[str, ...
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield staging
-        for path in staging.rglob("*"):
+        mode = _umask_modes()
+        for path in [staging, *staging.rglob("*")]:
             if path.is_file():
                 with open(path, "rb") as handle:
                     os.fsync(handle.fileno())
+            if not path.is_symlink():  # mkdtemp makes 0700 and some writers 0600: use the user's umask instead
+                path.chmod(mode["dir"] if path.is_dir() else mode["file"])
         if out.exists():
             retired = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(retired)
@@ -86,6 +89,18 @@ def atomic_directory(out: Path, overwrite: bool = False, markers: tuple[str, ...
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _umask_modes() -> dict[str, int]:
+    """The permissions a plain ``mkdir`` and ``open(..., "w")`` would give under the current umask."""
+    umask = None
+    # Linux says it without changing it (os.umask must set one, which another thread could see)
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        umask = next((int(line.split()[1], 8) for line in status if line.startswith("Umask:")), None)
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return {"dir": 0o777 & ~umask, "file": 0o666 & ~umask}
 
 
 def make_parent(out: Path) -> None:

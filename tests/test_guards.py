@@ -123,3 +123,47 @@ def test_evaluate_plots_path_is_checked_before_scoring(run_cli, trained, tiny_da
     afile.write_text("x")
     code, _, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--plots", afile / "plots")
     assert code == 2 and "is a file" in err and afile.read_text() == "x"
+
+
+def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        assert _train(run_cli, tiny_model_dir, tiny_data["train"], tmp_path / "model", "--freeze", "head")[0] == 0
+    finally:
+        os.umask(previous)
+    model = tmp_path / "model"
+    assert stat.S_IMODE(model.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in model.iterdir() if p.is_file()} == {0o644}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--configs", "head,last-9"], "--configs last-9: "),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+])
+def test_compare_refuses_before_the_first_run(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch, args, message):
+    import freezeframe.compare
+
+    def never(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(freezeframe.compare, "_run_all", never)
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--model", tiny_model_dir, "--folds", "2",
+                           "--out", tmp_path / "report", "--quiet", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "report").exists()
+
+
+def test_input_mistakes_are_named(run_cli, tiny_model_dir, tiny_data, trained, tmp_path):
+    (tmp_path / "adir").mkdir()
+    code, _, err = _train(run_cli, tiny_model_dir, tmp_path / "adir", tmp_path / "out")
+    assert code == 2 and "is a directory" in err
+    code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], tmp_path / "out",
+                          "--valid", tiny_data["test"], "--valid-fraction", "0.2")
+    assert code == 2 and "give one of them" in err
+    code, _, err = run_cli("predict", "--model", trained, "--input", tmp_path / "texts.xlsx")
+    assert code == 2 and "use .csv, .tsv, .jsonl or .txt" in err
+    assert not (tmp_path / "out").exists()
