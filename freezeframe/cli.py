@@ -77,7 +77,7 @@ def train(
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
     model: Annotated[str, typer.Option(help="Encoder: model directory, cached hub id, or 'baseline'.")] = DEFAULT_MODEL,
-    freeze: Annotated[str, typer.Option(help="Freeze plan: head, last-N, encoder, full, or globs over parameter names.")] = DEFAULT_FREEZE,
+    freeze: Annotated[str, typer.Option(help="Freeze plan: head, last-N, encoder, full, gradual[-N], or globs over parameter names.")] = DEFAULT_FREEZE,
     pooling: Annotated[str, typer.Option(help="Sentence vector for the head: cls or mean.")] = DEFAULT_POOLING,
     max_length: Annotated[int, typer.Option(help="Longest tokenized text (longer ones are truncated).")] = 128,
     padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
@@ -121,14 +121,20 @@ def train(
                     label_smoothing=label_smoothing),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
+    runs = outcome.meta.get("member_runs") or [{"best_epoch": outcome.loop.best_epoch, "history": outcome.loop.history}]
+    seconds = outcome.meta.get("train_seconds", outcome.loop.seconds)
+    counts = sorted({len(r["history"]) for r in runs})
+    epochs = f"{counts[0]} epochs" + (" each" if len(runs) > 1 else "") if len(counts) == 1 else f"{', '.join(map(str, counts))} epochs"
+    best = ", ".join(f"{r['best_epoch']} of {len(r['history'])}" for r in runs)
+    members = f"{len(runs)} members, " if len(runs) > 1 else ""
     if outcome.metrics is None:
-        print(f"\ntrained on all {outcome.meta['data']['train_rows']} rows for {len(outcome.loop.history)} epochs "
-              f"({outcome.loop.seconds:.1f}s training); nothing was held out, so there are no validation metrics.\n"
+        print(f"\ntrained on all {outcome.meta['data']['train_rows']} rows for {epochs} "
+              f"({members}{seconds:.1f}s training); nothing was held out, so there are no validation metrics.\n"
               f"estimate accuracy with:  freezeframe compare --train {train} --configs {run.model.freeze} "
               f"(cross-validation), or train with --valid-fraction 0.15")
     else:
-        print(f"\nvalidation metrics (best epoch {outcome.loop.best_epoch} of {len(outcome.loop.history)}, "
-              f"{outcome.loop.seconds:.1f}s training):")
+        kept = "best epochs" if len(runs) > 1 else "best epoch"
+        print(f"\nvalidation metrics ({members}{kept} {best}, {seconds:.1f}s training):")
         print(format_metrics(outcome.metrics))
     print(f"\nmodel saved to {out}")
     print(f'predict with:  freezeframe predict --model {out} "the camera work is stunning"')
@@ -164,7 +170,8 @@ def evaluate(
         plot_confusion_matrices({model.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
         meta = read_meta(model)
         if meta.get("history"):
-            plot_learning_curves({model.name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
+            name = model.name + (f" ({meta['history_of']})" if meta.get("history_of") else "")
+            plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
     if as_json:
         print(json.dumps(metrics))
     else:
@@ -327,7 +334,7 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (more: 413).")] = 8.0,
     batch_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its forward pass.")] = 5.0,
     max_batch_texts: Annotated[int, typer.Option(help="Most texts merged into one forward pass.")] = 512,
-    max_concurrency: Annotated[int, typer.Option(help="Open connections beyond this get 503.")] = 1024,
+    max_concurrency: Annotated[int, typer.Option(help="Most connections and requests in progress at once (uvicorn's limit_concurrency); above it, requests get 503.")] = 1024,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /info, docs at /docs."""
     from freezeframe.serve import ServeConfig, serve_model

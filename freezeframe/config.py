@@ -202,6 +202,8 @@ class RunConfig:
             defaults = BASELINE_DEFAULTS
         else:
             defaults = HEAD_DEFAULTS if self.model.freeze == "head" else ENCODER_DEFAULTS
+        # fill in copies: a caller's TrainConfig or DataConfig, reused for another model kind, keeps its own None
+        self.train, self.data = dataclasses.replace(self.train), dataclasses.replace(self.data)
         if self.train.lr is None:
             self.train.lr = defaults["lr"]
         if self.train.epochs is None:

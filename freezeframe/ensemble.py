@@ -31,11 +31,15 @@ class EnsembleClassifier:
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Mean of the members' class probabilities, one row per text, in input order."""
+        from freezeframe.predict import checked_texts
+
+        texts = checked_texts(texts, batch_size)
         return np.mean([m.predict_proba(texts, batch_size) for m in self.members], axis=0)
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
-        from freezeframe.predict import rows_from_probabilities
+        from freezeframe.predict import checked_texts, rows_from_probabilities
 
+        texts = checked_texts(texts, batch_size)
         return rows_from_probabilities(texts, self.predict_proba(texts, batch_size), self.labels)
 
 

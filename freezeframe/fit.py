@@ -197,6 +197,8 @@ def train_classifier(
         meta["members"] = [f"member-{k}" for k in range(members)]
         meta["member_runs"] = [dict(seed=run.train.seed + k, **({"probe": p} if p else {}), **lp.to_dict())
                                for k, (lp, p) in enumerate(zip(loops, probes))]
+        meta["history_of"] = "member-0"  # history and best_epoch above are the first member's; each member's are in member_runs
+        meta["train_seconds"] = round(sum(lp.seconds for lp in loops), 3)
     if out is not None:
         # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
         with atomic_directory(Path(out), overwrite=True) as staging:

@@ -38,6 +38,7 @@ class Classifier:
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per text, in input order."""
+        texts = checked_texts(texts, batch_size)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         ids, _ = self.tokenizer.encode([model_text(t) for t in texts], self.max_length)
@@ -48,7 +49,24 @@ class Classifier:
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
         """``{"text", "label", "scores"}`` per text, in input order."""
+        texts = checked_texts(texts, batch_size)
         return rows_from_probabilities(texts, self.predict_proba(texts, batch_size), self.labels)
+
+
+def checked_texts(texts, batch_size: int) -> list[str]:
+    """``texts`` as a list of strings (any iterable of them: a generator, an array, a Series), or a clear error.
+
+    A bare string is refused rather than classified character by character, and so is a batch size below 1.
+    """
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts must be a list of strings, not one string: predict([text])")
+    texts = list(texts)
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts must be strings; item {position} is {type(text).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    return texts
 
 
 def rows_from_probabilities(texts: list[str], probabilities: np.ndarray, labels: list[str]) -> list[dict]:

@@ -141,7 +141,7 @@ def report_blocks(results: dict) -> list[Block]:
         *[Block("p", sentence) for sentence in reading(results)],
         Block("h2", "Results (mean ± standard deviation over runs)"),
         Block("table", header=["configuration", "accuracy", "macro-F1", "trainable parameters", "total parameters",
-                               "train seconds per run", "best epoch"],
+                               "train seconds per run (load, cache pass, epochs)", "best epoch"],
               rows=[[name, _pm(c["accuracy"]), _pm(c["macro_f1"]), f"{c['trainable_parameters']:,}",
                      f"{c['total_parameters']:,}", f"{c['train_seconds']['mean']:.1f}", f"{c['best_epoch']['mean']:.1f}"]
                     for name, c in configs.items()]),

@@ -76,7 +76,7 @@ class ServeConfig:
                     for name in ("max_texts", "max_chars", "max_batch_texts", "batch_size", "max_concurrency")
                     if getattr(self, name) < 1]
         if self.max_body_bytes < 1:
-            problems.append(f"--max-body-mb: expected a positive number, got {self.max_body_bytes / 2**20:g}")
+            problems.append(f"--max-body-mb: expected at least one byte, got {self.max_body_bytes} bytes")
         if not 0 <= self.port <= 65535:
             problems.append(f"--port: expected 0 to 65535, got {self.port}")
         if not 0 <= self.batch_wait_ms <= 1000:

@@ -63,6 +63,10 @@ def seed_everything(seed: int) -> None:
 
 def choose_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else the CPU."""
+    if isinstance(name, torch.device):
+        return name
+    if name not in ("auto", "cpu", "cuda") and not str(name).startswith("cuda:"):
+        raise FreezeframeError(f"--device must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise FreezeframeError("--device cuda was asked for, but no CUDA device is available")
     if name == "auto":

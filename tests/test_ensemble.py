@@ -27,6 +27,8 @@ def test_ensemble_trains_saves_and_predicts(run_cli, tmp_path, tiny_model_dir, t
     assert code == 0 and json.loads(stdout)["n"] == 18
     code, stdout, _ = run_cli("predict", "--model", out, *texts)
     assert code == 0 and [json.loads(line)["text"] for line in stdout.splitlines()] == texts
+    code, stdout, err = run_cli("predict", "--model", out, "--backend", "onnx", *texts)
+    assert code == 2 and err.strip() == f"freezeframe: error: {out} is an ensemble; the ONNX backend runs one model: use --backend torch"
 
 
 def test_ensemble_refuses_resume(run_cli, tmp_path, tiny_model_dir, tiny_data):

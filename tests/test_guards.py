@@ -167,3 +167,36 @@ def test_input_mistakes_are_named(run_cli, tiny_model_dir, tiny_data, trained, t
     code, _, err = run_cli("predict", "--model", trained, "--input", tmp_path / "texts.xlsx")
     assert code == 2 and "use .csv, .tsv, .jsonl or .txt" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_refuses_what_it_would_misread(trained, tmp_path):
+    import numpy as np
+
+    from freezeframe.errors import FreezeframeError
+    from freezeframe.predict import load_classifier
+
+    classifier = load_classifier(trained, device="cpu")
+    texts = ["camera shot", "a hero actor"]
+    expected = classifier.predict(texts)
+    assert classifier.predict(t for t in texts) == expected  # a generator is read once, not exhausted
+    assert classifier.predict(np.array(texts)) == expected
+    with pytest.raises(TypeError, match="not one string"):
+        classifier.predict("camera shot")
+    with pytest.raises(TypeError, match="item 1 is NoneType"):
+        classifier.predict(["camera", None])
+    for size in (0, -1):
+        with pytest.raises(ValueError, match="batch_size"):
+            classifier.predict_proba(texts, batch_size=size)
+    with pytest.raises(FreezeframeError, match="--device must be auto, cpu or cuda"):
+        load_classifier(trained, device="tpu")
+
+
+def test_run_config_fills_defaults_in_copies():
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    train, data = TrainConfig(), DataConfig("x.csv")
+    head = RunConfig(data, ModelConfig(freeze="head"), train)
+    encoder = RunConfig(data, ModelConfig(freeze="encoder"), train)
+    assert (train.lr, train.epochs, data.valid_fraction) == (None, None, None)
+    assert (head.train.lr, head.data.valid_fraction) == (1e-2, 0.15)
+    assert (encoder.train.lr, encoder.train.epochs, encoder.data.valid_fraction) == (2e-4, 2, 0.0)

@@ -39,6 +39,20 @@ def test_pipeline_with_remote_code_agrees(mean_model):
             assert mine["scores"][row["label"]] == pytest.approx(row["score"], abs=1e-4)
 
 
+def test_pipeline_needs_no_remote_code_once_freezeframe_registered_the_class(mean_model):
+    """As README says: in a process that called import_transformers(), pipeline() loads the mean head itself."""
+    import subprocess
+    import sys
+
+    code = ("from freezeframe.encoder import import_transformers; import_transformers(); "
+            "from transformers import pipeline; "
+            f"print(pipeline('text-classification', model={str(mean_model)!r}, device='cpu')('camera shot')[0]['label'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in {"Characters", "Cinematography", "Story"}
+
+
 def test_pipeline_without_remote_code_fails_loudly(mean_model):
     """Outside freezeframe, a mean-pooled model must not load silently as a [CLS]-pooled BERT."""
     import subprocess
