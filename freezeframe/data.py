@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from freezeframe.errors import FreezeframeError, report
+from freezeframe.errors import FreezeframeError, logger, report
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".ndjson": None}
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -104,14 +104,18 @@ def read_table(path: Path) -> pd.DataFrame:
     else:
         frame = _read_delimited(text, path, TABLE_SUFFIXES[suffix])
     frame.columns = [str(c).strip() for c in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise FreezeframeError(f"{path}: column name {', '.join(map(repr, repeated))} appears more than once "
+                               "(names are compared without surrounding spaces); rename one of them")
     return frame.astype(object).where(frame.notna(), None)
 
 
 def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
     """Parse CSV/TSV text (quoted fields may hold the separator and newlines) into a frame of strings."""
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
-                           skip_blank_lines=True)
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
+                            skip_blank_lines=True)
     except pd.errors.EmptyDataError:
         raise FreezeframeError(f"{path} has no header row") from None
     except pd.errors.ParserError as err:
@@ -121,7 +125,53 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
             expected, line, saw = ragged.groups()
             detail = (f"line {line} has {saw} fields, the header has {expected}; a text holding the separator "
                       "must be quoted")
-        raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})") from None
+        raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
+                               f"{_separator_hint(text, sep)}") from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = _unshift(frame, path, _separator_hint(text, sep))
+    _warn_merged_rows(frame, path, sep)
+    return frame
+
+
+def _unshift(frame: pd.DataFrame, path: Path, hint: str = "") -> pd.DataFrame:
+    """Every row had one field more than the header, so pandas made the first column the index and
+    shifted every name by one. A trailing separator (an empty last field) is dropped; anything else is refused."""
+    names = list(frame.columns)
+    values = frame.reset_index()
+    if values.shape[1] != len(names) + 1:
+        raise FreezeframeError(f"{path}: every data row has more fields than the header{hint or '; check the separator'}")
+    values.columns = [*names, "\x00extra"]
+    if (values["\x00extra"].fillna("").astype(str).str.strip() != "").any():
+        raise FreezeframeError(f"{path}: every data row has one field more than the header (which has {len(names)}); "
+                               f"add the missing column name or quote the texts that hold the separator{hint}")
+    report(f"{path}: every row ends in an empty extra field (a trailing separator); ignored")
+    return values.drop(columns="\x00extra")
+
+
+_SEPARATORS = {",": ("commas", "name it .csv"), "\t": ("tabs", "name it .tsv"),
+               ";": ("semicolons", "save it with commas as .csv or with tabs as .tsv")}
+
+
+def _separator_hint(text: str, sep: str) -> str:
+    """When the header is split by another separator than the file type's, the fix."""
+    header = text.splitlines()[0]
+    other = max((mark for mark in _SEPARATORS if mark != sep), key=header.count)
+    if header.count(other) <= header.count(sep):
+        return ""
+    name, fix = _SEPARATORS[other]
+    return f"; its header is separated by {name}: {fix}"
+
+
+def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
+    """An unbalanced quote makes the parser swallow the following lines into one field: say so.
+
+    A quoted text may hold a line break and the separator; two or more of its lines holding the
+    separator look like swallowed rows."""
+    suspects = [number for number, row in enumerate(frame.itertuples(index=False), start=1)
+                if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= 2 for cell in row)]
+    if suspects:
+        logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
+                       "quote may have merged several lines into one", path, len(suspects), _format_rows(suspects))
 
 
 def _json_records(text: str, path: Path) -> list[dict]:
@@ -335,7 +385,12 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         frame = read_table(path)
         if text_column not in frame.columns:
             if len(frame.columns) == 1:
-                text_column = frame.columns[0]
+                only = frame.columns[0]
+                if any(mark in only for mark in _SEPARATORS):
+                    raise FreezeframeError(f"{path}: no column {text_column!r}, and its one column {only!r} looks like "
+                                           f"several names run together{_separator_hint(only, ',' if path.suffix.lower() != '.tsv' else chr(9))}")
+                report(f"{path}: no column {text_column!r}; classifying its only column, {only!r}")
+                text_column = only
             else:
                 _require_columns(frame, path, [text_column])
         texts = [model_text(v) for v in frame[text_column]]

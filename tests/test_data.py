@@ -222,3 +222,34 @@ def test_metrics_match_scikit_learn(pairs):
     assert metrics["macro_recall"] == pytest.approx(recall.mean())
     assert [metrics["per_class"][c]["support"] for c in "abcd"] == support.tolist()
     assert metrics["confusion_matrix"] == confusion_matrix(truth, predicted, labels=[0, 1, 2, 3]).tolist()
+
+
+def test_a_trailing_separator_is_ignored_and_a_real_extra_field_refused(tmp_path, reports):
+    data = load_labelled(write(tmp_path, HEADER + GOOD.replace("\n", ",\n")))
+    assert data.texts[0] == "the camera shot 0" and data.labels[0] == "Cinematography" and len(data) == 12
+    assert any("trailing separator" in line for line in reports)
+    with pytest.raises(FreezeframeError, match="one field more than the header"):
+        load_labelled(write(tmp_path, HEADER + GOOD.replace("\n", ",x\n"), "extra.csv"))
+
+
+def test_repeated_column_names_and_wrong_separators_are_named(tmp_path):
+    with pytest.raises(FreezeframeError, match="column name 'review' appears more than once"):
+        load_labelled(write(tmp_path, "review, review,aspect\na,b,Story\n" + GOOD.replace("\n", ",x\n")))
+    with pytest.raises(FreezeframeError, match="separated by semicolons"):
+        load_texts(write(tmp_path, "review;aspect\nthe camera;Cinematography\n", "semi.csv"))
+
+
+def test_rows_swallowed_by_an_unbalanced_quote_are_reported(tmp_path, reports):
+    payload = HEADER + 'the plot drags,Story\n"the hero is brave,Characters\nlovely shots,Cinematography\nthe end,Story\n"the villain" is weak,Characters\n'
+    load_texts(write(tmp_path, payload))
+    assert any("unbalanced quote may have merged" in line for line in reports)
+
+
+def test_evaluate_names_classes_missing_from_the_data(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    out = tmp_path / "model"
+    assert run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out, "--freeze", "head",
+                   "--epochs", "1", "--quiet")[0] == 0
+    rows = [line for line in tiny_data["test"].read_text().splitlines()[1:] if not line.endswith(",Story")]
+    subset = write(tmp_path, HEADER + "\n".join(rows) + "\n", "subset.csv")
+    code, _, err = run_cli("evaluate", "--model", out, "--data", subset)
+    assert code == 0 and "has no examples of 'Story'" in err
