@@ -195,6 +195,7 @@ def predict(
 ) -> None:
     """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
     from freezeframe.data import load_text_rows
+    from freezeframe.errors import logger
     from freezeframe.predict import check_output_file, load_predictor, prediction_records, write_predictions
 
     _setup_logging(quiet=True)
@@ -212,7 +213,7 @@ def predict(
     classifier = load_predictor(model, backend, quantize)
     blank = [number for number, text in enumerate(items, 1) if not text.strip()]
     if blank:
-        logging.getLogger("freezeframe").warning(
+        logger.warning(
             f"{len(blank)} of {len(items)} texts are empty (number {', '.join(map(str, blank[:5]))}"
             f"{', ...' if len(blank) > 5 else ''}); they are labelled all the same, from no words")
     predictions = classifier.predict(items, batch_size)

@@ -388,7 +388,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 only = frame.columns[0]
                 if any(mark in only for mark in _SEPARATORS):
                     raise FreezeframeError(f"{path}: no column {text_column!r}, and its one column {only!r} looks like "
-                                           f"several names run together{_separator_hint(only, ',' if path.suffix.lower() != '.tsv' else chr(9))}")
+                                           f"several names run together{_separator_hint(only, TABLE_SUFFIXES[path.suffix.lower()] or ',')}")
                 report(f"{path}: no column {text_column!r}; classifying its only column, {only!r}")
                 text_column = only
             else:

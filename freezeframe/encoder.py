@@ -83,11 +83,9 @@ def encoder_depth(name: str) -> int:
     source = resolve_model(name)
     path = Path(source) / "config.json"
     if path.is_file():
-        import json
-
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            config = bert.read_json(path)
+        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
             raise FreezeframeError(f"{path} is damaged (not valid JSON)") from None
     else:
         with _load_errors(name):
