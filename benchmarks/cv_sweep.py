@@ -19,7 +19,6 @@ Configurations are written ``key=value`` joined by commas, e.g. ``freeze=last-2,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import json
 import multiprocessing
@@ -129,7 +128,8 @@ def _flag(value: str) -> bool:
 
 
 TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "weight_decay": float, "batch_size": int,
-              "patience": int, "warmup_ratio": float, "cache": _flag, "probe": _flag, "label_smoothing": float}
+              "patience": int, "warmup_ratio": float, "cache": _flag, "probe": _flag, "label_smoothing": float,
+              "ensemble": int, "precision": str}
 
 
 def parse_config(text: str) -> tuple[dict, dict, dict]:
@@ -155,9 +155,6 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        import freezeframe.train as loop
-
-        loop.autocast_for = lambda _device: contextlib.nullcontext()  # fp32, as on the CPU
     from sklearn.model_selection import StratifiedKFold
 
     from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -170,6 +167,8 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
     train_idx, test_idx = list(splitter.split(data.texts, data.labels))[fold]
     train_part, test_part = data.subset(list(train_idx)), data.subset(list(test_idx))
     model_settings, train_settings, split = parse_config(config)
+    if device == "cuda":
+        train_settings.setdefault("precision", "fp32")  # as rounds 1, 2 and 5 to 7 ran (TF32 off too)
     model_settings.setdefault("model", model_name)
     started = time.perf_counter()
     if split.get("peer") == "trainer":

@@ -98,6 +98,7 @@ def train(
     ensemble: Annotated[int, typer.Option(help="Train K members (seeds seed..seed+K-1) and average them.")] = 1,
     label_smoothing: Annotated[float, typer.Option(help="Share of each training target spread over all classes.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU multiplies bf16 natively and encoder layers train, else fp32), fp32 or bf16.")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
     cache_budget: Annotated[Optional[float], typer.Option(help="Cache memory budget in MiB (default: RAM/4).")] = None,
@@ -118,7 +119,7 @@ def train(
         ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout, encoder_dropout),
         TrainConfig(lr, epochs, batch_size, patience, seed, weight_decay, warmup_ratio, lr_decay, device, cache,
                     cache_dtype, cache_budget, show_progress=not quiet, head_lr=head_lr, probe=probe, ensemble=ensemble,
-                    label_smoothing=label_smoothing),
+                    label_smoothing=label_smoothing, precision=precision),
     )
     outcome = train_classifier(run, out, overwrite, resume=resume, keep_checkpoint=keep_checkpoint)
     runs = outcome.meta.get("member_runs") or [{"best_epoch": outcome.loop.best_epoch, "history": outcome.loop.history}]

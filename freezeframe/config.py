@@ -101,6 +101,9 @@ class ModelConfig:
         return self.model == BASELINE_MODEL
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass
 class TrainConfig:
     """How the one training loop runs."""
@@ -140,6 +143,9 @@ class TrainConfig:
     """Members trained with seeds seed, seed+1, ...; predictions average their probabilities."""
     label_smoothing: float = 0.0
     """Share of each training target spread evenly over all classes (the validation loss stays plain)."""
+    precision: str = "auto"
+    """``auto``, ``fp32`` or ``bf16``: what the forward and backward passes compute in (weights stay
+    float32). ``auto`` is bf16 where the hardware multiplies it natively, see :func:`freezeframe.train.resolve_precision`."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -167,6 +173,8 @@ class TrainConfig:
             problems.append(f"--ensemble must be between 1 and 32 members, got {self.ensemble}")
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.cache_dtype not in ("float32", "bfloat16", "float16"):
             problems.append(f"--cache-dtype must be float32, bfloat16 or float16, got {self.cache_dtype!r}")
         if problems:

@@ -21,7 +21,7 @@ from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
 from freezeframe.storage import MODEL_MARKERS, atomic_directory, check_output_dir, file_sha256
-from freezeframe.train import LoopResult, choose_device, predict_logits, seed_everything, train_loop
+from freezeframe.train import LoopResult, choose_device, predict_logits, resolve_precision, seed_everything, train_loop
 
 
 @dataclass
@@ -134,6 +134,10 @@ def train_classifier(
     train_set = encode_examples(tokenizer, train_data, labels, run.model)
     valid_set = encode_examples(tokenizer, valid_data, labels, run.model) if valid_data is not None else None
     device = choose_device(run.train.device)
+    trains_encoder = not run.model.is_baseline and any(r.trainable and r.block.startswith(("layer", "embeddings"))
+                                                       for r in freeze_report.rows)
+    # resolved once, so that every member computes alike and freezeframe.json records what ran
+    train_config = replace(run.train, precision=resolve_precision(run.train.precision, device, trains_encoder))
     cache_info: dict = {"used": False, "reason": "--no-cache"}
     budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
     trained_module, loop_train, loop_valid = model, train_set, valid_set
@@ -157,7 +161,7 @@ def train_classifier(
         probes = [probe.fit(model, run.train.seed)]
         if checkpoint is not None and probes[0]:
             checkpoint.extra["probe"] = probes[0]
-    loop = train_loop(trained_module, loop_train, loop_valid, run.train, device, checkpoint, schedule_for(model))
+    loop = train_loop(trained_module, loop_train, loop_valid, train_config, device, checkpoint, schedule_for(model))
     models, modules, loops = [model], [trained_module], [loop]
     for k in range(1, members):
         # every member sees the same split and the same cached frozen prefix; only its seed differs
@@ -168,7 +172,7 @@ def train_classifier(
         if cache_info["used"] and not plan.is_gradual:
             module = CachedTop(member, CachePlan(cache_info["start_layer"]))
         probes.append(probe.fit(member, run.train.seed + k))
-        loops.append(train_loop(module, loop_train, loop_valid, replace(run.train, seed=run.train.seed + k), device,
+        loops.append(train_loop(module, loop_train, loop_valid, replace(train_config, seed=run.train.seed + k), device,
                                 schedule=schedule_for(member)))
         models.append(member)
         modules.append(module)
@@ -177,7 +181,8 @@ def train_classifier(
         # members trained through the cache are scored through it too (same logits as the full model,
         # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
         views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
-        probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
+        probabilities = torch.stack([predict_logits(m, data, 16, device, train_config.precision).softmax(-1)
+                                     for m, data in views]).mean(0)
         metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
     meta = {
         "freezeframe_version": __version__,
@@ -187,6 +192,7 @@ def train_classifier(
         "settings": run.to_dict(),
         "freeze": {**freeze_report.to_dict(), **({"schedule": stages} if stages else {})},
         "cache": cache_info,
+        "precision": train_config.precision,
         **({"probe": probes[0]} if probes[0] else {}),
         "data": _data_record(run, train_data, valid_data),
         "versions": _versions(),
@@ -249,7 +255,8 @@ class _Probe:
         for name, param in named:
             param.requires_grad_(name in head)
         config = replace(self.run.train, lr=HEAD_DEFAULTS["lr"], epochs=HEAD_DEFAULTS["epochs"], head_lr=None,
-                         lr_decay=1.0, ensemble=1, seed=seed, show_progress=False)
+                         lr_decay=1.0, ensemble=1, seed=seed, show_progress=False,
+                         precision=resolve_precision(self.run.train.precision, self.device, trains_encoder=False))
         try:
             loop = train_loop(CachedTop(model, CachePlan(None)), *self.vectors, config, self.device, quiet=True)
         finally:

@@ -1,0 +1,53 @@
+"""--precision: bf16 mixed precision where the hardware multiplies bf16 natively, float32 elsewhere."""
+
+import json
+
+import pytest
+import torch
+
+from freezeframe import train
+
+
+@pytest.mark.parametrize(("native", "trains_encoder", "expected"), [
+    (True, True, "bf16"), (True, False, "fp32"), (False, True, "fp32"), (False, False, "fp32"),
+])
+def test_auto_is_bf16_only_on_a_cpu_with_native_bf16_for_runs_that_train_encoder_layers(monkeypatch, native, trains_encoder, expected):
+    monkeypatch.setattr(train, "cpu_multiplies_bf16", lambda: native)
+    assert train.resolve_precision("auto", torch.device("cpu"), trains_encoder) == expected
+    for fixed in ("fp32", "bf16"):
+        assert train.resolve_precision(fixed, torch.device("cpu"), trains_encoder) == fixed
+
+
+def test_autocast_computes_in_the_chosen_precision():
+    layer, x = torch.nn.Linear(4, 4), torch.randn(2, 4)
+    with train.autocast_for(torch.device("cpu"), "bf16"):
+        assert layer(x).dtype == torch.bfloat16
+    for precision in ("fp32", None):  # None: float32 on the CPU (prediction)
+        with train.autocast_for(torch.device("cpu"), precision):
+            assert layer(x).dtype == torch.float32
+
+
+def _train(run_cli, tiny_model_dir, tiny_data, out, *options):
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                           "--epochs", "1", "--quiet", *options)
+    assert code == 0, err
+    return json.loads((out / "freezeframe.json").read_text())
+
+
+def test_the_precision_that_ran_is_recorded(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "cpu_multiplies_bf16", lambda: True)
+    metas = {p: _train(run_cli, tiny_model_dir, tiny_data, tmp_path / p, "--precision", p) for p in ("fp32", "bf16")}
+    assert [m["precision"] for m in metas.values()] == ["fp32", "bf16"]
+    assert metas["fp32"]["history"][0]["train_loss"] != metas["bf16"]["history"][0]["train_loss"]
+    assert _train(run_cli, tiny_model_dir, tiny_data, tmp_path / "auto")["precision"] == "bf16"
+    head = _train(run_cli, tiny_model_dir, tiny_data, tmp_path / "head", "--freeze", "head")
+    assert head["precision"] == "fp32" and head["settings"]["train"]["precision"] == "auto"
+    monkeypatch.setattr(train, "cpu_multiplies_bf16", lambda: False)
+    assert _train(run_cli, tiny_model_dir, tiny_data, tmp_path / "plain")["precision"] == "fp32"
+
+
+def test_an_unknown_precision_is_refused_in_one_line(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", tmp_path / "m",
+                           "--precision", "fp16")
+    assert code != 0 and err.strip() == "freezeframe: error: --precision must be auto, fp32 or bf16, got 'fp16'"
+    assert not (tmp_path / "m").exists()
