@@ -120,14 +120,20 @@ def unsupported(directory: Path) -> str | None:
         config = read_json(directory / "config.json")
     except (OSError, ValueError):
         return "no readable config.json"
+    if weights_file(directory) is None:
+        return f"no {' or '.join(WEIGHTS)}"
+    return config_unsupported(config) or tokenizer_unsupported(directory)
+
+
+def config_unsupported(config: dict) -> str | None:
+    """Why a model with this ``config.json`` needs transformers' own classes, or ``None``."""
     reasons = [
         (config.get("model_type") not in MODEL_TYPES, f"model type {config.get('model_type')!r}"),
         (config.get("position_embedding_type", "absolute") != "absolute", "relative position embeddings"),
         (config.get("hidden_act", "gelu") not in ACTIVATIONS, f"activation {config.get('hidden_act')!r}"),
         (config.get("is_decoder", False) or config.get("add_cross_attention", False), "a decoder"),
-        (weights_file(directory) is None, f"no {' or '.join(WEIGHTS)}"),
     ]
-    return next((reason for failed, reason in reasons if failed), None) or tokenizer_unsupported(directory)
+    return next((reason for failed, reason in reasons if failed), None)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -287,22 +293,27 @@ class BertForSequenceClassification(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: Path, overrides: dict | None = None) -> BertForSequenceClassification:
         """Load a BERT checkpoint (a bare ``BertModel`` or a classifier); weights it lacks start as transformers starts them."""
-        config = BertSettings({**read_json(directory / "config.json"), **(overrides or {})})
+        source = weights_file(directory)
+        return cls.from_state({**read_json(directory / "config.json"), **(overrides or {})}, read_weights(source), source)
+
+    @classmethod
+    def from_state(cls, values: dict, weights: dict[str, torch.Tensor], source: Path | str) -> BertForSequenceClassification:
+        """Build from a ``config.json`` dict and a state dict read from ``source`` (named in errors)."""
+        config = BertSettings(values)
         config.__dict__.pop("torch_dtype", None)
         config.dtype = "float32"  # trained in float32 whatever the checkpoint's storage type
         with torch.device("meta"):  # no random initialisation of weights the checkpoint replaces
             model = cls(config)
         model.to_empty(device="cpu")
         expected = model.state_dict()
-        source = weights_file(directory)
         state = {}
-        for key, tensor in read_weights(source).items():
+        for key, tensor in weights.items():
             key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
             key = key if key.startswith(("bert.", "classifier.")) else f"bert.{key}"
             if key not in expected:  # e.g. a pretraining head, position_ids
                 continue
             if tensor.shape != expected[key].shape:
-                raise ValueError(f"{key} has shape {tuple(tensor.shape)} in {directory}, expected {tuple(expected[key].shape)}")
+                raise ValueError(f"{key} has shape {tuple(tensor.shape)} in {source}, expected {tuple(expected[key].shape)}")
             state[key] = tensor.float()
         missing = [k for k in expected if k not in state]
         lacking = [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]

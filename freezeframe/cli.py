@@ -234,6 +234,7 @@ def inspect(
     pooling: Annotated[str, typer.Option(help="cls or mean.")] = DEFAULT_POOLING,
 ) -> None:
     """Show, block by block, which parameters a freeze plan trains."""
+    from freezeframe.ensemble import plan_network
     from freezeframe.freeze import FreezePlan
     from freezeframe.predict import META_FILE, load_classifier
 
@@ -244,7 +245,7 @@ def inspect(
     if model != "baseline" and (Path(model) / META_FILE).exists():
         loaded = load_classifier(Path(model), device="cpu")
         meta = loaded.meta
-        network = loaded.members[0].model if hasattr(loaded, "members") else loaded.model  # an ensemble's members share a plan
+        network = plan_network(loaded)
     else:
         from freezeframe.fit import build_model
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.resources
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -26,6 +27,9 @@ from freezeframe.config import DEFAULT_MODEL
 from freezeframe.errors import FreezeframeError
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
+REMOTE_MODULE = REMOTE_CODE_FILE.removesuffix(".py")
+ENSEMBLE_MODEL_TYPE = "freezeframe_ensemble"
+"""``config.json`` model type of an ensemble saved as one directory (see :class:`AveragedMembers`)."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json")
 BACKEND_VARIABLE = "FREEZEFRAME_BERT"
 """Set to ``transformers`` to load every model through transformers' classes (for comparisons)."""
@@ -33,15 +37,17 @@ BACKEND_VARIABLE = "FREEZEFRAME_BERT"
 
 @functools.cache
 def import_transformers():
-    """Import transformers (5 s on 2 cores) only for models ``bert.py`` cannot run; register the mean-pooled class."""
+    """Import transformers (5 s on 2 cores) only for models ``bert.py`` cannot run; register the mean-pooled
+    and the ensemble classes."""
     import transformers
     from transformers.utils import logging as hf_logging
 
-    from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
+    from freezeframe import hf_modeling
 
-    transformers.AutoConfig.register(FreezeframeBertConfig.model_type, FreezeframeBertConfig, exist_ok=True)
-    transformers.AutoModelForSequenceClassification.register(
-        FreezeframeBertConfig, FreezeframeBertForSequenceClassification, exist_ok=True)
+    for config, model in [(hf_modeling.FreezeframeBertConfig, hf_modeling.FreezeframeBertForSequenceClassification),
+                          (hf_modeling.FreezeframeEnsembleConfig, hf_modeling.FreezeframeEnsembleForSequenceClassification)]:
+        transformers.AutoConfig.register(config.model_type, config, exist_ok=True)
+        transformers.AutoModelForSequenceClassification.register(config, model, exist_ok=True)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     return transformers
@@ -119,6 +125,11 @@ class EncoderClassifier(nn.Module):
         return self.hf.named_parameters()
 
     @property
+    def label_names(self) -> list[str]:
+        config = self.hf.config
+        return [config.id2label[i] for i in range(config.num_labels)]
+
+    @property
     def num_layers(self) -> int:
         return len(self.base.encoder.layer) if self.staged else 0
 
@@ -163,17 +174,75 @@ class EncoderClassifier(nn.Module):
 
     def save(self, directory: Path) -> None:
         """Write a standard Hugging Face model directory that ``pipeline()`` can load."""
+        self._prepare_config()
+        if self.pooling == "mean":
+            copy_remote_code(directory)
+        self.hf.save_pretrained(directory)
+
+    def saved_config(self) -> dict:
+        """The ``config.json`` that :meth:`save` writes, as a dict."""
+        self._prepare_config()
+        return self.hf.config.to_dict()
+
+    def _prepare_config(self) -> None:
         config = self.hf.config
         if isinstance(self.hf, bert.BertForSequenceClassification):  # what transformers' save_pretrained writes
             config.model_type = "freezeframe_bert" if self.pooling == "mean" else "bert"
             config.architectures = [("Freezeframe" if self.pooling == "mean" else "") + "BertForSequenceClassification"]
         if self.pooling == "mean":
             config.freezeframe_pooling = "mean"
-            module = REMOTE_CODE_FILE[:-3]
-            config.auto_map = {"AutoConfig": f"{module}.FreezeframeBertConfig",
-                               "AutoModelForSequenceClassification": f"{module}.FreezeframeBertForSequenceClassification"}
-            shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), directory / REMOTE_CODE_FILE)
-        self.hf.save_pretrained(directory)
+            config.auto_map = {"AutoConfig": f"{REMOTE_MODULE}.FreezeframeBertConfig",
+                               "AutoModelForSequenceClassification": f"{REMOTE_MODULE}.FreezeframeBertForSequenceClassification"}
+
+
+class AveragedMembers(nn.Module):
+    """Ensemble members as one network: its logits are the log of the members' mean class
+    probabilities, so the softmax that prediction, ``pipeline()`` and the ONNX graph apply returns
+    exactly that mean.
+
+    Args:
+        members: classifiers with the same labels and settings (different seeds).
+    """
+
+    kind = "transformer"
+
+    def __init__(self, members: list[EncoderClassifier]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.members[0].label_names
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        probabilities = torch.stack([m(input_ids, attention_mask, token_type_ids).float().softmax(-1) for m in self.members]).mean(0)
+        return probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
+
+    def save(self, directory: Path) -> None:
+        """One Hugging Face directory: ``config.json`` of type ``freezeframe_ensemble`` (the member's own
+        config inside), every member's weights in one ``model.safetensors`` under ``members.K.``."""
+        from safetensors.torch import save_file
+
+        member = self.members[0].saved_config()
+        member.pop("auto_map", None)
+        config = {
+            "model_type": ENSEMBLE_MODEL_TYPE, "architectures": ["FreezeframeEnsembleForSequenceClassification"],
+            "auto_map": {"AutoConfig": f"{REMOTE_MODULE}.FreezeframeEnsembleConfig",
+                         "AutoModelForSequenceClassification": f"{REMOTE_MODULE}.FreezeframeEnsembleForSequenceClassification"},
+            "members": len(self.members), "member": member,
+            "id2label": member["id2label"], "label2id": member.get("label2id") or {v: int(k) for k, v in member["id2label"].items()},
+        }
+        directory = Path(directory)
+        (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        state = {f"members.{k}.{name}": tensor.detach().contiguous().cpu()
+                 for k, m in enumerate(self.members) for name, tensor in m.hf.state_dict().items()}
+        save_file(state, str(directory / bert.WEIGHTS[0]), metadata={"format": "pt"})
+        copy_remote_code(directory)
+
+
+def copy_remote_code(directory: Path) -> None:
+    """Put the classes that ``pipeline(..., trust_remote_code=True)`` needs into a saved model directory."""
+    shutil.copyfile(Path(__file__).with_name("hf_modeling.py"), Path(directory) / REMOTE_CODE_FILE)
 
 
 def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout: float | None = None,
@@ -219,13 +288,17 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 
 
-def load_trained(directory: Path) -> tuple[EncoderClassifier, FastTokenizer | SubwordTokenizer]:
+def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, FastTokenizer | SubwordTokenizer]:
     """Load a classifier directory written by freezeframe (or any HF sequence classifier)."""
     check_tokenizer_files(str(directory))
+    directory = Path(directory)
+    with _load_errors(str(directory)):
+        if bert.read_json(directory / "config.json").get("model_type") == ENSEMBLE_MODEL_TYPE:
+            return _load_averaged(directory)
     if runs_natively(str(directory)):
         with _load_errors(str(directory)):
-            model = bert.BertForSequenceClassification.from_pretrained(Path(directory))
-            return EncoderClassifier(model, getattr(model.config, "freezeframe_pooling", "cls")), FastTokenizer(Path(directory))
+            model = bert.BertForSequenceClassification.from_pretrained(directory)
+            return EncoderClassifier(model, getattr(model.config, "freezeframe_pooling", "cls")), FastTokenizer(directory)
     transformers = import_transformers()
     from freezeframe.hf_modeling import FreezeframeBertForSequenceClassification
 
@@ -236,6 +309,37 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier, FastTokenizer | Su
         hf_model = model_class.from_pretrained(str(directory), config=config)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+
+
+def _load_averaged(directory: Path) -> tuple[AveragedMembers, FastTokenizer | SubwordTokenizer]:
+    """An ensemble saved by :meth:`AveragedMembers.save`, on :mod:`freezeframe.bert` when its members run there."""
+    config = bert.read_json(directory / "config.json")
+    values, count = dict(config["member"]), int(config["members"])
+    source = directory / bert.WEIGHTS[0]
+    weights = bert.read_weights(source)
+    native = (os.environ.get(BACKEND_VARIABLE) != "transformers" and bert.config_unsupported(values) is None
+              and bert.tokenizer_unsupported(directory) is None)
+    if not native:
+        from freezeframe.hf_modeling import build_member
+
+        import_transformers()
+    members = []
+    for k in range(count):
+        prefix = f"members.{k}."
+        state = {name.removeprefix(prefix): tensor for name, tensor in weights.items() if name.startswith(prefix)}
+        if not state:
+            raise ValueError(f"{source.name} has no weights for member {k}")
+        if native:
+            network = bert.BertForSequenceClassification.from_state(values, state, source)
+        else:
+            network = build_member(values)
+            missing, unexpected = network.load_state_dict(state, strict=False)
+            if missing or unexpected:
+                raise ValueError(f"member {k} in {source.name} " + (f"lacks {missing[0]}" if missing else f"has an unknown {unexpected[0]}"))
+        members.append(EncoderClassifier(network, values.get("freezeframe_pooling", "cls")))
+    if native:
+        return AveragedMembers(members), FastTokenizer(directory)
+    return AveragedMembers(members), SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(str(directory)))
 
 
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",

@@ -1,7 +1,13 @@
-"""Ensembles: several members saved as one model directory whose predictions average probabilities."""
+"""Ensembles: several members saved as one model directory whose predictions average probabilities.
+
+Transformer members are one network (:class:`freezeframe.encoder.AveragedMembers`) saved as one
+Hugging Face directory, so ``predict``, ``export`` and ``pipeline()`` treat an ensemble as any
+model. Baseline members keep a directory each (``member-0/``, ``member-1/``, ...) and are averaged here.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +49,62 @@ class EnsembleClassifier:
         return rows_from_probabilities(texts, self.predict_proba(texts, batch_size), self.labels)
 
 
+def _one_network(models: list) -> bool:
+    from freezeframe.encoder import EncoderClassifier
+
+    return all(isinstance(m, EncoderClassifier) for m in models)
+
+
+def ensemble_classifier(models: list, tokenizer, labels: list[str], meta: dict):
+    """The trained members of ``train_classifier`` as one classifier (no reload from disk)."""
+    from freezeframe.encoder import AveragedMembers
+    from freezeframe.predict import Classifier
+
+    settings = meta["settings"]
+    max_length, device = settings["model"]["max_length"], settings["train"]["device"]
+    if _one_network(models):
+        return Classifier(AveragedMembers(models), tokenizer, labels, max_length, meta, device)
+    return EnsembleClassifier([Classifier(m, tokenizer, labels, max_length, meta, device) for m in models], meta)
+
+
+def save_ensemble(models: list, tokenizer, meta: dict, directory: Path) -> None:
+    """Write the members into ``directory`` (the caller writes its freezeframe.json)."""
+    from freezeframe.encoder import AveragedMembers
+    from freezeframe.predict import META_FILE
+
+    if _one_network(models):
+        AveragedMembers(models).save(directory)
+        tokenizer.save(directory)
+        return
+    runs = meta["member_runs"]
+    meta["member_dirs"] = []
+    for k, member in enumerate(models):
+        member_dir = directory / f"member-{k}"
+        member_dir.mkdir()
+        member.save(member_dir)
+        tokenizer.save(member_dir)
+        member_meta = {**meta, "kind": getattr(member, "kind", "transformer"), **{key: runs[k][key] for key in runs[k] if key != "seed"}}
+        for key in ("members", "member_runs", "member_dirs", "history_of"):
+            member_meta.pop(key, None)
+        (member_dir / META_FILE).write_text(json.dumps(member_meta, indent=2), encoding="utf-8")
+        meta["member_dirs"].append(member_dir.name)
+
+
+def plan_network(classifier):
+    """The network whose freeze plan a loaded classifier shows: its own, or the first member's (all
+    members of an ensemble share one plan)."""
+    from freezeframe.encoder import AveragedMembers
+
+    network = classifier.members[0].model if isinstance(classifier, EnsembleClassifier) else classifier.model
+    return network.members[0] if isinstance(network, AveragedMembers) else network
+
+
 def load_ensemble(directory: Path, meta: dict, device: str = "auto") -> EnsembleClassifier:
-    """Load every member listed in an ensemble directory's freezeframe.json."""
+    """Load an ensemble whose members have a directory each (baselines, and transformer ensembles saved
+    before they became one network)."""
     from freezeframe.predict import load_classifier
 
-    names = meta.get("members") or []
+    names = meta.get("member_dirs") or (meta["members"] if isinstance(meta.get("members"), list) else [])
     missing = [n for n in names if not (Path(directory) / n).is_dir()]
     if not names or missing:
         raise FreezeframeError(f"{directory}: ensemble members missing ({', '.join(missing) or 'none listed'}); "

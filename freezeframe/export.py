@@ -146,8 +146,9 @@ def export_model(config: ExportConfig) -> ExportResult:
         The files written and the largest logit difference between ONNX (fp32) and torch.
     """
     classifier = load_classifier(config.model, device="cpu")
-    if classifier.meta.get("kind") == "ensemble":
-        raise FreezeframeError(f"{config.model} is an ensemble; ONNX export takes one model: export a member directory")
+    if classifier.model is None:
+        raise FreezeframeError(f"{config.model} is an ensemble with a directory per member; ONNX export takes one network: "
+                               "export a member directory")
     out = config.out if config.out is not None else config.model / ONNX_DIR
     single_file = out.suffix == ".onnx"
     if not single_file and out.is_dir() and any(out.iterdir()) and not (out / EXPORT_META).exists():
@@ -319,8 +320,9 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
     if not graph.is_file():
         if not (is_default_dir and export_if_missing and (directory / META_FILE).is_file()):
             raise FreezeframeError(f"{graph} not found; create it with `{hint}`")
-        if read_meta(directory).get("kind") == "ensemble":
-            raise FreezeframeError(f"{directory} is an ensemble; the ONNX backend runs one model: use --backend torch")
+        if read_meta(directory).get("kind") == "ensemble" and not (directory / "config.json").is_file():
+            raise FreezeframeError(f"{directory} is an ensemble with a directory per member; the ONNX backend runs one network: "
+                                   "use --backend torch")
         report(f"{graph} not found; exporting it now (once; later runs reuse it)")
         try:
             export_model(ExportConfig(directory, quantize=quantize))

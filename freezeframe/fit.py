@@ -15,6 +15,7 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
 from freezeframe.checkpoint import open_checkpoint
 from freezeframe.config import DEFAULT_FREEZE, HEAD_DEFAULTS, ModelConfig, RunConfig
+from freezeframe.ensemble import save_ensemble
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
@@ -43,13 +44,14 @@ class TrainOutcome:
 
     def classifier(self):
         """The trained model as a :class:`freezeframe.predict.Classifier` (no reload from disk)."""
-        from freezeframe.ensemble import EnsembleClassifier
+        from freezeframe.ensemble import ensemble_classifier
         from freezeframe.predict import Classifier
 
         settings = self.meta["settings"]
-        parts = [Classifier(m, self.tokenizer, self.labels, settings["model"]["max_length"], self.meta,
-                            settings["train"]["device"]) for m in (self.members or [self.model])]
-        return parts[0] if len(parts) == 1 else EnsembleClassifier(parts, self.meta)
+        if self.members:
+            return ensemble_classifier(self.members, self.tokenizer, self.labels, self.meta)
+        return Classifier(self.model, self.tokenizer, self.labels, settings["model"]["max_length"], self.meta,
+                          settings["train"]["device"])
 
 
 def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
@@ -200,23 +202,17 @@ def train_classifier(
         "validation_metrics": metrics,
     }
     if members > 1:
-        meta["members"] = [f"member-{k}" for k in range(members)]
+        meta["members"] = members
         meta["member_runs"] = [dict(seed=run.train.seed + k, **({"probe": p} if p else {}), **lp.to_dict())
                                for k, (lp, p) in enumerate(zip(loops, probes))]
-        meta["history_of"] = "member-0"  # history and best_epoch above are the first member's; each member's are in member_runs
+        meta["history_of"] = "member 0"  # history and best_epoch above are the first member's; each member's are in member_runs
         meta["train_seconds"] = round(sum(lp.seconds for lp in loops), 3)
     if out is not None:
         # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
         with atomic_directory(Path(out), overwrite=True) as staging:
-            for k, member in enumerate(models if members > 1 else []):
-                member_dir = staging / f"member-{k}"
-                member_dir.mkdir()
-                member.save(member_dir)
-                tokenizer.save(member_dir)
-                member_meta = {**meta, "kind": getattr(member, "kind", "transformer"), **loops[k].to_dict()}
-                member_meta.pop("members")
-                (member_dir / META_FILE).write_text(json.dumps(member_meta, indent=2), encoding="utf-8")
-            if members == 1:
+            if members > 1:
+                save_ensemble(models, tokenizer, meta, staging)
+            else:
                 model.save(staging)
                 tokenizer.save(staging)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -153,7 +153,7 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
                                "pass the --out directory of `freezeframe train`")
     meta = read_meta(directory)
-    if meta.get("kind") == "ensemble":
+    if meta.get("kind") == "ensemble" and not (directory / "config.json").is_file():  # a directory per member
         from freezeframe.ensemble import load_ensemble
 
         return load_ensemble(directory, meta, device)
@@ -166,8 +166,7 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         from freezeframe.encoder import load_trained
 
         model, tokenizer = load_trained(directory)
-        config = model.hf.config
-        labels = meta.get("labels") or [config.id2label[i] for i in range(config.num_labels)]
+        labels = meta.get("labels") or model.label_names
     max_length = meta.get("settings", {}).get("model", {}).get("max_length", 128)
     return Classifier(model, tokenizer, labels, max_length, meta, device)
 

@@ -3,32 +3,106 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
+import pytest
+
+TEXTS = ["the camera shot", "a villain role", "plot twist", "very good film"]
 
 
-def test_ensemble_trains_saves_and_predicts(run_cli, tmp_path, tiny_model_dir, tiny_data):
-    out = tmp_path / "ensemble"
-    code, stdout, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
-                                "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--quiet")
+@pytest.fixture(scope="module")
+def ensemble_dir(tmp_path_factory, tiny_model_dir, tiny_data):
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "ensemble"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
+          "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--quiet"])
+    return out
+
+
+def test_an_ensemble_is_one_model_directory_whose_predictions_average_its_members(ensemble_dir):
+    from freezeframe.encoder import AveragedMembers
+    from freezeframe.predict import Classifier, load_classifier
+
+    meta = json.loads((ensemble_dir / "freezeframe.json").read_text())
+    assert meta["kind"] == "ensemble" and meta["members"] == 2
+    assert [r["seed"] for r in meta["member_runs"]] == [0, 1]
+    config = json.loads((ensemble_dir / "config.json").read_text())
+    assert config["model_type"] == "freezeframe_ensemble" and config["members"] == 2
+    assert not any(p.is_dir() for p in ensemble_dir.iterdir())  # one network, no member directories
+    ensemble = load_classifier(ensemble_dir, device="cpu")
+    assert isinstance(ensemble.model, AveragedMembers) and len(ensemble.model.members) == 2
+    members = [Classifier(m, ensemble.tokenizer, ensemble.labels, 128, device="cpu") for m in ensemble.model.members]
+    expected = np.mean([m.predict_proba(TEXTS) for m in members], axis=0)
+    assert np.allclose(ensemble.predict_proba(TEXTS), expected, atol=1e-6)
+    assert not np.allclose(members[0].predict_proba(TEXTS), members[1].predict_proba(TEXTS)), "seeds must differ"
+
+
+def test_predict_evaluate_and_the_onnx_backend_take_an_ensemble(run_cli, ensemble_dir, tiny_data):
+    code, stdout, _ = run_cli("evaluate", "--model", ensemble_dir, "--data", tiny_data["test"], "--json")
+    assert code == 0 and json.loads(stdout)["n"] == 18
+    code, stdout, _ = run_cli("predict", "--model", ensemble_dir, *TEXTS)
+    torch_rows = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 0 and [r["text"] for r in torch_rows] == TEXTS
+    code, stdout, err = run_cli("predict", "--model", ensemble_dir, "--backend", "onnx", *TEXTS)
+    assert code == 0, err
+    for mine, graph in zip(torch_rows, (json.loads(line) for line in stdout.splitlines())):
+        assert graph["label"] == mine["label"]
+        assert graph["scores"] == pytest.approx(mine["scores"], abs=1e-4)
+
+
+def test_transformers_loads_an_ensemble_alike(ensemble_dir, monkeypatch):
+    """Through transformers' classes (FREEZEFRAME_BERT=transformers) and through pipeline() with the saved code."""
+    from transformers import pipeline
+
+    from freezeframe.predict import load_classifier
+
+    ours = load_classifier(ensemble_dir, device="cpu").predict_proba(TEXTS)
+    monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
+    assert np.allclose(load_classifier(ensemble_dir, device="cpu").predict_proba(TEXTS), ours, atol=1e-5)
+    classify = pipeline("text-classification", model=str(ensemble_dir), trust_remote_code=True, device="cpu", top_k=None)
+    labels = load_classifier(ensemble_dir, device="cpu").labels
+    for mine, theirs in zip(ours, classify(TEXTS)):
+        scores = {row["label"]: row["score"] for row in theirs}
+        assert [scores[label] for label in labels] == pytest.approx(mine.tolist(), abs=1e-5)
+
+
+def test_pipeline_loads_an_ensemble_without_freezeframe(ensemble_dir, tmp_path):
+    """The saved modeling_freezeframe.py is all pipeline() needs: run it where freezeframe cannot be imported."""
+    (tmp_path / "freezeframe.py").write_text("raise ImportError('freezeframe is not installed here')\n")
+    code = (
+        "from transformers import pipeline\n"
+        f"classify = pipeline('text-classification', model={str(ensemble_dir)!r}, trust_remote_code=True, device='cpu')\n"
+        "print(classify(['camera shot'])[0]['label'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in {"Characters", "Cinematography", "Story"}
+
+
+def test_inspect_shows_the_members_plan(run_cli, ensemble_dir):
+    code, stdout, err = run_cli("inspect", "--model", ensemble_dir)
+    assert code == 0, err
+    assert "freeze plan encoder" in stdout
+
+
+def test_baseline_members_keep_a_directory_each(run_cli, tmp_path, tiny_data):
+    out = tmp_path / "baselines"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "baseline", "--out", out,
+                           "--ensemble", "2", "--epochs", "3", "--quiet")
     assert code == 0, err
     meta = json.loads((out / "freezeframe.json").read_text())
-    assert meta["kind"] == "ensemble" and meta["members"] == ["member-0", "member-1"]
-    assert [r["seed"] for r in meta["member_runs"]] == [0, 1]
+    assert meta["member_dirs"] == ["member-0", "member-1"]
     from freezeframe.predict import load_classifier
 
     ensemble = load_classifier(out, device="cpu")
-    members = [load_classifier(out / name, device="cpu") for name in meta["members"]]
-    texts = ["the camera shot", "a villain role", "plot twist"]
-    expected = np.mean([m.predict_proba(texts) for m in members], axis=0)
-    assert np.allclose(ensemble.predict_proba(texts), expected, atol=1e-6)
-    assert not np.allclose(members[0].predict_proba(texts), members[1].predict_proba(texts)), "seeds must differ"
-    code, stdout, _ = run_cli("evaluate", "--model", out, "--data", tiny_data["test"], "--json")
-    assert code == 0 and json.loads(stdout)["n"] == 18
-    code, stdout, _ = run_cli("predict", "--model", out, *texts)
-    assert code == 0 and [json.loads(line)["text"] for line in stdout.splitlines()] == texts
-    code, stdout, err = run_cli("predict", "--model", out, "--backend", "onnx", *texts)
-    assert code == 2 and err.strip() == f"freezeframe: error: {out} is an ensemble; the ONNX backend runs one model: use --backend torch"
+    members = [load_classifier(out / name, device="cpu") for name in meta["member_dirs"]]
+    expected = np.mean([m.predict_proba(TEXTS) for m in members], axis=0)
+    assert np.allclose(ensemble.predict_proba(TEXTS), expected, atol=1e-6)
+    code, _, err = run_cli("export", "--model", out, "--format", "onnx")
+    assert code == 2 and "a directory per member" in err and len(err.strip().splitlines()) == 1
 
 
 def test_ensemble_refuses_resume(run_cli, tmp_path, tiny_model_dir, tiny_data):
