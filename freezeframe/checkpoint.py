@@ -90,7 +90,10 @@ class CheckpointStore:
         self.out = Path(out)
         self.keep = keep
         self.extra: dict = {}
-        """Plain values saved with every epoch's state (the LP-FT probe's record), back in ``saved`` on resume."""
+        """Values saved with every epoch's state (the LP-FT probe's record, an ensemble's finished members),
+        back in ``saved`` on resume."""
+        self.stage = ""
+        """Where in a longer run the current loop is, for messages, e.g. `` (member 2 of 3)``."""
         self.directory = self.out / CHECKPOINT_DIR
         self.fingerprint = fingerprint
         self.saved = saved
@@ -131,6 +134,12 @@ class CheckpointStore:
             err, self._failure = self._failure, None
             raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {err.strerror or err}")
 
+    def start_member(self, index: int) -> None:
+        """The next ensemble member trains from its first epoch: nothing of it is saved yet."""
+        self.flush()
+        self.saved, self.saved_epoch = None, 0
+        self.extra["member"] = index
+
     def move_into(self, directory: Path) -> None:
         """Move the checkpoint into ``directory`` (the staged final model) to keep it."""
         self.flush()
@@ -141,11 +150,14 @@ class CheckpointStore:
         """The error to raise when Ctrl-C arrives during ``epoch``."""
         self.flush()
         if self.saved_epoch == 0:
+            if self.extra.get("member"):
+                return TrainingInterrupted(f"interrupted in epoch {epoch} of {epochs}{self.stage}; the earlier members' progress is "
+                                           f"saved in {self.directory}; to continue, run the same command again with --resume")
             return TrainingInterrupted(f"interrupted in epoch {epoch} of {epochs}, before any epoch was saved; "
                                        "nothing to resume, run the command again to start over")
         when = f"after epoch {epoch}" if self.saved_epoch >= epoch else f"in epoch {epoch}"
         return TrainingInterrupted(
-            f"interrupted {when} of {epochs}; epochs 1-{self.saved_epoch} are saved in {self.directory}; "
+            f"interrupted {when} of {epochs}{self.stage}; epochs 1-{self.saved_epoch} are saved in {self.directory}; "
             "to continue, run the same command again with --resume"
         )
 

@@ -15,13 +15,13 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
 from freezeframe.checkpoint import open_checkpoint
 from freezeframe.config import DEFAULT_FREEZE, HEAD_DEFAULTS, ModelConfig, RunConfig
-from freezeframe.ensemble import save_ensemble
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
+from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
-from freezeframe.storage import MODEL_MARKERS, atomic_directory, check_output_dir, file_sha256
+from freezeframe.storage import atomic_directory, file_sha256
 from freezeframe.train import LoopResult, choose_device, predict_logits, resolve_precision, seed_everything, train_loop
 
 
@@ -116,14 +116,7 @@ def train_classifier(
         The outcome, including validation metrics of the kept (best) epoch when there was validation data.
     """
     members = run.train.ensemble
-    if members > 1 and resume:
-        raise FreezeframeError("--resume works for single models; an --ensemble run starts again")
-    checkpoint = None
-    if out is not None:
-        if members > 1:
-            check_output_dir(Path(out), overwrite, MODEL_MARKERS, (run.data.train, run.data.valid))
-        else:
-            checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint)
+    checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint) if out is not None else None
     if train_data is None:
         train_data, valid_data = split_data(run)
     labels = train_data.label_names
@@ -157,27 +150,40 @@ def train_classifier(
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
 
     probe = _Probe(run, plan, trained_module, loop_train, loop_valid, device)
-    if checkpoint is not None and checkpoint.saved is not None:  # the probe ran before the interruption
-        probes = [checkpoint.saved.get("probe")]
-    else:
-        probes = [probe.fit(model, run.train.seed)]
-        if checkpoint is not None and probes[0]:
-            checkpoint.extra["probe"] = probes[0]
-    loop = train_loop(trained_module, loop_train, loop_valid, train_config, device, checkpoint, schedule_for(model))
-    models, modules, loops = [model], [trained_module], [loop]
-    for k in range(1, members):
-        # every member sees the same split and the same cached frozen prefix; only its seed differs
-        seed_everything(run.train.seed + k)
-        member, _ = build_model(run.model, labels, train_data.texts)
-        plan.apply(member)
-        module = member
-        if cache_info["used"] and not plan.is_gradual:
-            module = CachedTop(member, CachePlan(cache_info["start_layer"]))
-        probes.append(probe.fit(member, run.train.seed + k))
-        loops.append(train_loop(module, loop_train, loop_valid, replace(train_config, seed=run.train.seed + k), device,
-                                schedule=schedule_for(member)))
-        models.append(member)
-        modules.append(module)
+    saved = checkpoint.saved if checkpoint is not None else None
+    resumed = saved.get("member", 0) if saved else 0  # members before it finished before the interruption
+    finished = list(saved.get("members_done", [])) if saved else []
+    models, modules, loops, probes = [], [], [], []
+    for k in range(members):
+        if k:  # every member sees the same split and the same cached frozen prefix; only its seed differs
+            seed_everything(run.train.seed + k)
+            model, _ = build_model(run.model, labels, train_data.texts)
+            plan.apply(model)
+            trained_module = model
+            if cache_info["used"] and not plan.is_gradual:
+                trained_module = CachedTop(model, CachePlan(cache_info["start_layer"]))
+        models.append(model)
+        modules.append(trained_module)
+        if k < resumed:
+            loops.append(_restore_member(model, finished[k]))
+            probes.append(finished[k]["probe"])
+            continue
+        if checkpoint is not None and k > resumed:
+            checkpoint.start_member(k)
+        if k == resumed and saved is not None:  # the probe ran before the interruption
+            probes.append(saved.get("probe"))
+        else:
+            probes.append(probe.fit(model, run.train.seed + k))
+        if checkpoint is not None:
+            checkpoint.extra["probe"] = probes[k]
+            checkpoint.stage = f" (member {k + 1} of {members})" if members > 1 else ""
+        loops.append(train_loop(trained_module, loop_train, loop_valid, replace(train_config, seed=run.train.seed + k),
+                                device, checkpoint, schedule_for(model)))
+        if checkpoint is not None and k + 1 < members:  # saved with the next member's first epoch
+            trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            checkpoint.extra.setdefault("members_done", []).append(
+                {"trainable": trainable, "loop": loops[k].to_dict(), "probe": probes[k]})
+    model, loop = models[0], loops[0]
     metrics = None
     if valid_set is not None:
         # members trained through the cache are scored through it too (same logits as the full model,
@@ -220,6 +226,18 @@ def train_classifier(
                 checkpoint.move_into(staging)
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
+
+
+def _restore_member(model: torch.nn.Module, record: dict) -> LoopResult:
+    """Put back an ensemble member that finished before an interruption (its trainable weights); returns its loop."""
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(trainable) != set(record["trainable"]):
+        raise FreezeframeError("the checkpoint does not fit this model (its trainable parameters differ); "
+                               "drop --resume and pass --overwrite to start over")
+    with torch.no_grad():
+        for name, value in record["trainable"].items():
+            trainable[name].copy_(value)
+    return LoopResult.from_dict(record["loop"])
 
 
 class _Probe:

@@ -51,6 +51,13 @@ class LoopResult:
     stopped_early: bool = False
     seconds: float = 0.0
 
+    @classmethod
+    def from_dict(cls, values: dict) -> LoopResult:
+        """The inverse of :meth:`to_dict`."""
+        best_loss = values["best_valid_loss"] if values["best_valid_loss"] is not None else math.inf
+        return cls([EpochRecord(**r) for r in values["history"]], values["best_epoch"], best_loss,
+                   values["stopped_early"], values["train_seconds"])
+
     def to_dict(self) -> dict:
         return {
             "history": [asdict(r) for r in self.history], "best_epoch": self.best_epoch,
@@ -316,10 +323,7 @@ def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], 
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     restore_random_states(saved["random"], rng)
-    kept = saved["result"]
-    best_loss = kept["best_valid_loss"] if kept["best_valid_loss"] is not None else math.inf
-    result = LoopResult([EpochRecord(**r) for r in kept["history"]], kept["best_epoch"], best_loss,
-                        kept["stopped_early"], kept["train_seconds"])
+    result = LoopResult.from_dict(saved["result"])
     logger.info("resumed after epoch %d (best so far: epoch %d)", len(result.history), result.best_epoch)
     best_state = {n: p.detach().clone() for n, p in trainable.items()} if saved["best_is_current"] else saved["best_state"]
     return result, best_state, saved["waited"]

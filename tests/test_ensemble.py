@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 TEXTS = ["the camera shot", "a villain role", "plot twist", "very good film"]
 
@@ -105,7 +106,41 @@ def test_baseline_members_keep_a_directory_each(run_cli, tmp_path, tiny_data):
     assert code == 2 and "a directory per member" in err and len(err.strip().splitlines()) == 1
 
 
-def test_ensemble_refuses_resume(run_cli, tmp_path, tiny_model_dir, tiny_data):
-    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", tmp_path / "e",
-                           "--ensemble", "2", "--resume", "--quiet")
-    assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
+@pytest.mark.parametrize("interrupt_at_save", [1, 2])  # member 1 after epoch 1; member 2 after epoch 1
+def test_an_interrupted_ensemble_resumes_to_the_same_weights(run_cli, ensemble_dir, tmp_path, tiny_model_dir, tiny_data,
+                                                            monkeypatch, interrupt_at_save):
+    import os
+    import signal
+
+    from safetensors.torch import load_file
+
+    from freezeframe.checkpoint import CheckpointStore
+
+    save, saves = CheckpointStore.save, []
+
+    def save_then_ctrl_c(self, state):
+        save(self, state)
+        saves.append(state["epoch"])
+        if len(saves) == interrupt_at_save:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    out = tmp_path / "resumed"
+    args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+            "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--quiet")
+    try:
+        code, _, err = run_cli(*args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and f"(member {interrupt_at_save} of 2)" in err and "--resume" in err
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err
+    left, right = load_file(out / "model.safetensors"), load_file(ensemble_dir / "model.safetensors")
+    assert left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+    def losses(directory):
+        runs = json.loads((directory / "freezeframe.json").read_text())["member_runs"]
+        return [[epoch["train_loss"] for epoch in run["history"]] for run in runs]
+
+    assert losses(out) == losses(ensemble_dir)
