@@ -167,8 +167,9 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
     train_idx, test_idx = list(splitter.split(data.texts, data.labels))[fold]
     train_part, test_part = data.subset(list(train_idx)), data.subset(list(test_idx))
     model_settings, train_settings, split = parse_config(config)
-    if device == "cuda":
-        train_settings.setdefault("precision", "fp32")  # as rounds 1, 2 and 5 to 7 ran (TF32 off too)
+    # a configuration means what it meant when its round ran: one model in float32 (on CUDA with TF32 off)
+    train_settings.setdefault("precision", "fp32")
+    train_settings.setdefault("ensemble", 1)
     model_settings.setdefault("model", model_name)
     started = time.perf_counter()
     if split.get("peer") == "trainer":

@@ -113,8 +113,9 @@ def test_other_checkpoints_train_through_transformers(tiny_model_dir, tiny_data,
 
     main(["train", "--train", str(tiny_data["train"]), "--model", str(other), "--out", str(tmp_path / "m"),
           "--pooling", "mean", "--epochs", "1", "--quiet"])
-    trained, _ = load_trained(tmp_path / "m")
-    assert not isinstance(trained.hf, bert.BertForSequenceClassification) and trained.pooling == "mean"
+    trained, _ = load_trained(tmp_path / "m")  # the default recipe's two members
+    assert len(trained.members) == 2
+    assert all(not isinstance(m.hf, bert.BertForSequenceClassification) and m.pooling == "mean" for m in trained.members)
 
 
 def test_a_broken_checkpoint_is_one_clear_error(tiny_model_dir, tmp_path):
@@ -179,8 +180,8 @@ def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data
     assert isinstance(lean.hf, bert.BertForSequenceClassification)
     main(["train", "--train", str(tiny_data["train"]), "--model", str(source), "--out", str(tmp_path / "m"),
           "--epochs", "1", "--quiet"])
-    trained, trained_tokenizer = load_trained(tmp_path / "m")
-    assert isinstance(trained.hf, bert.BertForSequenceClassification)
+    trained, trained_tokenizer = load_trained(tmp_path / "m")  # the default recipe's two members
+    assert all(isinstance(m.hf, bert.BertForSequenceClassification) for m in trained.members)
     assert (tmp_path / "m" / "model.safetensors").is_file() and not (tmp_path / "m" / "pytorch_model.bin").exists()
     monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
     reference, reference_tokenizer = load_pretrained(str(source), ["a", "b", "c"], "mean")
@@ -191,7 +192,7 @@ def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data
     with torch.no_grad():
         assert torch.allclose(lean(input_ids, mask), reference(input_ids, mask), atol=1e-5)
     through_transformers, _ = load_trained(tmp_path / "m")
-    assert not isinstance(through_transformers.hf, bert.BertForSequenceClassification)
+    assert not any(isinstance(m.hf, bert.BertForSequenceClassification) for m in through_transformers.members)
     trained.eval(), through_transformers.eval()
     with torch.no_grad():
         assert torch.allclose(trained(input_ids, mask), through_transformers(input_ids, mask), atol=1e-5)

@@ -41,7 +41,8 @@ def test_train_writes_a_complete_hf_directory(trained):
 def test_a_held_out_share_brings_back_early_stopping_and_validation_metrics(run_cli, tiny_model_dir, tiny_data, tmp_path):
     out = tmp_path / "model"
     code, stdout, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
-                                "--valid-fraction", "0.15", "--epochs", "8", "--patience", "1", "--lr", "1e-1", "--quiet")
+                                "--valid-fraction", "0.15", "--epochs", "8", "--patience", "1", "--lr", "1e-1", "--ensemble", "1",
+                                "--quiet")
     assert code == 0, err
     assert "validation metrics (best epoch" in stdout
     meta = json.loads((out / "freezeframe.json").read_text())
@@ -218,7 +219,7 @@ def test_dropout_and_label_smoothing_options_are_applied_and_recorded(run_cli, t
     for smoothing in ("0", "0.3"):
         out = tmp_path / smoothing
         code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
-                               "--epochs", "1", "--encoder-dropout", "0", "--label-smoothing", smoothing, "--quiet")
+                               "--epochs", "1", "--encoder-dropout", "0", "--label-smoothing", smoothing, "--ensemble", "1", "--quiet")
         assert code == 0, err
         meta = json.loads((out / "freezeframe.json").read_text())
         assert meta["settings"]["model"]["encoder_dropout"] == 0.0

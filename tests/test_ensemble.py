@@ -144,3 +144,16 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(run_cli, ensemble_d
         return [[epoch["train_loss"] for epoch in run["history"]] for run in runs]
 
     assert losses(out) == losses(ensemble_dir)
+
+
+@pytest.mark.parametrize(("model", "freeze", "given", "members"), [
+    ("all-MiniLM-L6-v2", "encoder", None, 2), ("all-MiniLM-L6-v2", "last-1", None, 1), ("all-MiniLM-L6-v2", "head", None, 1),
+    ("baseline", "encoder", None, 1), ("all-MiniLM-L6-v2", "encoder", 1, 1), ("all-MiniLM-L6-v2", "last-1", 3, 3),
+])
+def test_the_default_recipe_trains_two_members_and_other_plans_one(model, freeze, given, members):
+    from pathlib import Path
+
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    run = RunConfig(DataConfig(Path("train.csv")), ModelConfig(model=model, freeze=freeze), TrainConfig(ensemble=given))
+    assert run.train.ensemble == members
