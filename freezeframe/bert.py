@@ -157,12 +157,18 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
+def _embedding(rows: int, size: int, padding_idx: int | None = None) -> nn.Embedding:
+    """An embedding table left uninitialised: a checkpoint always fills it (see ``from_state``), and
+    ``normal_`` on the meta device would import torch._dynamo, 1.3 s of every run's start."""
+    return nn.Embedding(rows, size, padding_idx=padding_idx, _weight=torch.empty(rows, size))
+
+
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertSettings) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.word_embeddings = _embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = _embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = _embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 

@@ -95,7 +95,7 @@ def train(
     lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down.")] = 1.0,
     head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Fit the classifier on the frozen network's sentence vectors before fine-tuning (LP-FT).")] = DEFAULT_PROBE,
-    ensemble: Annotated[Optional[int], typer.Option(help="Train K members (seeds seed..seed+K-1) and average them (default: 2 for the encoder plan, else 1).")] = None,
+    ensemble: Annotated[Optional[int], typer.Option(help="Train K members (seeds seed..seed+K-1) and average them (default: 2 for the encoder plan when it trains in bf16, else 1).")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Share of each training target spread over all classes.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU multiplies bf16 natively and encoder layers train, else fp32), fp32 or bf16.")] = "auto",

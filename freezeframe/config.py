@@ -141,7 +141,8 @@ class TrainConfig:
     so fine-tuning starts from a head that already separates the classes."""
     ensemble: int | None = None
     """Members trained with seeds seed, seed+1, ...; predictions average their probabilities. ``None``:
-    2 for the default plan (``encoder``) of a pretrained encoder, else 1 (see :data:`ENSEMBLE_DEFAULTS`)."""
+    2 for the default plan (``encoder``) of a pretrained encoder where it trains in bf16 (or fp16),
+    else 1 (see :func:`default_members`)."""
     label_smoothing: float = 0.0
     """Share of each training target spread evenly over all classes (the validation loss stays plain)."""
     precision: str = "auto"
@@ -190,9 +191,24 @@ has nothing to choose: training on every row instead of 85% of them gained 1.2 p
 ``--epochs`` stretches the schedule; ``--valid-fraction 0.15`` brings back early stopping."""
 
 ENSEMBLE_DEFAULTS = {DEFAULT_FREEZE: 2}
-"""Members per plan when ``--ensemble`` is not given (any other plan, and the baseline: 1). Two
-members of the default recipe scored 1.1 points more than one in cross-validation (round 12 in
-README), and with bf16 on CPUs that have it both train in about a third of SetFit's time."""
+"""Members per plan when ``--ensemble`` is not given and training runs in reduced precision (any
+other plan, the baseline, and float32 training: 1). See :func:`default_members`."""
+
+
+def default_members(model: ModelConfig, train: TrainConfig) -> int:
+    """How many members ``--ensemble`` means when not given.
+
+    Two members of the default recipe scored 0.9 points more than one in cross-validation (round 12
+    in README), and in bf16 both train in about the time one takes in float32: within a third of
+    SetFit's time. Where training would run in float32 (a CPU without native bf16), the second member
+    would double the time, so the default stays one member there.
+    """
+    members = 1 if model.is_baseline else ENSEMBLE_DEFAULTS.get(model.freeze, 1)
+    if members == 1:
+        return 1
+    from freezeframe.train import choose_device, resolve_precision
+
+    return members if resolve_precision(train.precision, choose_device(train.device)) != "fp32" else 1
 
 HEAD_DEFAULTS = {"lr": 1e-2, "epochs": 60, "valid_fraction": 0.15}
 """Defaults for the ``head`` plan (a linear probe on cached sentence vectors): it needs a far higher
@@ -225,7 +241,7 @@ class RunConfig:
         if self.data.valid_fraction is None:
             self.data.valid_fraction = defaults["valid_fraction"]
         if self.train.ensemble is None:
-            self.train.ensemble = 1 if self.model.is_baseline else ENSEMBLE_DEFAULTS.get(self.model.freeze, 1)
+            self.train.ensemble = default_members(self.model, self.train)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -189,8 +189,8 @@ def train_classifier(
         # members trained through the cache are scored through it too (same logits as the full model,
         # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
         views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
-        probabilities = torch.stack([predict_logits(m, data, 16, device, train_config.precision).softmax(-1)
-                                     for m, data in views]).mean(0)
+        # in the precision of prediction (float32 on the CPU), so that `evaluate` on this data agrees
+        probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
         metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
     meta = {
         "freezeframe_version": __version__,

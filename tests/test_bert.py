@@ -112,8 +112,8 @@ def test_other_checkpoints_train_through_transformers(tiny_model_dir, tiny_data,
     from freezeframe.cli import main
 
     main(["train", "--train", str(tiny_data["train"]), "--model", str(other), "--out", str(tmp_path / "m"),
-          "--pooling", "mean", "--epochs", "1", "--quiet"])
-    trained, _ = load_trained(tmp_path / "m")  # the default recipe's two members
+          "--pooling", "mean", "--epochs", "1", "--ensemble", "2", "--quiet"])
+    trained, _ = load_trained(tmp_path / "m")  # an ensemble's members, through transformers too
     assert len(trained.members) == 2
     assert all(not isinstance(m.hf, bert.BertForSequenceClassification) and m.pooling == "mean" for m in trained.members)
 
@@ -179,8 +179,8 @@ def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data
     lean, tokenizer = load_pretrained(str(source), ["a", "b", "c"], "mean")
     assert isinstance(lean.hf, bert.BertForSequenceClassification)
     main(["train", "--train", str(tiny_data["train"]), "--model", str(source), "--out", str(tmp_path / "m"),
-          "--epochs", "1", "--quiet"])
-    trained, trained_tokenizer = load_trained(tmp_path / "m")  # the default recipe's two members
+          "--epochs", "1", "--ensemble", "2", "--quiet"])
+    trained, trained_tokenizer = load_trained(tmp_path / "m")  # two members
     assert all(isinstance(m.hf, bert.BertForSequenceClassification) for m in trained.members)
     assert (tmp_path / "m" / "model.safetensors").is_file() and not (tmp_path / "m" / "pytorch_model.bin").exists()
     monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")

@@ -146,14 +146,22 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(run_cli, ensemble_d
     assert losses(out) == losses(ensemble_dir)
 
 
-@pytest.mark.parametrize(("model", "freeze", "given", "members"), [
-    ("all-MiniLM-L6-v2", "encoder", None, 2), ("all-MiniLM-L6-v2", "last-1", None, 1), ("all-MiniLM-L6-v2", "head", None, 1),
-    ("baseline", "encoder", None, 1), ("all-MiniLM-L6-v2", "encoder", 1, 1), ("all-MiniLM-L6-v2", "last-1", 3, 3),
+@pytest.mark.parametrize(("model", "freeze", "given", "precision", "members"), [
+    ("all-MiniLM-L6-v2", "encoder", None, "auto", 2), ("all-MiniLM-L6-v2", "last-1", None, "auto", 1),
+    ("all-MiniLM-L6-v2", "head", None, "auto", 1), ("baseline", "encoder", None, "auto", 1),
+    ("all-MiniLM-L6-v2", "encoder", 1, "auto", 1), ("all-MiniLM-L6-v2", "last-1", 3, "auto", 3),
+    ("all-MiniLM-L6-v2", "encoder", None, "fp32", 1), ("all-MiniLM-L6-v2", "encoder", 2, "fp32", 2),
 ])
-def test_the_default_recipe_trains_two_members_and_other_plans_one(model, freeze, given, members):
+def test_the_default_recipe_trains_two_members_in_bf16_and_one_otherwise(monkeypatch, model, freeze, given, precision, members):
     from pathlib import Path
 
+    from freezeframe import train
     from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
-    run = RunConfig(DataConfig(Path("train.csv")), ModelConfig(model=model, freeze=freeze), TrainConfig(ensemble=given))
+    monkeypatch.setattr(train, "cpu_multiplies_bf16", lambda: True)
+    run = RunConfig(DataConfig(Path("train.csv")), ModelConfig(model=model, freeze=freeze),
+                    TrainConfig(ensemble=given, precision=precision, device="cpu"))
     assert run.train.ensemble == members
+    monkeypatch.setattr(train, "cpu_multiplies_bf16", lambda: False)  # a CPU without bf16: float32, one member
+    run = RunConfig(DataConfig(Path("train.csv")), ModelConfig(model=model, freeze=freeze), TrainConfig(device="cpu"))
+    assert run.train.ensemble == 1
