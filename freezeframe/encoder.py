@@ -261,6 +261,10 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     """
     source = resolve_model(name)
     check_tokenizer_files(source)
+    with _load_errors(name):
+        if bert.read_json(Path(source) / "config.json").get("model_type") == ENSEMBLE_MODEL_TYPE:
+            raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
+                                   "(the default, or a model directory such as TinyBERT's)")
     overrides = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     if dropout is not None:
         overrides["classifier_dropout"] = dropout

@@ -83,6 +83,11 @@ def test_pipeline_loads_an_ensemble_without_freezeframe(ensemble_dir, tmp_path):
     assert done.stdout.strip() in {"Characters", "Cinematography", "Story"}
 
 
+def test_an_ensemble_is_not_a_starting_point_for_training(run_cli, ensemble_dir, tiny_data, tmp_path):
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", ensemble_dir, "--out", tmp_path / "m")
+    assert code == 2 and "is an ensemble of trained classifiers" in err and len(err.strip().splitlines()) == 1
+
+
 def test_inspect_shows_the_members_plan(run_cli, ensemble_dir):
     code, stdout, err = run_cli("inspect", "--model", ensemble_dir)
     assert code == 0, err
