@@ -125,7 +125,8 @@ def train(
     runs = outcome.meta.get("member_runs") or [{"best_epoch": outcome.loop.best_epoch, "history": outcome.loop.history}]
     seconds = outcome.meta.get("train_seconds", outcome.loop.seconds)
     counts = sorted({len(r["history"]) for r in runs})
-    epochs = f"{counts[0]} epochs" + (" each" if len(runs) > 1 else "") if len(counts) == 1 else f"{', '.join(map(str, counts))} epochs"
+    epochs = (f"{counts[0]} epoch{'s' if counts[0] != 1 else ''}" + (" each" if len(runs) > 1 else "") if len(counts) == 1
+              else f"{', '.join(map(str, counts))} epochs")
     best = ", ".join(f"{r['best_epoch']} of {len(r['history'])}" for r in runs)
     members = f"{len(runs)} members, " if len(runs) > 1 else ""
     if outcome.metrics is None:

@@ -33,7 +33,7 @@ class EnsembleClassifier:
         self.meta = meta or {}
         self.tokenizer = members[0].tokenizer
         self.max_length = members[0].max_length
-        self.model = None  # no single network: export works on members, not on the ensemble
+        self.model = None  # no single network: export takes the member directories, not the ensemble
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Mean of the members' class probabilities, one row per text, in input order."""

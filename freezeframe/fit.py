@@ -158,7 +158,7 @@ def train_classifier(
         if k:  # every member sees the same split and the same cached frozen prefix; only its seed differs
             seed_everything(run.train.seed + k)
             model, _ = build_model(run.model, labels, train_data.texts)
-            plan.apply(model)
+            plan.apply(model, quiet=True)  # the same plan as the first member's, reported once
             trained_module = model
             if cache_info["used"] and not plan.is_gradual:
                 trained_module = CachedTop(model, CachePlan(cache_info["start_layer"]))
@@ -174,6 +174,8 @@ def train_classifier(
             probes.append(saved.get("probe"))
         else:
             probes.append(probe.fit(model, run.train.seed + k))
+        if members > 1:
+            logger.info("member %d of %d (seed %d), %s", k + 1, members, run.train.seed + k, train_config.precision)
         if checkpoint is not None:
             checkpoint.extra["probe"] = probes[k]
             checkpoint.stage = f" (member {k + 1} of {members})" if members > 1 else ""

@@ -17,6 +17,7 @@ A plan is one of
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -135,16 +136,16 @@ class FreezePlan:
             chosen |= matched
         return chosen
 
-    def apply(self, model: nn.Module) -> FreezeReport:
-        """Set ``requires_grad`` on every parameter of ``model`` and log the counts."""
+    def apply(self, model: nn.Module, quiet: bool = False) -> FreezeReport:
+        """Set ``requires_grad`` on every parameter of ``model`` and log the counts (at debug level when ``quiet``)."""
         trainable = self.trainable_names(model)
         if not trainable:
             raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train")
         for name, param in named_plan_parameters(model):
             param.requires_grad_(name in trainable)
         freeze_report = FreezeReport.of(model, self.spec)
-        logger.info(
-            "freeze plan %s: %s of %s parameters train (%.1f%%)",
+        logger.log(
+            logging.DEBUG if quiet else logging.INFO, "freeze plan %s: %s of %s parameters train (%.1f%%)",
             self.spec, f"{freeze_report.trainable:,}", f"{freeze_report.total:,}", 100 * freeze_report.share,
         )
         return freeze_report

@@ -59,7 +59,7 @@ def test_train_without_validation_says_how_to_estimate_accuracy(run_cli, tiny_mo
     code, stdout, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", tmp_path / "m",
                                 "--epochs", "1", "--quiet")
     assert code == 0, err
-    assert "trained on all 60 rows for 1 epochs" in stdout and "freezeframe compare" in stdout
+    assert "trained on all 60 rows for 1 epoch" in stdout and "freezeframe compare" in stdout
 
 
 def test_evaluate_json_has_the_documented_keys(run_cli, trained, tiny_data, tmp_path):
