@@ -232,11 +232,11 @@ def check_before_training(settings: CompareConfig) -> None:
     if not plans:
         return
     from freezeframe.encoder import encoder_depth
+    from freezeframe.freeze import FreezePlan
 
     depth = encoder_depth(settings.model)
     for name in plans:
-        if name.startswith("last-") and int(name.split("-")[1]) > depth:
-            raise FreezeframeError(f"--configs {name}: {settings.model} has only {depth} encoder layers")
+        FreezePlan(name).check_depth(depth, settings.model, "--configs")
 
 
 def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite: bool = False) -> dict:

@@ -262,7 +262,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     source = resolve_model(name)
     check_tokenizer_files(source)
     with _load_errors(name):
-        if bert.read_json(Path(source) / "config.json").get("model_type") == ENSEMBLE_MODEL_TYPE:
+        if _is_ensemble(Path(source)):
             raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
                                    "(the default, or a model directory such as TinyBERT's)")
     overrides = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
@@ -297,7 +297,7 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
     check_tokenizer_files(str(directory))
     directory = Path(directory)
     with _load_errors(str(directory)):
-        if bert.read_json(directory / "config.json").get("model_type") == ENSEMBLE_MODEL_TYPE:
+        if _is_ensemble(directory):
             return _load_averaged(directory)
     if runs_natively(str(directory)):
         with _load_errors(str(directory)):
@@ -313,6 +313,11 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
         hf_model = model_class.from_pretrained(str(directory), config=config)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+
+
+def _is_ensemble(directory: Path) -> bool:
+    """Whether ``directory`` holds an ensemble saved by :meth:`AveragedMembers.save`."""
+    return bert.read_json(directory / "config.json").get("model_type") == ENSEMBLE_MODEL_TYPE
 
 
 def _load_averaged(directory: Path) -> tuple[AveragedMembers, FastTokenizer | SubwordTokenizer]:

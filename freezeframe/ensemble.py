@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from freezeframe.encoder import AveragedMembers, EncoderClassifier
 from freezeframe.errors import FreezeframeError
+from freezeframe.predict import META_FILE, Classifier, load_classifier
 
 
-class EnsembleClassifier:
+class EnsembleClassifier(Classifier):
     """Averages the class probabilities of member classifiers that share one label set.
 
     Args:
@@ -24,6 +26,7 @@ class EnsembleClassifier:
     """
 
     def __init__(self, members: list, meta: dict | None = None) -> None:
+        # Deliberately not Classifier.__init__: the members hold the networks
         if not members:
             raise FreezeframeError("an ensemble needs at least one member")
         if any(m.labels != members[0].labels for m in members):
@@ -35,31 +38,22 @@ class EnsembleClassifier:
         self.max_length = members[0].max_length
         self.model = None  # no single network: export takes the member directories, not the ensemble
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def _probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Mean of the members' class probabilities, one row per text, in input order."""
-        from freezeframe.predict import checked_texts
+        return np.mean([m._probabilities(texts, batch_size) for m in self.members], axis=0)
 
-        texts = checked_texts(texts, batch_size)
-        return np.mean([m.predict_proba(texts, batch_size) for m in self.members], axis=0)
 
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
-        from freezeframe.predict import checked_texts, rows_from_probabilities
-
-        texts = checked_texts(texts, batch_size)
-        return rows_from_probabilities(texts, self.predict_proba(texts, batch_size), self.labels)
+def has_member_dirs(directory: Path, meta: dict) -> bool:
+    """Whether a model directory is an ensemble stored as a directory per member (not one network)."""
+    return meta.get("kind") == "ensemble" and not (Path(directory) / "config.json").is_file()
 
 
 def _one_network(models: list) -> bool:
-    from freezeframe.encoder import EncoderClassifier
-
     return all(isinstance(m, EncoderClassifier) for m in models)
 
 
 def ensemble_classifier(models: list, tokenizer, labels: list[str], meta: dict):
     """The trained members of ``train_classifier`` as one classifier (no reload from disk)."""
-    from freezeframe.encoder import AveragedMembers
-    from freezeframe.predict import Classifier
-
     settings = meta["settings"]
     max_length, device = settings["model"]["max_length"], settings["train"]["device"]
     if _one_network(models):
@@ -69,9 +63,6 @@ def ensemble_classifier(models: list, tokenizer, labels: list[str], meta: dict):
 
 def save_ensemble(models: list, tokenizer, meta: dict, directory: Path) -> None:
     """Write the members into ``directory`` (the caller writes its freezeframe.json)."""
-    from freezeframe.encoder import AveragedMembers
-    from freezeframe.predict import META_FILE
-
     if _one_network(models):
         AveragedMembers(models).save(directory)
         tokenizer.save(directory)
@@ -93,8 +84,6 @@ def save_ensemble(models: list, tokenizer, meta: dict, directory: Path) -> None:
 def plan_network(classifier):
     """The network whose freeze plan a loaded classifier shows: its own, or the first member's (all
     members of an ensemble share one plan)."""
-    from freezeframe.encoder import AveragedMembers
-
     network = classifier.members[0].model if isinstance(classifier, EnsembleClassifier) else classifier.model
     return network.members[0] if isinstance(network, AveragedMembers) else network
 
@@ -102,8 +91,6 @@ def plan_network(classifier):
 def load_ensemble(directory: Path, meta: dict, device: str = "auto") -> EnsembleClassifier:
     """Load an ensemble whose members have a directory each (baselines, and transformer ensembles saved
     before they became one network)."""
-    from freezeframe.predict import load_classifier
-
     names = meta.get("member_dirs") or (meta["members"] if isinstance(meta.get("members"), list) else [])
     missing = [n for n in names if not (Path(directory) / n).is_dir()]
     if not names or missing:

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from freezeframe.data import model_text
+from freezeframe.ensemble import has_member_dirs
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.predict import META_FILE, Classifier, checked_texts, load_classifier, read_meta
+from freezeframe.predict import META_FILE, Classifier, load_classifier, read_meta
 from freezeframe.storage import atomic_directory, atomic_write_bytes
 
 ONNX_DIR = "onnx"
@@ -274,9 +275,7 @@ class OnnxClassifier(Classifier):
         self.meta = meta
         self.path = Path(path)
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities, one row per text, in input order."""
-        texts = checked_texts(texts, batch_size)
+    def _probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return out
@@ -320,7 +319,7 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
     if not graph.is_file():
         if not (is_default_dir and export_if_missing and (directory / META_FILE).is_file()):
             raise FreezeframeError(f"{graph} not found; create it with `{hint}`")
-        if read_meta(directory).get("kind") == "ensemble" and not (directory / "config.json").is_file():
+        if has_member_dirs(directory, read_meta(directory)):
             raise FreezeframeError(f"{directory} is an ensemble with a directory per member; the ONNX backend runs one network: "
                                    "use --backend torch")
         report(f"{graph} not found; exporting it now (once; later runs reuse it)")

@@ -91,6 +91,13 @@ class FreezePlan:
         depth = _PRESET_GRADUAL.match(self.spec).group(1)
         return n_layers if depth is None else int(depth)
 
+    def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze") -> None:
+        """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``."""
+        last = _PRESET_LAST.match(self.spec)
+        depth = int(last.group(1)) if last else self.gradual_depth(n_layers) if self.is_gradual else 0
+        if depth > n_layers:
+            raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder layers")
+
     def stage(self, epoch: int, n_layers: int) -> FreezePlan:
         """The plan in force during ``epoch`` (1-based): a gradual plan grows by one layer per epoch."""
         if not self.is_gradual:
@@ -103,10 +110,9 @@ class FreezePlan:
         if self.spec == "full":
             return set(names)
         if self.is_gradual:
-            depth, n_layers = self.gradual_depth(count_layers(names)), count_layers(names)
-            if depth > n_layers:
-                raise FreezeframeError(f"--freeze {self.spec}: the model has only {n_layers} encoder layers")
-            return FreezePlan(f"last-{depth}").trainable_names(model)
+            n_layers = count_layers(names)
+            self.check_depth(n_layers)
+            return FreezePlan(f"last-{self.gradual_depth(n_layers)}").trainable_names(model)
         if self.spec == "encoder":
             return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
         blocks = {n: block_of(n) for n in names}
@@ -115,10 +121,9 @@ class FreezePlan:
             return head
         last = _PRESET_LAST.match(self.spec)
         if last:
-            depth, n_layers = int(last.group(1)), count_layers(names)
-            if depth > n_layers:
-                raise FreezeframeError(f"--freeze {self.spec}: the model has only {n_layers} encoder layers")
-            lowest = n_layers - depth
+            n_layers = count_layers(names)
+            self.check_depth(n_layers)
+            lowest = n_layers - int(last.group(1))
             # a mean-pooled head never reads the pooler, so it has nothing to learn there
             pooler = set() if getattr(model, "pooling", "cls") == "mean" else {n for n, b in blocks.items() if b == "pooler"}
             return head | pooler | {

@@ -38,7 +38,15 @@ class Classifier:
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per text, in input order."""
+        return self._probabilities(checked_texts(texts, batch_size), batch_size)
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
+        """``{"text", "label", "scores"}`` per text, in input order."""
         texts = checked_texts(texts, batch_size)
+        return rows_from_probabilities(texts, self._probabilities(texts, batch_size), self.labels)
+
+    def _probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """:meth:`predict_proba` of texts that :func:`checked_texts` has already checked."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         ids, _ = self.tokenizer.encode([model_text(t) for t in texts], self.max_length)
@@ -46,11 +54,6 @@ class Classifier:
         with torch.inference_mode():  # no autograd records: less memory, faster on the CPU
             logits = predict_logits(self.model, data, batch_size, self.device)
         return torch.softmax(logits.float(), dim=-1).numpy()
-
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
-        """``{"text", "label", "scores"}`` per text, in input order."""
-        texts = checked_texts(texts, batch_size)
-        return rows_from_probabilities(texts, self.predict_proba(texts, batch_size), self.labels)
 
 
 def checked_texts(texts, batch_size: int) -> list[str]:
@@ -153,9 +156,9 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
                                "pass the --out directory of `freezeframe train`")
     meta = read_meta(directory)
-    if meta.get("kind") == "ensemble" and not (directory / "config.json").is_file():  # a directory per member
-        from freezeframe.ensemble import load_ensemble
+    from freezeframe.ensemble import has_member_dirs, load_ensemble
 
+    if has_member_dirs(directory, meta):
         return load_ensemble(directory, meta, device)
     if meta.get("kind") == "baseline":
         from freezeframe.baseline import load_baseline
