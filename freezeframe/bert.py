@@ -310,7 +310,6 @@ class BertForSequenceClassification(nn.Module):
         config.dtype = "float32"  # trained in float32 whatever the checkpoint's storage type
         with torch.device("meta"):  # no random initialisation of weights the checkpoint replaces
             model = cls(config)
-        model.to_empty(device="cpu")
         expected = model.state_dict()
         state = {}
         for key, tensor in weights.items():
@@ -325,9 +324,14 @@ class BertForSequenceClassification(nn.Module):
         lacking = [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]
         if lacking:
             raise ValueError(f"{source} lacks {lacking[0]}")
-        model.load_state_dict(state, strict=False)
+        # the model takes the tensors read (each its own copy of the file's bytes); ``to_empty`` would
+        # cost a copy of every weight and an import of sympy (0.3 s)
+        model.load_state_dict(state, strict=False, assign=True)
         for name in dict.fromkeys(k.rsplit(".", 1)[0] for k in missing):  # a fixed order: the seed fixes the draws
-            model.init_weights(model.get_submodule(name))
+            module = model.get_submodule(name)
+            for key, param in list(module.named_parameters(recurse=False)):
+                setattr(module, key, nn.Parameter(torch.empty(param.shape, dtype=torch.float32)))
+            model.init_weights(module)
         return model
 
     def save_pretrained(self, directory: Path) -> None:

@@ -1,7 +1,7 @@
 """End-of-epoch checkpoints in ``OUT/checkpoint/``, so an interrupted run can be resumed exactly.
 
 The checkpoint is one file, ``state.pt``, replaced atomically after every epoch: the trainable
-weights, optimizer, scheduler, every random generator, the early-stopping state and the history.
+weights, optimizer (with its schedule), every random generator, the early-stopping state and the history.
 ``checkpoint.json`` beside it is a readable summary. While training runs, ``OUT`` holds only
 ``checkpoint/``, so it never looks like a finished model (no freezeframe.json, config.json or
 weights); the finished model replaces it in one rename (see :func:`storage.atomic_directory`).
@@ -26,7 +26,7 @@ from freezeframe.storage import MODEL_MARKERS, atomic_write_bytes, check_output_
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "checkpoint.json"
-FORMAT = 2
+FORMAT = 3
 
 _FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache"}
 _IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}

@@ -188,7 +188,8 @@ def test_same_seed_gives_same_metrics(tiny_model_dir, tiny_data):
 
 def test_training_and_prediction_stay_lean(tiny_model_dir, tiny_data, tmp_path):
     """`freezeframe train` and `predict` on a BERT checkpoint pay for no import they do not use:
-    not transformers (5 s on 2 cores: bert.py runs the model), scikit-learn, scipy or matplotlib."""
+    not transformers (5 s on 2 cores: bert.py runs the model), scikit-learn, scipy or matplotlib, nor
+    torch's compiler (torch._dynamo, 1 s: see optim.py) or sympy (0.3 s: see bert.from_state)."""
     import subprocess
     import sys
 
@@ -197,7 +198,7 @@ def test_training_and_prediction_stay_lean(tiny_model_dir, tiny_data, tmp_path):
             f"main(['train', '--train', {str(tiny_data['train'])!r}, '--model', {str(tiny_model_dir)!r}, '--out', {str(out)!r},"
             " '--epochs', '1', '--quiet'])\n"
             f"main(['predict', '--model', {str(out)!r}, 'the camera shot'])\n"
-            "print(sorted(m for m in ('transformers', 'sklearn', 'scipy', 'matplotlib') if m in sys.modules))")
+            "print(sorted(m for m in ('transformers', 'sklearn', 'scipy', 'matplotlib', 'torch._dynamo', 'sympy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
