@@ -297,14 +297,17 @@ class BertForSequenceClassification(nn.Module):
             nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_pretrained(cls, directory: Path, overrides: dict | None = None) -> BertForSequenceClassification:
-        """Load a BERT checkpoint (a bare ``BertModel`` or a classifier); weights it lacks start as transformers starts them."""
+    def from_pretrained(cls, directory: Path, overrides: dict | None = None, trained: bool = False) -> BertForSequenceClassification:
+        """Load a BERT checkpoint (a bare ``BertModel`` or a classifier); weights it lacks start as transformers
+        starts them, unless it must be a ``trained`` classifier, which lacks nothing."""
         source = weights_file(directory)
-        return cls.from_state({**read_json(directory / "config.json"), **(overrides or {})}, read_weights(source), source)
+        return cls.from_state({**read_json(directory / "config.json"), **(overrides or {})}, read_weights(source), source, trained)
 
     @classmethod
-    def from_state(cls, values: dict, weights: dict[str, torch.Tensor], source: Path | str) -> BertForSequenceClassification:
-        """Build from a ``config.json`` dict and a state dict read from ``source`` (named in errors)."""
+    def from_state(cls, values: dict, weights: dict[str, torch.Tensor], source: Path | str,
+                   trained: bool = False) -> BertForSequenceClassification:
+        """Build from a ``config.json`` dict and a state dict read from ``source`` (named in errors); a
+        ``trained`` classifier must have every weight (a new head would predict at random)."""
         config = BertSettings(values)
         config.__dict__.pop("torch_dtype", None)
         config.dtype = "float32"  # trained in float32 whatever the checkpoint's storage type
@@ -321,9 +324,9 @@ class BertForSequenceClassification(nn.Module):
                 raise ValueError(f"{key} has shape {tuple(tensor.shape)} in {source}, expected {tuple(expected[key].shape)}")
             state[key] = tensor.float()
         missing = [k for k in expected if k not in state]
-        lacking = [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]
+        lacking = missing if trained else [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]
         if lacking:
-            raise ValueError(f"{source} lacks {lacking[0]}")
+            raise ValueError(f"{Path(source).name} lacks {lacking[0]}" + (" (not a trained classifier)" if trained else ""))
         # the model takes the tensors read (each its own copy of the file's bytes); ``to_empty`` would
         # cost a copy of every weight and an import of sympy (0.3 s)
         model.load_state_dict(state, strict=False, assign=True)

@@ -301,7 +301,7 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
             return _load_averaged(directory)
     if runs_natively(str(directory)):
         with _load_errors(str(directory)):
-            model = bert.BertForSequenceClassification.from_pretrained(directory)
+            model = bert.BertForSequenceClassification.from_pretrained(directory, trained=True)
             return EncoderClassifier(model, getattr(model.config, "freezeframe_pooling", "cls")), FastTokenizer(directory)
     transformers = import_transformers()
     from freezeframe.hf_modeling import FreezeframeBertForSequenceClassification
@@ -310,7 +310,9 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
         config = transformers.AutoConfig.from_pretrained(str(directory))
         pooling = getattr(config, "freezeframe_pooling", "cls")
         model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else transformers.AutoModelForSequenceClassification
-        hf_model = model_class.from_pretrained(str(directory), config=config)
+        hf_model, loading = model_class.from_pretrained(str(directory), config=config, output_loading_info=True)
+        if loading["missing_keys"]:  # transformers would start them at random, and predict at random
+            raise ValueError(f"its weights lack {sorted(loading['missing_keys'])[0]} (not a trained classifier)")
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 
@@ -339,7 +341,7 @@ def _load_averaged(directory: Path) -> tuple[AveragedMembers, FastTokenizer | Su
         if not state:
             raise ValueError(f"{source.name} has no weights for member {k}")
         if native:
-            network = bert.BertForSequenceClassification.from_state(values, state, source)
+            network = bert.BertForSequenceClassification.from_state(values, state, f"member {k} in {source.name}", trained=True)
         else:
             network = build_member(values)
             missing, unexpected = network.load_state_dict(state, strict=False)

@@ -83,6 +83,22 @@ def test_pipeline_loads_an_ensemble_without_freezeframe(ensemble_dir, tmp_path):
     assert done.stdout.strip() in {"Characters", "Cinematography", "Story"}
 
 
+@pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
+def test_an_ensemble_member_without_its_classifier_is_refused(run_cli, ensemble_dir, tmp_path, monkeypatch, backend):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("FREEZEFRAME_BERT", backend)
+    broken = tmp_path / "headless"
+    shutil.copytree(ensemble_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    del weights["members.1.classifier.bias"]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    code, out, err = run_cli("predict", "--model", broken, "camera shot")
+    assert code == 2 and out == "" and "member 1" in err and "classifier.bias" in err
+
+
 def test_an_ensemble_is_not_a_starting_point_for_training(run_cli, ensemble_dir, tiny_data, tmp_path):
     code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", ensemble_dir, "--out", tmp_path / "m")
     assert code == 2 and "is an ensemble of trained classifiers" in err and len(err.strip().splitlines()) == 1

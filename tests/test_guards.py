@@ -105,6 +105,22 @@ def test_a_model_without_its_tokenizer_is_refused(run_cli, trained, tmp_path):
     assert code == 2 and out == "" and "has no tokenizer" in err
 
 
+@pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
+def test_a_model_without_its_classifier_weights_is_refused(run_cli, trained, tmp_path, monkeypatch, backend):
+    """A new, random head would predict at random: loading a trained model must not start one."""
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("FREEZEFRAME_BERT", backend)
+    broken = tmp_path / "headless"
+    shutil.copytree(trained, broken)
+    weights = load_file(broken / "model.safetensors")
+    del weights["classifier.weight"]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    code, out, err = run_cli("predict", "--model", broken, "camera shot")
+    assert code == 2 and out == ""
+    assert "classifier.weight (not a trained classifier)" in err and len(err.strip().splitlines()) == 1
+
+
 def test_inspect_shows_a_trained_directorys_own_plan(run_cli, trained):
     code, out, _ = run_cli("inspect", "--model", trained)
     assert code == 0 and "freeze plan head" in out
