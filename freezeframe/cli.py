@@ -98,7 +98,7 @@ def train(
     ensemble: Annotated[Optional[int], typer.Option(help="Train K members (seeds seed..seed+K-1) and average them (default: 2 for the encoder plan when it trains in bf16, else 1).")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Share of each training target spread over all classes.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU multiplies bf16 natively and encoder layers train, else fp32), fp32 or bf16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU multiplies bf16 natively and encoder layers train, fp16 on older GPUs, else fp32), fp32, bf16 or fp16 (CUDA only, with loss scaling).")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
     cache_budget: Annotated[Optional[float], typer.Option(help="Cache memory budget in MiB (default: RAM/4).")] = None,

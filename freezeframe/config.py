@@ -101,7 +101,7 @@ class ModelConfig:
         return self.model == BASELINE_MODEL
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -176,7 +176,7 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in PRECISIONS:
-            problems.append(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+            problems.append(f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.cache_dtype not in ("float32", "bfloat16", "float16"):
             problems.append(f"--cache-dtype must be float32, bfloat16 or float16, got {self.cache_dtype!r}")
         if problems:

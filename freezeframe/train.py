@@ -101,12 +101,15 @@ def resolve_precision(name: str, device: torch.device, trains_encoder: bool = Tr
 
     ``auto`` picks bf16 mixed precision where the hardware multiplies bf16 natively (a CUDA device
     with bf16, else fp16; a CPU with AVX512-BF16 or AMX) and the run trains encoder layers, else
-    float32. Weights, optimizer state and the loss always stay float32.
+    float32. Weights, optimizer state and the loss always stay float32; fp16 scales the loss (dynamic loss
+    scaling) so that small gradients survive its narrow range.
     """
     if name == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if device.type == "cpu" and trains_encoder and cpu_multiplies_bf16() else "fp32"
+    if name == "fp16" and device.type != "cuda":
+        raise FreezeframeError("--precision fp16 needs a CUDA device; on the CPU use bf16 (where it is native) or fp32")
     if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise FreezeframeError("--precision bf16: this CUDA device has no bf16 support; use --precision auto (fp16) or fp32")
     return name
@@ -200,11 +203,13 @@ def train_loop(
     # the fused kernel updates every tensor in one pass: a third of the step time of the default on the CPU
     optimizer = FusedAdamW(optimizer_groups(model, config.lr, config.weight_decay, config.lr_decay, config.head_lr),
                            warmup_linear(total, int(config.warmup_ratio * total)))
+    # float16's narrow range loses small gradients; scaling the loss keeps them (bf16 has float32's range)
+    scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     valid_labels = torch.tensor(valid_data.labels) if valid_data is not None else None
     result, best_state, waited = LoopResult(), None, 0
     if checkpoint is not None and checkpoint.saved is not None:
-        result, best_state, waited = _restore(checkpoint.saved, model, trainable, optimizer, rng)
+        result, best_state, waited = _restore(checkpoint.saved, model, trainable, optimizer, scaler, rng)
     started = time.perf_counter() - result.seconds
     first_epoch = config.epochs + 1 if result.stopped_early else len(result.history) + 1
     training_module = model
@@ -220,7 +225,7 @@ def train_loop(
                 if staged is not None:
                     training_module, train_data, valid_data = staged
                     training_module.to(device)
-                train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, rng,
+                train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng,
                                                      lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
                 valid_loss = valid_acc = None
                 if valid_data is not None:
@@ -248,7 +253,7 @@ def train_loop(
                 # after the last epoch the model itself is written next: a checkpoint would only be deleted
                 if checkpoint is not None and (not finishing or checkpoint.keep):
                     result.seconds = time.perf_counter() - started
-                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, rng))
+                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scaler, rng))
                 if result.stopped_early:
                     logger.log(level, "early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
                     break
@@ -268,7 +273,7 @@ def train_loop(
 
 def _train_epoch(
     model: nn.Module, data: ExampleSet, config: TrainConfig, device: torch.device,
-    optimizer: FusedAdamW, rng: random.Random,
+    optimizer: FusedAdamW, scaler: torch.amp.GradScaler | None, rng: random.Random,
     on_step: Callable[[float], None],
 ) -> tuple[float, float]:
     """One pass over shuffled training batches; returns the mean loss and the accuracy."""
@@ -281,8 +286,13 @@ def _train_epoch(
             logits = model(**batch)
         loss = nn.functional.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # a step whose scaled gradients overflowed is skipped, and the scale lowered
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         loss_sum += loss.item() * len(labels)
         correct += (logits.argmax(-1) == labels).sum().item()
         seen += len(labels)
@@ -297,7 +307,8 @@ def _model_state(model: nn.Module, trainable: dict[str, nn.Parameter]) -> dict[s
 
 
 def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: int, model: nn.Module,
-              trainable: dict[str, nn.Parameter], optimizer: FusedAdamW, rng: random.Random) -> dict:
+              trainable: dict[str, nn.Parameter], optimizer: FusedAdamW, scaler: torch.amp.GradScaler | None,
+              rng: random.Random) -> dict:
     """The loop's whole state at the end of ``epoch``, for :class:`CheckpointStore`."""
     # when this epoch is the best one its weights are the model's: do not store them twice
     best_is_current = result.best_epoch == epoch
@@ -305,12 +316,13 @@ def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: i
         "epoch": epoch, "result": result.to_dict(), "waited": waited, "best_is_current": best_is_current,
         "best_state": None if best_is_current else best_state,
         "model": _model_state(model, trainable), "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "random": random_states(rng),
     }
 
 
 def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], optimizer: FusedAdamW,
-             rng: random.Random) -> tuple[LoopResult, dict | None, int]:
+             scaler: torch.amp.GradScaler | None, rng: random.Random) -> tuple[LoopResult, dict | None, int]:
     """Put the loop back into the state :func:`_snapshot` recorded; returns (result, best_state, waited)."""
     current = _model_state(model, trainable)
     if set(saved["model"]) != set(current):
@@ -320,6 +332,8 @@ def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], 
         for name, value in saved["model"].items():
             current[name].copy_(value)
     optimizer.load_state_dict(saved["optimizer"])
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
     restore_random_states(saved["random"], rng)
     result = LoopResult.from_dict(saved["result"])
     logger.info("resumed after epoch %d (best so far: epoch %d)", len(result.history), result.best_epoch)
