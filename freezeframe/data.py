@@ -167,8 +167,13 @@ def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
 
     A quoted text may hold a line break and the separator; two or more of its lines holding the
     separator look like swallowed rows."""
-    suspects = [number for number, row in enumerate(frame.itertuples(index=False), start=1)
-                if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= 2 for cell in row)]
+    broken = pd.Series(False, index=frame.index)
+    for column in frame.columns:  # only cells with a line break can hold two lines
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            broken |= frame[column].str.contains("\n", regex=False, na=False)
+    suspects = [int(position) + 1 for position in broken.to_numpy().nonzero()[0]
+                if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= 2
+                       for cell in frame.iloc[position])]
     if suspects:
         logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
                        "quote may have merged several lines into one", path, len(suspects), _format_rows(suspects))
