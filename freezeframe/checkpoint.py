@@ -21,9 +21,15 @@ import torch
 
 from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.storage import MODEL_MARKERS, atomic_write_bytes, check_output_dir, file_sha256, make_parent
+from freezeframe.storage import (
+    CHECKPOINT_DIR,
+    MODEL_MARKERS,
+    atomic_write_bytes,
+    check_output_dir,
+    file_sha256,
+    make_parent,
+)
 
-CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "checkpoint.json"
 FORMAT = 3

@@ -312,7 +312,7 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
         model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else transformers.AutoModelForSequenceClassification
         hf_model, loading = model_class.from_pretrained(str(directory), config=config, output_loading_info=True)
         if loading["missing_keys"]:  # transformers would start them at random, and predict at random
-            raise ValueError(f"its weights lack {sorted(loading['missing_keys'])[0]} (not a trained classifier)")
+            raise ValueError(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 

@@ -11,9 +11,8 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
+from freezeframe.storage import META_FILE
 from freezeframe.train import choose_device, predict_logits
-
-META_FILE = "freezeframe.json"
 
 
 class Classifier:

@@ -21,7 +21,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-MODEL_MARKERS = ("freezeframe.json", "checkpoint")
+META_FILE = "freezeframe.json"
+"""A trained model's metadata (labels, settings, history), beside its weights."""
+CHECKPOINT_DIR = "checkpoint"
+"""Where an unfinished (or ``--keep-checkpoint``) run keeps its checkpoint, inside ``--out``."""
+MODEL_MARKERS = (META_FILE, CHECKPOINT_DIR)
 """What a directory ``train`` wrote holds at its top: the model's metadata, or an interrupted run's checkpoint."""
 REPORT_MARKERS = ("results.json",)
 """What a directory ``compare`` wrote holds at its top."""
