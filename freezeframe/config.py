@@ -28,6 +28,9 @@ DEFAULT_PROBE = False
 """Whether fine-tuning starts from a fitted linear probe (LP-FT); see ``TrainConfig.probe``."""
 
 
+SAME_COLUMNS = "--text-column and --label-column are both {!r}; the labels need a column of their own"
+
+
 @dataclass
 class DataConfig:
     """Where the labelled texts come from and how the validation split is made."""
@@ -54,6 +57,8 @@ class DataConfig:
             raise ValueError(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if not self.text_column or not self.label_column:
             raise ValueError("--text-column and --label-column must be non-empty")
+        if self.text_column == self.label_column:
+            raise ValueError(SAME_COLUMNS.format(self.text_column))
 
 
 @dataclass

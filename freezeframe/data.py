@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from freezeframe.config import SAME_COLUMNS
 from freezeframe.errors import FreezeframeError, logger, report
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".ndjson": None}
@@ -59,6 +60,12 @@ class LabelledTexts:
 def _format_rows(rows: list[int], limit: int = 8) -> str:
     shown = ", ".join(str(r) for r in rows[:limit])
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
+    """Names for a one-line message: quoted, the first ``limit`` of them, each cut to ``width`` characters."""
+    shown = ", ".join(repr(n if len(n) <= width else n[: width - 1] + "…") for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def read_text_file(path: Path) -> str:
@@ -280,6 +287,8 @@ def load_labelled(
     Returns:
         The usable rows, in file order.
     """
+    if text_column == label_column:
+        raise FreezeframeError(SAME_COLUMNS.format(text_column))
     path = Path(path)
     frame = read_table(path)
     _require_columns(frame, path, [text_column, label_column])
@@ -315,12 +324,15 @@ def load_labelled(
 
 
 def check_classes(data: LabelledTexts) -> None:
-    """Refuse training data with fewer than two classes."""
+    """Refuse training data with fewer than two classes; warn when most labels are unique (the wrong column?)."""
     names = data.label_names
     if len(names) < 2:
         raise FreezeframeError(
-            f"{data.source}: training needs at least two classes, found {len(names)} ({', '.join(map(repr, names))})"
+            f"{data.source}: training needs at least two classes, found {len(names)} ({format_names(names)})"
         )
+    if len(names) > 20 and len(names) > len(data) / 2:
+        report(f"{data.source}: {len(names)} classes for {len(data)} texts, most with a single example; "
+               "is the label column the right one (--label-column)?")
 
 
 def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
@@ -328,8 +340,8 @@ def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
     unknown = sorted(set(data.labels) - set(known))
     if unknown:
         raise FreezeframeError(
-            f"{data.source}: labels never seen in training: {', '.join(map(repr, unknown))}; "
-            f"the model knows {', '.join(map(repr, known))}"
+            f"{data.source}: {len(unknown)} label(s) never seen in training: {format_names(unknown)}; "
+            f"the model knows {format_names(known)}"
         )
 
 
@@ -339,7 +351,7 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[
     small = sorted(label for label, n in counts.items() if n < 2)
     if small:
         raise FreezeframeError(
-            f"{data.source}: class {', '.join(map(repr, small))} has fewer than 2 examples, too few to "
+            f"{data.source}: class {format_names(small)} has fewer than 2 examples, too few to "
             "split into training and validation; add examples or pass --valid FILE"
         )
     n_valid = max(len(counts), round(len(data) * fraction))

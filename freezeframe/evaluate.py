@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.data import check_known_labels, load_labelled
+from freezeframe.data import check_known_labels, format_names, load_labelled
 from freezeframe.errors import logger
 
 
@@ -84,7 +84,7 @@ def evaluate_model(
     absent = [label for label in classifier.labels if label not in set(data.labels)]
     if absent:
         logger.warning("%s has no examples of %s; recall 0 for %s counts in the macro averages (accuracy is unaffected)",
-                       data_path, ", ".join(map(repr, absent)), "it" if len(absent) == 1 else "them")
+                       data_path, format_names(absent), "it" if len(absent) == 1 else "them")
     probabilities = classifier.predict_proba(data.texts, batch_size=batch_size)
     index = {label: i for i, label in enumerate(classifier.labels)}
     return compute_metrics([index[y] for y in data.labels], probabilities.argmax(1).tolist(), classifier.labels)

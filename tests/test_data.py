@@ -253,3 +253,27 @@ def test_evaluate_names_classes_missing_from_the_data(run_cli, tmp_path, tiny_mo
     subset = write(tmp_path, HEADER + "\n".join(rows) + "\n", "subset.csv")
     code, _, err = run_cli("evaluate", "--model", out, "--data", subset)
     assert code == 0 and "has no examples of 'Story'" in err
+
+
+def test_labels_that_are_mostly_unique_get_a_warning(tmp_path, reports):
+    from freezeframe.data import check_classes
+
+    texts = [f"review number {i}" for i in range(40)]
+    check_classes(LabelledTexts(texts, ["Story", "Characters"] * 20, list(range(1, 41)), "ok.csv"))
+    assert not reports
+    check_classes(LabelledTexts(texts, texts, list(range(1, 41)), "texts.csv"))
+    assert reports == ["texts.csv: 40 classes for 40 texts, most with a single example; "
+                       "is the label column the right one (--label-column)?"]
+
+
+def test_long_label_lists_are_cut_to_one_short_line(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    out = tmp_path / "model"
+    assert run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out, "--freeze", "head",
+                   "--epochs", "1", "--quiet")[0] == 0
+    rows = [f"text {i},{'a very long label that goes on and on ' * 3}{i}" for i in range(30)]
+    wrong = write(tmp_path, HEADER + "\n".join(rows) + "\n", "wrong.csv")
+    code, _, err = run_cli("evaluate", "--model", out, "--data", wrong)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 600
+    assert "30 label(s) never seen in training: 'a very long label that goes on and on a…'" in err and "and 24 more" in err
+    code, _, err = run_cli("evaluate", "--model", out, "--data", wrong, "--text-column", "aspect", "--label-column", "aspect")
+    assert code == 2 and "--text-column and --label-column are both 'aspect'" in err

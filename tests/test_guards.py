@@ -83,6 +83,7 @@ def test_bad_values_are_refused_by_option_name(run_cli, trained, tiny_model_dir,
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--freeze", "last-0"], "use --freeze head"),
     (["--freeze", "gradual-99"], "--freeze gradual-99: the model has only 4 encoder layers"),
+    (["--label-column", "review"], "--text-column and --label-column are both 'review'"),
 ])
 def test_bad_train_values_name_the_option(run_cli, tiny_model_dir, tiny_data, tmp_path, extra, message):
     code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], tmp_path / "out", *extra)
