@@ -130,3 +130,16 @@ def ctrl_c_after(monkeypatch):
             monkeypatch.setattr(CheckpointStore, "save", save)
 
     return armed
+
+
+def without_weight(model_dir: Path, copy: Path, name: str) -> Path:
+    """A copy of a saved model directory whose ``model.safetensors`` lacks the tensor ``name``."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model_dir, copy)
+    weights = load_file(copy / "model.safetensors")
+    del weights[name]
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    return copy

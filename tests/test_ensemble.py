@@ -85,16 +85,10 @@ def test_pipeline_loads_an_ensemble_without_freezeframe(ensemble_dir, tmp_path):
 
 @pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
 def test_an_ensemble_member_without_its_classifier_is_refused(run_cli, ensemble_dir, tmp_path, monkeypatch, backend):
-    import shutil
-
-    from safetensors.torch import load_file, save_file
+    from conftest import without_weight
 
     monkeypatch.setenv("FREEZEFRAME_BERT", backend)
-    broken = tmp_path / "headless"
-    shutil.copytree(ensemble_dir, broken)
-    weights = load_file(broken / "model.safetensors")
-    del weights["members.1.classifier.bias"]
-    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    broken = without_weight(ensemble_dir, tmp_path / "headless", "members.1.classifier.bias")
     code, out, err = run_cli("predict", "--model", broken, "camera shot")
     assert code == 2 and out == "" and "member 1" in err and "classifier.bias" in err
 

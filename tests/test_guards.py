@@ -109,14 +109,10 @@ def test_a_model_without_its_tokenizer_is_refused(run_cli, trained, tmp_path):
 @pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
 def test_a_model_without_its_classifier_weights_is_refused(run_cli, trained, tmp_path, monkeypatch, backend):
     """A new, random head would predict at random: loading a trained model must not start one."""
-    from safetensors.torch import load_file, save_file
+    from conftest import without_weight
 
     monkeypatch.setenv("FREEZEFRAME_BERT", backend)
-    broken = tmp_path / "headless"
-    shutil.copytree(trained, broken)
-    weights = load_file(broken / "model.safetensors")
-    del weights["classifier.weight"]
-    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    broken = without_weight(trained, tmp_path / "headless", "classifier.weight")
     code, out, err = run_cli("predict", "--model", broken, "camera shot")
     assert code == 2 and out == ""
     assert "classifier.weight (not a trained classifier)" in err and len(err.strip().splitlines()) == 1
