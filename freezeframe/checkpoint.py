@@ -105,7 +105,7 @@ class CheckpointStore:
         self.saved = saved
         self.saved_epoch = len(saved["result"]["history"]) if saved else 0
         self._writer: threading.Thread | None = None
-        self._failure: OSError | None = None
+        self._failure: OSError | FreezeframeError | None = None
 
     def save(self, state: dict) -> None:
         """Replace the checkpoint with ``state`` (a dict of tensors and plain values), atomically.
@@ -125,7 +125,7 @@ class CheckpointStore:
                 atomic_write_bytes(self.directory / STATE_FILE, payload)
                 atomic_write_bytes(self.directory / SUMMARY_FILE, summary.encode())
                 self.saved_epoch = epoch
-            except OSError as err:
+            except (OSError, FreezeframeError) as err:  # said by flush(), in the training thread
                 self._failure = err
 
         self._writer = threading.Thread(target=write, name="freezeframe-checkpoint")
@@ -138,7 +138,8 @@ class CheckpointStore:
             self._writer = None
         if self._failure is not None:
             err, self._failure = self._failure, None
-            raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {err.strerror or err}")
+            reason = err.strerror or err if isinstance(err, OSError) else err
+            raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {reason}")
 
     def start_member(self, index: int) -> None:
         """The next ensemble member trains from its first epoch: nothing of it is saved yet."""

@@ -24,6 +24,7 @@ from freezeframe.config import (
     TrainConfig,
 )
 from freezeframe.errors import FreezeframeError
+from freezeframe.storage import check_writable
 
 app = typer.Typer(
     name="freezeframe", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -161,8 +162,7 @@ def evaluate(
         existing = next(p for p in (plots, *plots.parents) if p.exists())
         if not existing.is_dir():
             raise FreezeframeError(f"--plots {plots}: {existing} is a file; give a directory for the PNGs")
-        if not os.access(existing, os.W_OK):
-            raise FreezeframeError(f"--plots {plots}: {existing} is not writable")
+        check_writable(plots, f"--plots {plots}")
     metrics = evaluate_model(model, data, text_column, label_column, normalize_labels)
     if plots is not None:
         try:

@@ -47,6 +47,7 @@ def check_output_dir(out: Path, overwrite: bool, markers: tuple[str, ...] = (), 
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise FreezeframeError(f"--out {out}: {blocker} is a file, not a directory; choose another path")
+    check_writable(out.parent, f"--out {out}")
     resolved = out.resolve()
     if resolved == Path.cwd() or resolved in Path.cwd().parents:
         raise FreezeframeError(f"--out {out} is the current directory or holds it; choose a new directory path")
@@ -63,6 +64,19 @@ def check_output_dir(out: Path, overwrite: bool, markers: tuple[str, ...] = (), 
                                "freezeframe's own output, so choose another path or empty it yourself")
 
 
+def check_writable(directory: Path, what: str) -> None:
+    """Refuse, before any work, a ``directory`` that output cannot be written into: create and remove a
+    hidden directory there, or in its nearest ancestor that exists (permissions alone do not tell: root
+    passes them where /proc refuses everyone). ``what`` starts the message, e.g. ``--out runs/x``."""
+    place = next((p for p in (directory, *directory.parents) if p.is_dir()), None)
+    if place is None:
+        return
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".freezeframe-probe-", dir=place))
+    except OSError as err:
+        raise FreezeframeError(f"{what}: cannot write in {place} ({err.strerror or err}); choose another path") from None
+
+
 @contextlib.contextmanager
 def atomic_directory(out: Path, overwrite: bool = False, markers: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``out`` in one rename.
@@ -73,7 +87,10 @@ def atomic_directory(out: Path, overwrite: bool = False, markers: tuple[str, ...
     out = Path(out)
     check_output_dir(out, overwrite, markers)
     make_parent(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as err:
+        raise FreezeframeError(f"cannot write in {out.parent}: {err.strerror or err}") from None
     try:
         yield staging
         mode = _umask_modes()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,18 @@ def test_out_may_not_hold_the_input_or_the_current_directory(run_cli, tiny_model
     monkeypatch.chdir(model)
     code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], ".", "--overwrite")
     assert code == 2 and "current directory" in err and (model / "freezeframe.json").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nothing can be created")
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(run_cli, tiny_model_dir, tiny_data, trained, tmp_path):
+    """Before: training ran to the end, then the checkpoint thread and the final save failed with tracebacks."""
+    for command in (["train", "--train", tiny_data["train"], "--model", tiny_model_dir, *TRAIN_ARGS],
+                    ["compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "head",
+                     "--model", tiny_model_dir, "--epochs", "1", "--quiet"],
+                    ["export", "--model", trained]):
+        code, out, err = run_cli(*command, "--out", "/proc/freezeframe-test/out")
+        assert code == 2 and len(err.strip().splitlines()) == 1, command[0]
+        assert "--out /proc/freezeframe-test/out: cannot write in /proc" in err, command[0]
 
 
 def test_ctrl_c_outside_training_is_exit_130(run_cli, trained, monkeypatch):
@@ -136,6 +149,9 @@ def test_evaluate_plots_path_is_checked_before_scoring(run_cli, trained, tiny_da
     afile.write_text("x")
     code, _, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--plots", afile / "plots")
     assert code == 2 and "is a file" in err and afile.read_text() == "x"
+    if Path("/proc/self").is_dir():
+        code, _, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--plots", "/proc/plots")
+        assert code == 2 and "--plots /proc/plots: cannot write in /proc" in err
 
 
 def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, tiny_data, tmp_path):
