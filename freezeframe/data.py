@@ -7,6 +7,7 @@ one line (see :func:`freezeframe.errors.report`).
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -111,11 +112,15 @@ def read_table(path: Path) -> pd.DataFrame:
     else:
         frame = _read_delimited(text, path, TABLE_SUFFIXES[suffix])
     frame.columns = [str(c).strip() for c in frame.columns]
-    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    if repeated:
-        raise FreezeframeError(f"{path}: column name {', '.join(map(repr, repeated))} appears more than once "
-                               "(names are compared without surrounding spaces); rename one of them")
+    _refuse_repeated_names(list(frame.columns), path)
     return frame.astype(object).where(frame.notna(), None)
+
+
+def _refuse_repeated_names(names: list[str], path: Path, where: str = "") -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise FreezeframeError(f"{path}{where}: column name {format_names(repeated)} appears more than once "
+                               "(names are compared without surrounding spaces); rename one of them")
 
 
 def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
@@ -134,6 +139,10 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
                       "must be quoted")
         raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
                                f"{_separator_hint(text, sep)}") from None
+    # pandas renames a repeated name ("review", "review.1"), which would hide it from read_table's check
+    header = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
+    if len(header) == len(frame.columns):
+        _refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):
         frame = _unshift(frame, path, _separator_hint(text, sep))
     _warn_merged_rows(frame, path, sep)
@@ -186,11 +195,19 @@ def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
                        "quote may have merged several lines into one", path, len(suspects), _format_rows(suspects))
 
 
+class _KeyPairs(dict):
+    """A JSON object as a dict that remembers every key as written, repeats included."""
+
+    def __init__(self, pairs: list[tuple[str, object]]) -> None:
+        super().__init__(pairs)
+        self.keys_in_order = [key for key, _ in pairs]
+
+
 def _json_records(text: str, path: Path) -> list[dict]:
     """Objects of a JSON Lines file (or of a .json array); every bad line is named at once."""
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            records = json.loads(text, object_pairs_hook=_KeyPairs)
         except (json.JSONDecodeError, RecursionError) as err:
             raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
         lines = list(enumerate(records, start=1))
@@ -199,9 +216,12 @@ def _json_records(text: str, path: Path) -> list[dict]:
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    lines.append((number, json.loads(line)))
+                    lines.append((number, json.loads(line, object_pairs_hook=_KeyPairs)))
                 except (json.JSONDecodeError, RecursionError):
                     lines.append((number, None))
+    for number, record in lines:  # where a plain dict would keep only the last value of a repeated key
+        if isinstance(record, _KeyPairs):
+            _refuse_repeated_names([str(key).strip() for key in record.keys_in_order], path, f" (record {number})")
     bad = [number for number, record in lines if not isinstance(record, dict)]
     if bad:
         raise FreezeframeError(
@@ -226,15 +246,16 @@ def _json_cell(value: object) -> object:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]) -> None:
+def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str],
+                     options: str = "--text-column / --label-column") -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        found = ", ".join(repr(c) for c in frame.columns) or "none"
-        names = ", ".join(repr(c) for c in missing)
-        raise FreezeframeError(
-            f"{path}: column {names} not found; columns found: {found} "
-            "(choose others with --text-column / --label-column)"
-        )
+        found = format_names([str(c) for c in frame.columns]) or "none"
+        sep = TABLE_SUFFIXES.get(path.suffix.lower())
+        hint = _separator_hint(str(frame.columns[0]), sep) if sep and len(frame.columns) == 1 else ""
+        raise FreezeframeError(f"{path}: {'column' if len(missing) == 1 else 'columns'} {format_names(missing)} not found; "
+                               f"columns found: {found} "
+                               f"(choose others with {options}){hint}")
 
 
 def model_text(value: object) -> str:
@@ -409,7 +430,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 report(f"{path}: no column {text_column!r}; classifying its only column, {only!r}")
                 text_column = only
             else:
-                _require_columns(frame, path, [text_column])
+                _require_columns(frame, path, [text_column], "--text-column")
         texts = [model_text(v) for v in frame[text_column]]
         rows = frame.to_dict("records")
     if not texts:

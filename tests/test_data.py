@@ -124,7 +124,7 @@ REFUSED = {
     "empty": ("", "data.csv", "is empty"),
     "blank lines only": ("\n\n \n", "data.csv", "is empty"),
     "missing column": ("text,label\na,b\n", "data.csv",
-                       "column 'review', 'aspect' not found; columns found: 'text', 'label'"),
+                       "columns 'review', 'aspect' not found; columns found: 'text', 'label'"),
     "case clash": (HEADER + GOOD + "x,story\n", "data.csv", "labels differ only in letter case"),
     "one class": (HEADER + "a,Story\nb,Story\nc,Story\n", "data.csv", "at least two classes"),
     "tiny class": (HEADER + GOOD + "a,Other\n", "data.csv", "class 'Other' has fewer than 2 examples"),
@@ -235,8 +235,19 @@ def test_a_trailing_separator_is_ignored_and_a_real_extra_field_refused(tmp_path
 def test_repeated_column_names_and_wrong_separators_are_named(tmp_path):
     with pytest.raises(FreezeframeError, match="column name 'review' appears more than once"):
         load_labelled(write(tmp_path, "review, review,aspect\na,b,Story\n" + GOOD.replace("\n", ",x\n")))
+    # exact repeats, which pandas renames ("aspect.1") and a JSON object keeps only once
+    for name, payload in [("twice.csv", "review,aspect,aspect\nthe camera,Cinematography,Story\n"),
+                          ("twice.tsv", "review\taspect\treview\nthe camera\tCinematography\tthe plot\n"),
+                          ("twice.jsonl", '{"review": "the camera", "aspect": "Story", "aspect": "Characters"}\n')]:
+        with pytest.raises(FreezeframeError, match=r"column name '(review|aspect)' appears more than once"):
+            load_labelled(write(tmp_path, payload, name))
     with pytest.raises(FreezeframeError, match="separated by semicolons"):
         load_texts(write(tmp_path, "review;aspect\nthe camera;Cinematography\n", "semi.csv"))
+    for name, payload, fix in [("semi.csv", "review;aspect\nthe camera;Cinematography\n", "separated by semicolons"),
+                               ("tabs.csv", "review\taspect\nthe camera\tCinematography\n", "separated by tabs: name it .tsv"),
+                               ("commas.tsv", "review,aspect\nthe camera,Cinematography\n", "separated by commas: name it .csv")]:
+        with pytest.raises(FreezeframeError, match=f"columns 'review', 'aspect' not found; .*; its header is {fix}"):
+            load_labelled(write(tmp_path, payload, name))
 
 
 def test_rows_swallowed_by_an_unbalanced_quote_are_reported(tmp_path, reports):
