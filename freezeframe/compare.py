@@ -260,7 +260,8 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
     check_classes(train)
     test = None
     if settings.test is not None:
-        test = load_labelled(settings.test, settings.text_column, settings.label_column, settings.normalize_labels)
+        test = load_labelled(settings.test, settings.text_column, settings.label_column, settings.normalize_labels,
+                             train.label_names)
         check_known_labels(test, train.label_names)
     labels = train.label_names
     splits = make_splits(train, test, settings.folds, settings.seeds)

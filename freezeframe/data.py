@@ -269,8 +269,9 @@ def clean_text(value: object) -> str:
     return _CONTROL_CHARS.sub(" ", model_text(value)).strip()
 
 
-def _clean_labels(labels: list[str], path: Path, normalize: bool) -> list[str]:
-    """Labels without outer spaces or control characters; case-only variants merged or refused."""
+def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[str] | None = None) -> list[str]:
+    """Labels without outer spaces or control characters; case-only variants merged (under the ``known``
+    spelling where one is given) or refused."""
     stripped = [clean_text(label) for label in labels]
     changed = [(raw, label) for raw, label in zip(labels, stripped) if raw != label]
     if changed:
@@ -279,6 +280,11 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool) -> list[str]:
     by_folded: dict[str, set[str]] = {}
     for label in stripped:
         by_folded.setdefault(label.casefold(), set()).add(label)
+    spelled = {label.casefold(): label for label in known or []}
+    if normalize:  # a label the model knows in another case is that label
+        for folded, spellings in by_folded.items():
+            if folded in spelled:
+                spellings.add(spelled[folded])
     clashes = {k: sorted(v) for k, v in by_folded.items() if len(v) > 1}
     if not clashes:
         return stripped
@@ -289,13 +295,14 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool) -> list[str]:
             "--normalize-labels to merge them under the most frequent spelling"
         )
     counts = Counter(stripped)
-    canonical = {k: max(v, key=lambda s: (counts[s], s)) for k, v in by_folded.items()}
+    canonical = {k: spelled.get(k) or max(v, key=lambda s: (counts[s], s)) for k, v in by_folded.items()}
     report(f"{path}: merged labels that differ only in case ({listed})")
     return [canonical[label.casefold()] for label in stripped]
 
 
 def load_labelled(
-    path: Path, text_column: str = "review", label_column: str = "aspect", normalize_labels: bool = False
+    path: Path, text_column: str = "review", label_column: str = "aspect", normalize_labels: bool = False,
+    known: list[str] | None = None,
 ) -> LabelledTexts:
     """Read labelled texts, drop rows without text or label (reported), and check the labels.
 
@@ -304,6 +311,7 @@ def load_labelled(
         text_column: column holding the texts.
         label_column: column holding the label names.
         normalize_labels: merge labels that differ only in case instead of refusing.
+        known: the labels of the model these texts test; ``normalize_labels`` spells them its way.
 
     Returns:
         The usable rows, in file order.
@@ -332,7 +340,7 @@ def load_labelled(
     if cut:
         report(f"{path}: {cut} texts are longer than {MAX_CHARS:,} characters; cut to that length before tokenizing")
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
-    data.labels = _clean_labels(data.labels, path, normalize_labels)
+    data.labels = _clean_labels(data.labels, path, normalize_labels, known)
     if all(re.fullmatch(r"[-+]?\d+(\.\d+)?", label) for label in data.labels):
         report(f"{path}: the labels are numbers ({', '.join(data.label_names[:5])}); each number is a class name")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
@@ -360,9 +368,12 @@ def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
     """Refuse evaluation data whose labels the model was never trained on."""
     unknown = sorted(set(data.labels) - set(known))
     if unknown:
+        folded = {label.casefold() for label in known}
+        hint = ("; they differ from the model's only in letter case: pass --normalize-labels"
+                if all(label.casefold() in folded for label in unknown) else "")
         raise FreezeframeError(
             f"{data.source}: {len(unknown)} label(s) never seen in training: {format_names(unknown)}; "
-            f"the model knows {format_names(known)}"
+            f"the model knows {format_names(known)}{hint}"
         )
 
 

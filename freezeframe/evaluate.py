@@ -79,7 +79,7 @@ def evaluate_model(
     from freezeframe.predict import load_classifier
 
     classifier = load_classifier(model_dir)
-    data = load_labelled(data_path, text_column, label_column, normalize_labels)
+    data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
     check_known_labels(data, classifier.labels)
     absent = [label for label in classifier.labels if label not in set(data.labels)]
     if absent:

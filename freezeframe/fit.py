@@ -72,7 +72,7 @@ def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
     train = load_labelled(data.train, data.text_column, data.label_column, data.normalize_labels)
     check_classes(train)
     if data.valid is not None:
-        valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels)
+        valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels, train.label_names)
         check_known_labels(valid, train.label_names)
         return train, valid
     return hold_out(run, train)

@@ -288,3 +288,17 @@ def test_long_label_lists_are_cut_to_one_short_line(run_cli, tmp_path, tiny_mode
     assert "30 label(s) never seen in training: 'a very long label that goes on and on a…'" in err and "and 24 more" in err
     code, _, err = run_cli("evaluate", "--model", out, "--data", wrong, "--text-column", "aspect", "--label-column", "aspect")
     assert code == 2 and "--text-column and --label-column are both 'aspect'" in err
+
+
+def test_normalize_labels_spells_the_labels_as_the_model_does(tmp_path, reports):
+    from freezeframe.data import check_known_labels
+
+    known = ["Characters", "Cinematography", "Story"]
+    only_lower = write(tmp_path, HEADER + "great acting,characters\nthe plot,Story\n", "lower.csv")
+    tie = write(tmp_path, HEADER + "great acting,Characters\nnice acting,characters\nshots,Cinematography\n", "tie.csv")
+    for path, expected in [(only_lower, ["Characters", "Story"]), (tie, ["Characters", "Characters", "Cinematography"])]:
+        data = load_labelled(path, normalize_labels=True, known=known)
+        assert data.labels == expected
+        check_known_labels(data, known)
+    with pytest.raises(FreezeframeError, match="differ from the model's only in letter case: pass --normalize-labels"):
+        check_known_labels(load_labelled(only_lower, known=known), known)
