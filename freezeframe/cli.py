@@ -243,19 +243,28 @@ def inspect(
     if num_labels < 2:
         raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
     meta: dict = {}
+    described = model
     if model != "baseline" and (Path(model) / META_FILE).exists():
         loaded = load_classifier(Path(model), device="cpu")
         meta = loaded.meta
         network = plan_network(loaded)
+        if meta.get("members"):
+            described = f"{model} (an ensemble of {len(meta.get('member_runs') or []) or meta['members']} members; one is shown)"
     else:
         from freezeframe.fit import build_model
 
         labels = [f"class_{i}" for i in range(num_labels)]
-        network, _ = build_model(ModelConfig(model=model, pooling=pooling), labels, ["an example text"])
+        config = ModelConfig(model=model, pooling=pooling, freeze=freeze or DEFAULT_FREEZE)
+        # an untrained baseline's vocabulary is its training data's words: show it at its full size
+        words = [" ".join(f"word{i}" for i in range(config.vocab_size))] if config.is_baseline else ["an example text"]
+        network, _ = build_model(config, labels, words)
+        freeze = freeze or config.plan
+        if config.is_baseline:
+            described = f"baseline (untrained; {config.vocab_size:,} training words + <PAD>, <UNK>)"
     freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
     plan = FreezePlan(freeze)
     report = plan.apply(network)
-    print(f"model {model}, freeze plan {freeze}\n")
+    print(f"model {described}, freeze plan {freeze}\n")
     print(report.format_table())
     if plan.is_gradual:
         depth = plan.gradual_depth(getattr(network, "num_layers", 0))

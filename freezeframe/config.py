@@ -105,6 +105,11 @@ class ModelConfig:
     def is_baseline(self) -> bool:
         return self.model == BASELINE_MODEL
 
+    @property
+    def plan(self) -> str:
+        """The freeze plan training applies: the baseline trains whole under the default plan (it has no encoder)."""
+        return "full" if self.is_baseline and self.freeze == DEFAULT_FREEZE else self.freeze
+
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 

@@ -14,7 +14,7 @@ from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
 from freezeframe.checkpoint import open_checkpoint
-from freezeframe.config import DEFAULT_FREEZE, HEAD_DEFAULTS, ModelConfig, RunConfig
+from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report
@@ -124,7 +124,7 @@ def train_classifier(
         check_known_labels(valid_data, labels)
     seed_everything(run.train.seed)
     model, tokenizer = build_model(run.model, labels, train_data.texts)
-    plan = FreezePlan("full" if run.model.is_baseline and run.model.freeze == DEFAULT_FREEZE else run.model.freeze)
+    plan = FreezePlan(run.model.plan)
     freeze_report = plan.apply(model)
     train_set = encode_examples(tokenizer, train_data, labels, run.model)
     valid_set = encode_examples(tokenizer, valid_data, labels, run.model) if valid_data is not None else None

@@ -96,6 +96,8 @@ class FreezePlan:
         last = _PRESET_LAST.match(self.spec)
         depth = int(last.group(1)) if last else self.gradual_depth(n_layers) if self.is_gradual else 0
         if depth > n_layers:
+            if n_layers == 0:
+                raise FreezeframeError(f"{option} {self.spec}: {model} has no encoder layers; use full or head")
             raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder layers")
 
     def stage(self, epoch: int, n_layers: int) -> FreezePlan:

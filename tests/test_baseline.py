@@ -120,6 +120,17 @@ def test_baseline_evaluate_predict_inspect(run_cli, baseline_dir, tiny_data):
     assert "embeddings" in out and "classifier" in out and "100.00%" in out
 
 
+def test_inspect_an_untrained_baseline_as_training_would_build_it(run_cli, baseline_dir):
+    code, out, err = run_cli("inspect", "--model", "baseline")
+    assert code == 0, err
+    trained = json.loads((baseline_dir / "freezeframe.json").read_text())["settings"]["model"]
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:] if line.strip()}
+    assert "freeze plan full" in out and rows["total"][0] == f"{(trained['vocab_size'] + 2) * trained['embedding_dim'] + 3 * trained['embedding_dim'] + 3:,}"
+    assert rows["trainable"][1] == "100.00%"
+    code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "last-2")
+    assert code == 2 and "has no encoder layers; use full or head" in err
+
+
 def test_damaged_baseline_directory_is_one_line_error(run_cli, baseline_dir, tmp_path):
     import shutil
 

@@ -101,7 +101,7 @@ def test_an_ensemble_is_not_a_starting_point_for_training(run_cli, ensemble_dir,
 def test_inspect_shows_the_members_plan(run_cli, ensemble_dir):
     code, stdout, err = run_cli("inspect", "--model", ensemble_dir)
     assert code == 0, err
-    assert "freeze plan encoder" in stdout
+    assert "(an ensemble of 2 members; one is shown), freeze plan encoder" in stdout
 
 
 def test_baseline_members_keep_a_directory_each(run_cli, tmp_path, tiny_data):
