@@ -26,7 +26,7 @@ from torch import nn
 from freezeframe.data import model_text
 from freezeframe.ensemble import has_member_dirs
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.predict import META_FILE, Classifier, load_classifier, read_meta
+from freezeframe.predict import META_FILE, Classifier, check_model_dir, load_classifier, read_meta
 from freezeframe.storage import atomic_directory, atomic_write_bytes
 
 ONNX_DIR = "onnx"
@@ -306,8 +306,7 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
     directory = Path(directory)
     if quantize not in QUANTIZE_CHOICES:
         raise FreezeframeError(f"--quantize: expected one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
-    if not directory.is_dir():
-        raise FreezeframeError(f"model directory not found: {directory}")
+    check_model_dir(directory)
     export_dir = find_export_dir(directory)
     graph = export_dir / (INT8_FILE if quantize == "int8" else FP32_FILE)
     is_default_dir = export_dir == directory / ONNX_DIR

@@ -141,6 +141,18 @@ def read_meta(directory: Path) -> dict:
         raise FreezeframeError(f"{path} is damaged (not valid JSON); retrain the model or restore the file") from None
 
 
+def check_model_dir(directory: Path) -> None:
+    """Refuse a ``--model`` that is not a directory, naming what it is instead."""
+    if directory.is_dir():
+        return
+    if directory.suffix.lower() == ".onnx" and directory.is_file():
+        raise FreezeframeError(f"{directory} is a single ONNX graph (for onnxruntime itself); --model takes the trained "
+                               "model's directory or an export directory")
+    if directory.exists():
+        raise FreezeframeError(f"{directory} is a file; --model takes a model directory")
+    raise FreezeframeError(f"model directory not found: {directory}")
+
+
 def load_classifier(directory: Path, device: str = "auto") -> Classifier:
     """Load a model directory written by ``freezeframe train`` (or any HF sequence classifier).
 
@@ -149,8 +161,7 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         device: ``auto``, ``cpu`` or ``cuda``.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise FreezeframeError(f"model directory not found: {directory}")
+    check_model_dir(directory)
     if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
         raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
                                "pass the --out directory of `freezeframe train`")

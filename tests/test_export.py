@@ -138,6 +138,9 @@ def test_single_file_export_and_export_dir_as_model(cls_model, baseline_model, r
     code, out, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx")
     assert code == 2 and "already exists; pass --overwrite" in err
     assert run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx", "--overwrite")[0] == 0
+    for backend in ("onnx", "torch"):  # the graph alone has no labels or tokenizer: it is for onnxruntime itself
+        code, out, err = run_cli("predict", "--model", tmp_path / "graph.onnx", "--backend", backend, "camera shot")
+        assert code == 2 and out == "" and "graph.onnx is a single ONNX graph (for onnxruntime itself)" in err
     code, out, err = run_cli("predict", "--model", cls_model / "onnx", "camera shot")
     assert out == ""
     assert code == 2 and "is an ONNX export (no torch weights); add --backend onnx" in err
