@@ -158,7 +158,7 @@ def cached_training_data(
     budget = budget_bytes if budget_bytes is not None else default_budget_bytes()
     if needed > budget:
         logger.warning(
-            "frozen-prefix cache would need %.0f MiB, over the %.0f MiB budget (--cache-budget); "
+            "frozen-prefix cache would need %.1f MiB, over the %.1f MiB budget (--cache-budget); "
             "training without the cache", needed / 2**20, budget / 2**20,
         )
         return model, train_data, valid_data, {"used": False, "reason": "over budget", "bytes_needed": needed}

@@ -79,16 +79,16 @@ class CompareConfig:
         if self.test is None and self.folds is None:
             self.folds = 5
         if self.folds is not None and self.folds < 2:
-            problems.append(f"folds must be at least 2, got {self.folds}")
+            problems.append(f"--folds must be at least 2, got {self.folds}")
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
             problems.append(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if self.seeds < 1:
-            problems.append(f"seeds must be at least 1, got {self.seeds}")
+            problems.append(f"--seeds must be at least 1, got {self.seeds}")
         if not self.configs:
-            problems.append("configs is empty; name at least one of baseline, head, last-N, encoder, full")
+            problems.append("--configs is empty; name at least one of baseline, head, last-N, encoder, full")
         unknown = [c for c in self.configs if not _CONFIG_NAME.match(c)]
         if unknown:
-            problems.append(f"unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N, encoder or full")
+            problems.append(f"--configs: unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N, encoder or full")
         if len(set(self.configs)) != len(self.configs):
             problems.append(f"configs repeat a name: {','.join(self.configs)}")
         if problems:

@@ -64,7 +64,7 @@ class ExportConfig:
         if self.quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"--quantize: expected one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}")
         if not 17 <= self.opset <= 23:
-            raise ValueError(f"opset: expected 17 to 23, got {self.opset}")
+            raise ValueError(f"--opset: expected 17 to 23, got {self.opset}")
 
 
 @dataclass

@@ -83,9 +83,10 @@ def test_ctrl_c_outside_training_is_exit_130(run_cli, trained, monkeypatch):
     (["predict", "--batch-size", "0", "x"], "--batch-size must be at least 1, got 0"),
     (["predict", "--batch-size", "-3", "x"], "--batch-size must be at least 1, got -3"),
     (["inspect", "--num-labels", "1"], "--num-labels must be at least 2, got 1"),
+    (["export", "--opset", "5"], "--opset: expected 17 to 23, got 5"),
 ])
 def test_bad_values_are_refused_by_option_name(run_cli, trained, tiny_model_dir, args, message):
-    args = [*args, "--model", trained if args[0] == "predict" else tiny_model_dir]
+    args = [*args, "--model", trained if args[0] in ("predict", "export") else tiny_model_dir]
     code, out, err = run_cli(*args)
     assert code == 2 and out == "" and err.strip() == f"freezeframe: error: {message}"
 
@@ -172,6 +173,10 @@ def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, 
     (["--configs", "head,last-9"], "--configs last-9: "),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["--folds", "1"], "--folds must be at least 2, got 1"),
+    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["--configs", ","], "--configs is empty"),
+    (["--configs", "head,bogus"], "--configs: unknown configuration 'bogus'"),
 ])
 def test_compare_refuses_before_the_first_run(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch, args, message):
     import freezeframe.compare
