@@ -19,8 +19,11 @@ transformers as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import threading
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -136,6 +139,21 @@ def config_unsupported(config: dict) -> str | None:
     return next((reason for failed, reason in reasons if failed), None)
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def dropout_generator(generator: torch.Generator | None) -> Iterator[None]:
+    """Draw this thread's CPU dropout masks from ``generator`` (``None``: torch's global generator), so that
+    members training at once in threads each follow their own seed."""
+    previous = getattr(_local, "generator", None)
+    _local.generator = generator
+    try:
+        yield
+    finally:
+        _local.generator = previous
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout; on the CPU the masks come from numpy's PCG64, several times faster than torch's
     Bernoulli sampler (which took a tenth of an epoch)."""
@@ -143,7 +161,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    seed = int(torch.randint(0, 2**62, ()))  # drawn from torch's generator: --seed and resume still fix the masks
+    # drawn from torch's generator (or the thread's, see dropout_generator): --seed and resume fix the masks
+    seed = int(torch.randint(0, 2**62, (), generator=getattr(_local, "generator", None)))
     words = np.random.PCG64(seed).random_raw((x.numel() + 3) // 4)
     draws = torch.from_numpy(words.view(np.int16)[: x.numel()]).view(x.shape)  # uniform over -32768..32767
     keep = draws >= round(p * 65536) - 32768

@@ -1,8 +1,9 @@
 """End-of-epoch checkpoints in ``OUT/checkpoint/``, so an interrupted run can be resumed exactly.
 
-The checkpoint is one file, ``state.pt``, replaced atomically after every epoch: the trainable
-weights, optimizer (with its schedule), every random generator, the early-stopping state and the history.
-``checkpoint.json`` beside it is a readable summary. While training runs, ``OUT`` holds only
+The checkpoint is one file per ensemble member (``member-0.pt`` for a single model), replaced
+atomically after every epoch of that member: the trainable weights, optimizer (with its schedule),
+every random generator, the early-stopping state and the history; a member that finished keeps
+its trained weights there instead. ``checkpoint.json`` beside them is a readable summary. While training runs, ``OUT`` holds only
 ``checkpoint/``, so it never looks like a finished model (no freezeframe.json, config.json or
 weights); the finished model replaces it in one rename (see :func:`storage.atomic_directory`).
 """
@@ -30,7 +31,8 @@ from freezeframe.storage import (
     make_parent,
 )
 
-STATE_FILE = "state.pt"
+STATE_FILE = "member-{}.pt"
+"""Each ensemble member's (or the single model's, member 0) state, replaced at the end of its epochs."""
 SUMMARY_FILE = "checkpoint.json"
 FORMAT = 3
 
@@ -82,70 +84,100 @@ def _flag(key: str) -> str:
 
 
 class CheckpointStore:
-    """The checkpoint of one training run toward ``out``.
+    """The checkpoint of one training run toward ``out``: every ensemble member's loop state (one
+    member for a single model), written together.
+
+    Members may train at once, in threads: each saves through its own :class:`MemberCheckpoint`
+    at the end of its epochs, and the file holds the latest state of each (or, for a finished
+    member, its trained weights).
 
     Args:
         out: the run's ``--out`` directory; the checkpoint lives in ``out/checkpoint``.
         fingerprint: settings and data hashes of the run (see :func:`run_fingerprint`).
-        saved: the state to resume from, or ``None`` to start at epoch 1.
+        saved: the checkpoint to resume from (as :func:`read_state` returns it), or ``None`` to start afresh.
         keep: the checkpoint outlives the run (``--keep-checkpoint``), so the last epoch is saved too;
             otherwise the run's final model is written instead of a last checkpoint.
+        count: how many members the run trains.
     """
 
-    def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None, keep: bool = False) -> None:
+    def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None, keep: bool = False,
+                 count: int = 1) -> None:
         self.out = Path(out)
         self.keep = keep
-        self.extra: dict = {}
-        """Values saved with every epoch's state (the LP-FT probe's record, an ensemble's finished members),
-        back in ``saved`` on resume."""
-        self.stage = ""
-        """Where in a longer run the current loop is, for messages, e.g. `` (member 2 of 3)``."""
+        self.count = count
+        """How many members the run trains (1 for a single model)."""
         self.directory = self.out / CHECKPOINT_DIR
         self.fingerprint = fingerprint
-        self.saved = saved
-        self.saved_epoch = len(saved["result"]["history"]) if saved else 0
+        self.members: dict[int, dict] = dict(saved["members"]) if saved else {}
+        if saved:
+            self.count = max(count, saved["count"])
+        """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
+        self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
+        self._pending: bytes | None = None
 
-    def save(self, state: dict) -> None:
-        """Replace the checkpoint with ``state`` (a dict of tensors and plain values), atomically.
+    def member(self, index: int) -> MemberCheckpoint:
+        """What member ``index`` saves through and resumes from."""
+        return MemberCheckpoint(self, index)
 
-        The state is serialized at once; writing, fsync and rename run in a background thread while
-        the next epoch trains (the fsync of tens of MB would otherwise stall every epoch).
-        """
-        self.flush()
-        state = {"format": FORMAT, "fingerprint": self.fingerprint, **self.extra, **state}
+    def saved_epochs(self) -> dict[int, int]:
+        """Epochs saved per member (0 where none is; a finished member's count is its last epoch)."""
+        def epochs(state: dict | None) -> int:
+            if state is None:
+                return 0
+            return len(state["done"]["loop"]["history"] if "done" in state else state["result"]["history"])
+
+        count = max([self.count, *(k + 1 for k in self.members)])
+        return {k: epochs(self.members.get(k)) for k in range(count)}
+
+    def finished(self, index: int) -> dict | None:
+        """The record :meth:`finish` saved for a member that completed before an interruption."""
+        return self.members.get(index, {}).get("done")
+
+    def finish(self, index: int, record: dict) -> None:
+        """Member ``index`` is trained: keep its weights and history instead of its loop state."""
+        self._put(index, {"done": record})
+
+    def _put(self, index: int, state: dict) -> None:
+        """Replace member ``index``'s state and its file, atomically.
+
+        The state is serialized at once (its tensors change as training goes on); writing, fsync and
+        rename run in a background thread while training continues (the fsync of tens of MB would
+        otherwise stall every epoch)."""
         buffer = io.BytesIO()
-        torch.save(state, buffer)
-        summary = json.dumps({"epoch": state["epoch"], **state["result"], "fingerprint": self.fingerprint}, indent=2)
+        torch.save({"format": FORMAT, "fingerprint": self.fingerprint, "member": index, "members": self.count,
+                    "state": state}, buffer)
+        with self._lock:
+            self.members[index] = state
+            summary = json.dumps({"epochs_saved": {str(k): v for k, v in self.saved_epochs().items()},
+                                  "fingerprint": self.fingerprint}, indent=2)
+            previous = self._writer
+            path = self.directory / STATE_FILE.format(index)
 
-        def write(payload: bytes = buffer.getvalue(), epoch: int = state["epoch"]) -> None:
-            try:
-                make_parent(self.directory / STATE_FILE)
-                atomic_write_bytes(self.directory / STATE_FILE, payload)
-                atomic_write_bytes(self.directory / SUMMARY_FILE, summary.encode())
-                self.saved_epoch = epoch
-            except (OSError, FreezeframeError) as err:  # said by flush(), in the training thread
-                self._failure = err
+            def write(payload: bytes = buffer.getvalue()) -> None:
+                if previous is not None:
+                    previous.join()  # files are replaced in the order the states arrived
+                try:
+                    make_parent(path)
+                    atomic_write_bytes(path, payload)
+                    atomic_write_bytes(self.directory / SUMMARY_FILE, summary.encode())
+                except (OSError, FreezeframeError) as err:  # said by flush(), in the training thread
+                    self._failure = err
 
-        self._writer = threading.Thread(target=write, name="freezeframe-checkpoint")
-        self._writer.start()
+            self._writer = threading.Thread(target=write, name="freezeframe-checkpoint")
+            self._writer.start()
 
     def flush(self) -> None:
-        """Wait until the checkpoint being written is on disk; report a write that failed."""
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
+        """Wait until the checkpoints being written are on disk; report a write that failed."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.join()
         if self._failure is not None:
             err, self._failure = self._failure, None
             reason = err.strerror or err if isinstance(err, OSError) else err
             raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {reason}")
-
-    def start_member(self, index: int) -> None:
-        """The next ensemble member trains from its first epoch: nothing of it is saved yet."""
-        self.flush()
-        self.saved, self.saved_epoch = None, 0
-        self.extra["member"] = index
 
     def move_into(self, directory: Path) -> None:
         """Move the checkpoint into ``directory`` (the staged final model) to keep it."""
@@ -153,37 +185,72 @@ class CheckpointStore:
         if self.directory.is_dir():
             self.directory.rename(Path(directory) / CHECKPOINT_DIR)
 
-    def interrupted(self, epoch: int, epochs: int) -> TrainingInterrupted:
-        """The error to raise when Ctrl-C arrives during ``epoch``."""
+    def interrupted(self, epochs: int) -> TrainingInterrupted:
+        """The error to raise when Ctrl-C stopped training (of ``epochs`` epochs per member)."""
         self.flush()
-        if self.saved_epoch == 0:
-            if self.extra.get("member"):
-                return TrainingInterrupted(f"interrupted in epoch {epoch} of {epochs}{self.stage}; the earlier members' progress is "
-                                           f"saved in {self.directory}; to continue, run the same command again with --resume")
-            return TrainingInterrupted(f"interrupted in epoch {epoch} of {epochs}, before any epoch was saved; "
-                                       "nothing to resume, run the command again to start over")
-        when = f"after epoch {epoch}" if self.saved_epoch >= epoch else f"in epoch {epoch}"
-        return TrainingInterrupted(
-            f"interrupted {when} of {epochs}{self.stage}; epochs 1-{self.saved_epoch} are saved in {self.directory}; "
-            "to continue, run the same command again with --resume"
-        )
+        saved = self.saved_epochs()
+        if not any(saved.values()):
+            return TrainingInterrupted("interrupted before any epoch was saved; nothing to resume, run the command "
+                                       "again to start over")
+        if len(saved) == 1:
+            done = f"epochs 1-{saved[0]} of {epochs} are saved"
+        else:
+            done = "saved: " + ", ".join(f"member {k + 1}: {n} of {epochs} epochs" for k, n in saved.items())
+        return TrainingInterrupted(f"interrupted; {done} in {self.directory}; to continue, run the same command "
+                                   "again with --resume")
 
 
-def read_state(path: Path) -> dict:
-    """Load a ``state.pt`` onto the CPU, or say in one line why it cannot be used."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise FreezeframeError(f"the checkpoint {path} is damaged ({type(err).__name__}); "
-                               "drop --resume and pass --overwrite to start over") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise FreezeframeError(f"the checkpoint {path} was written by another freezeframe version; "
-                               "drop --resume and pass --overwrite to start over")
-    return state
+def describe_saved(epochs: dict[int, int]) -> str:
+    """What a checkpoint holds, e.g. ``epoch 2`` or ``epochs 2, 1 (members 1, 2)``."""
+    if len(epochs) == 1:
+        return f"epoch {next(iter(epochs.values()))}"
+    return f"epochs {', '.join(str(e) for e in epochs.values())} (members {', '.join(str(k + 1) for k in epochs)})"
+
+
+class MemberCheckpoint:
+    """One member's view of a :class:`CheckpointStore`: what ``train.train_loop`` saves through."""
+
+    def __init__(self, store: CheckpointStore, index: int) -> None:
+        self.store, self.index = store, index
+        state = store.members.get(index)
+        self.saved: dict | None = state if state is not None and "done" not in state else None
+        """The loop state to resume from, or ``None`` to start at epoch 1."""
+        self.keep = store.keep
+        self.extra: dict = {}
+        """Values saved with every epoch's state (the LP-FT probe's record), back in ``saved`` on resume."""
+
+    def save(self, state: dict) -> None:
+        """Replace this member's state with ``state`` (a dict of tensors and plain values)."""
+        self.store._put(self.index, {**self.extra, **state})
+
+    def flush(self) -> None:
+        self.store.flush()
+
+def has_state(directory: Path) -> bool:
+    """Whether ``directory`` holds a checkpoint's state."""
+    return any(directory.glob(STATE_FILE.format("*")))
+
+
+def read_state(directory: Path) -> dict:
+    """Load a checkpoint directory's states onto the CPU (``{"fingerprint", "members": {k: state}, "count"}``),
+    or say in one line why they cannot be used."""
+    members, fingerprint, count = {}, None, 1
+    for path in sorted(directory.glob(STATE_FILE.format("*"))):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise FreezeframeError(f"the checkpoint {path} is damaged ({type(err).__name__}); "
+                                   "drop --resume and pass --overwrite to start over") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise FreezeframeError(f"the checkpoint {path} was written by another freezeframe version; "
+                                   "drop --resume and pass --overwrite to start over")
+        members[int(state["member"])] = state["state"]
+        fingerprint, count = state["fingerprint"], max(count, int(state["members"]))
+    return {"fingerprint": fingerprint, "members": members, "count": count}
 
 
 def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: bool = False,
-                    keep: bool = False) -> CheckpointStore:
+                    keep: bool = False, count: int = 1) -> CheckpointStore:
     """Check ``--out`` for a run that writes checkpoints there; load the checkpoint when resuming.
 
     Args:
@@ -192,6 +259,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         overwrite: an existing model (or stale checkpoint) in ``out`` may be replaced.
         resume: continue from ``out/checkpoint`` when it exists.
         keep: the checkpoint is kept after success (see :class:`CheckpointStore`).
+        count: how many members the run trains.
 
     Returns:
         The store the training loop saves into (and resumes from).
@@ -199,26 +267,25 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
     out = Path(out)
     check_output_dir(out, overwrite=True, inputs=(run.data.train, run.data.valid))  # not the contents: below
     directory = out / CHECKPOINT_DIR
-    state_path = directory / STATE_FILE
     fingerprint = run_fingerprint(run)
     others = [p.name for p in out.iterdir() if p.name != CHECKPOINT_DIR] if out.is_dir() else []
-    if resume and state_path.is_file():
-        saved = read_state(state_path)
+    if resume and has_state(directory):
+        saved = read_state(directory)
         differences = fingerprint_differences(saved["fingerprint"], fingerprint)
         if differences:
             raise FreezeframeError(
                 f"cannot resume from {directory}: this run differs from the interrupted one: {'; '.join(differences)}; "
                 "use the original settings, or drop --resume and pass --overwrite to start over"
             )
-        store = CheckpointStore(out, fingerprint, saved, keep)
+        store = CheckpointStore(out, fingerprint, saved, keep, count)
         for stale in out.parent.glob(f".{out.name}.tmp-*"):  # a final write cut short by the kill
             shutil.rmtree(stale, ignore_errors=True)
-        report(f"resuming from the checkpoint of epoch {store.saved_epoch} in {directory}")
+        report(f"resuming from the checkpoint of {describe_saved(store.saved_epochs())} in {directory}")
         return store
-    if state_path.is_file() and not overwrite:
-        epochs = len(read_state(state_path)["result"]["history"])
+    if has_state(directory) and not overwrite:
+        held = describe_saved(CheckpointStore(out, fingerprint, read_state(directory)).saved_epochs())
         raise FreezeframeError(
-            f"--out {out} holds the checkpoint of an unfinished run ({epochs} epochs done); pass --resume to "
+            f"--out {out} holds the checkpoint of an unfinished run ({held} done); pass --resume to "
             "continue it or --overwrite to start over"
         )
     if others and resume and not overwrite:
@@ -231,7 +298,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
     if directory.exists():
         shutil.rmtree(directory)
-    return CheckpointStore(out, fingerprint, keep=keep)
+    return CheckpointStore(out, fingerprint, keep=keep, count=count)
 
 
 def random_states(batch_rng: random.Random) -> dict:

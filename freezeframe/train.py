@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from freezeframe import bert
 from freezeframe.batching import ExampleSet
-from freezeframe.checkpoint import CheckpointStore, random_states, restore_random_states
+from freezeframe.checkpoint import MemberCheckpoint, random_states, restore_random_states
 from freezeframe.config import TrainConfig
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.freeze import optimizer_groups
@@ -164,9 +166,11 @@ def train_loop(
     valid_data: ExampleSet | None,
     config: TrainConfig,
     device: torch.device,
-    checkpoint: CheckpointStore | None = None,
+    checkpoint: MemberCheckpoint | None = None,
     schedule: Callable[[int], tuple[nn.Module, ExampleSet, ExampleSet] | None] | None = None,
     quiet: bool = False,
+    stop: threading.Event | None = None,
+    name: str = "",
 ) -> LoopResult:
     """Train the trainable parameters of ``model``; keep the weights of the best validation epoch, or
     of the last epoch when there is no validation data.
@@ -186,15 +190,20 @@ def train_loop(
             ``model`` must arrive with every parameter that will ever train marked trainable, so
             that the optimizer knows them all from the start.
         quiet: log epochs at debug level only (a warm-up phase inside a larger run).
+        stop: set by another thread to stop training after the current step, as Ctrl-C would.
+        name: starts every logged line, e.g. ``member 2: `` where members train at once.
 
     Returns:
         The history and best epoch; ``model`` holds the best epoch's weights on return.
 
     Raises:
-        TrainingInterrupted: on Ctrl-C when checkpointing (the last complete epoch is saved).
+        KeyboardInterrupt: on Ctrl-C or ``stop`` (the last complete epoch is saved when checkpointing).
     """
     seed_everything(config.seed)
     rng = random.Random(config.seed)
+    # the loop's own dropout generator, seeded as torch's global one is above: a loop draws the same masks
+    # whether it runs alone or beside another member's in a thread
+    generator = torch.Generator().manual_seed(config.seed)
     if config.precision == "auto":
         config = replace(config, precision=resolve_precision(config.precision, device))
     model.to(device)
@@ -209,7 +218,7 @@ def train_loop(
     valid_labels = torch.tensor(valid_data.labels) if valid_data is not None else None
     result, best_state, waited = LoopResult(), None, 0
     if checkpoint is not None and checkpoint.saved is not None:
-        result, best_state, waited = _restore(checkpoint.saved, model, trainable, optimizer, scaler, rng)
+        result, best_state, waited = _restore(checkpoint.saved, model, trainable, optimizer, scaler, rng, generator)
     started = time.perf_counter() - result.seconds
     first_epoch = config.epochs + 1 if result.stopped_early else len(result.history) + 1
     training_module = model
@@ -217,7 +226,7 @@ def train_loop(
     level = logging.DEBUG if quiet else logging.INFO
     epoch = first_epoch
     try:
-        with progress:
+        with progress, bert.dropout_generator(generator):
             task = progress.add_task("training", total=total, completed=steps_per_epoch * (first_epoch - 1))
             for epoch in range(first_epoch, config.epochs + 1):
                 epoch_start = time.perf_counter()
@@ -225,7 +234,7 @@ def train_loop(
                 if staged is not None:
                     training_module, train_data, valid_data = staged
                     training_module.to(device)
-                train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng,
+                train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng, stop,
                                                      lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
                 valid_loss = valid_acc = None
                 if valid_data is not None:
@@ -236,7 +245,7 @@ def train_loop(
                 result.history.append(record)
                 if valid_data is None:  # nothing to choose by: the last epoch is the one kept
                     result.best_epoch, best_state = epoch, None  # the model's own weights are kept
-                    logger.log(level, "epoch %2d  train loss %.4f acc %.3f  (%.1fs)", epoch, train_loss, train_acc, record.seconds)
+                    logger.log(level, "%sepoch %2d  train loss %.4f acc %.3f  (%.1fs)", name, epoch, train_loss, train_acc, record.seconds)
                 else:
                     improved = valid_loss < result.best_valid_loss - 1e-6
                     if improved:
@@ -245,41 +254,44 @@ def train_loop(
                     else:
                         waited += 1
                     logger.log(
-                        level, "epoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
-                        epoch, train_loss, train_acc, valid_loss, valid_acc, " *" if improved else "", record.seconds,
+                        level, "%sepoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                        name, epoch, train_loss, train_acc, valid_loss, valid_acc, " *" if improved else "", record.seconds,
                     )
                 result.stopped_early = waited >= config.patience
                 finishing = epoch == config.epochs or result.stopped_early
                 # after the last epoch the model itself is written next: a checkpoint would only be deleted
                 if checkpoint is not None and (not finishing or checkpoint.keep):
                     result.seconds = time.perf_counter() - started
-                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scaler, rng))
+                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scaler, rng,
+                                              generator))
                 if result.stopped_early:
-                    logger.log(level, "early stop: no better validation loss for %d epochs; keeping epoch %d", waited, result.best_epoch)
+                    logger.log(level, "%searly stop: no better validation loss for %d epochs; keeping epoch %d", name, waited, result.best_epoch)
                     break
     except KeyboardInterrupt:
-        if checkpoint is None:
-            raise
-        raise checkpoint.interrupted(epoch, config.epochs) from None
+        if checkpoint is not None:
+            checkpoint.flush()
+        raise
     if checkpoint is not None:
         checkpoint.flush()
     if best_state is not None:
         with torch.no_grad():
-            for name, value in best_state.items():
-                trainable[name].copy_(value)
+            for key, value in best_state.items():
+                trainable[key].copy_(value)
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _train_epoch(
     model: nn.Module, data: ExampleSet, config: TrainConfig, device: torch.device,
-    optimizer: FusedAdamW, scaler: torch.amp.GradScaler | None, rng: random.Random,
+    optimizer: FusedAdamW, scaler: torch.amp.GradScaler | None, rng: random.Random, stop: threading.Event | None,
     on_step: Callable[[float], None],
 ) -> tuple[float, float]:
     """One pass over shuffled training batches; returns the mean loss and the accuracy."""
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for batch in data.training_batches(config.batch_size, rng):
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
         batch = _to(batch, device)
         labels = batch.pop("labels")
         with autocast_for(device, config.precision):
@@ -308,7 +320,7 @@ def _model_state(model: nn.Module, trainable: dict[str, nn.Parameter]) -> dict[s
 
 def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: int, model: nn.Module,
               trainable: dict[str, nn.Parameter], optimizer: FusedAdamW, scaler: torch.amp.GradScaler | None,
-              rng: random.Random) -> dict:
+              rng: random.Random, generator: torch.Generator) -> dict:
     """The loop's whole state at the end of ``epoch``, for :class:`CheckpointStore`."""
     # when this epoch is the best one its weights are the model's: do not store them twice
     best_is_current = result.best_epoch == epoch
@@ -317,12 +329,12 @@ def _snapshot(epoch: int, result: LoopResult, best_state: dict | None, waited: i
         "best_state": None if best_is_current else best_state,
         "model": _model_state(model, trainable), "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "random": random_states(rng),
+        "random": {**random_states(rng), "dropout": generator.get_state()},
     }
 
 
 def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], optimizer: FusedAdamW,
-             scaler: torch.amp.GradScaler | None, rng: random.Random) -> tuple[LoopResult, dict | None, int]:
+             scaler: torch.amp.GradScaler | None, rng: random.Random, generator: torch.Generator) -> tuple[LoopResult, dict | None, int]:
     """Put the loop back into the state :func:`_snapshot` recorded; returns (result, best_state, waited)."""
     current = _model_state(model, trainable)
     if set(saved["model"]) != set(current):
@@ -335,6 +347,7 @@ def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], 
     if scaler is not None and saved.get("scaler"):
         scaler.load_state_dict(saved["scaler"])
     restore_random_states(saved["random"], rng)
+    generator.set_state(saved["random"]["dropout"])
     result = LoopResult.from_dict(saved["result"])
     logger.info("resumed after epoch %d (best so far: epoch %d)", len(result.history), result.best_epoch)
     best_state = {n: p.detach().clone() for n, p in trainable.items()} if saved["best_is_current"] else saved["best_state"]

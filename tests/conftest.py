@@ -109,9 +109,9 @@ def ctrl_c_after(monkeypatch):
     import contextlib
     import signal
 
-    from freezeframe.checkpoint import CheckpointStore
+    from freezeframe.checkpoint import MemberCheckpoint
 
-    save = CheckpointStore.save
+    save = MemberCheckpoint.save
 
     @contextlib.contextmanager
     def armed(epoch: int):
@@ -120,14 +120,14 @@ def ctrl_c_after(monkeypatch):
             if state["epoch"] == epoch:
                 os.kill(os.getpid(), signal.SIGINT)
 
-        monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+        monkeypatch.setattr(MemberCheckpoint, "save", save_then_ctrl_c)
         # a shell's background job (`make test &`) starts with SIGINT ignored, and then Python leaves it ignored
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
-            monkeypatch.setattr(CheckpointStore, "save", save)
+            monkeypatch.setattr(MemberCheckpoint, "save", save)
 
     return armed
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from freezeframe.checkpoint import CHECKPOINT_DIR, STATE_FILE, CheckpointStore, read_state
+from freezeframe.checkpoint import CHECKPOINT_DIR, STATE_FILE, MemberCheckpoint, read_state
 
 EPOCHS = 4
 
@@ -67,7 +67,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_cli, uninterrupt
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.monotonic() + 180
-    while not (out / CHECKPOINT_DIR / STATE_FILE).exists():
+    while not (out / CHECKPOINT_DIR / STATE_FILE.format(0)).exists():
         if process.poll() is not None:
             pytest.fail(f"training ended before its first checkpoint: {process.stderr.read().decode()}")
         if time.monotonic() > deadline:
@@ -78,7 +78,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_cli, uninterrupt
     process.wait()
     process.stderr.close()
     assert not looks_complete(out), "a killed run must not leave a directory that looks complete"
-    assert 1 <= read_state(out / CHECKPOINT_DIR / STATE_FILE)["epoch"] < EPOCHS
+    assert 1 <= read_state(out / CHECKPOINT_DIR)["members"][0]["epoch"] < EPOCHS
     code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, "--resume"))
     assert code == 0, err
     assert "resuming from the checkpoint of epoch" in err
@@ -96,7 +96,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
         code, _, err = run_cli(*args)
     assert code == 130
     last = err.strip().splitlines()[-1]
-    assert f"interrupted after epoch 2 of {EPOCHS}" in last and "epochs 1-2 are saved" in last and "--resume" in last
+    assert f"interrupted; epochs 1-2 of {EPOCHS} are saved" in last and "--resume" in last
     assert "Traceback" not in err and not looks_complete(out)
 
     code, _, err = run_cli(*args)
@@ -113,7 +113,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     assert code == 0, err
     assert not (tmp_path / ".model.tmp-cut-short").exists()
     assert outcome(out) == outcome(uninterrupted)
-    assert (out / CHECKPOINT_DIR / STATE_FILE).exists(), "--keep-checkpoint keeps it inside the model directory"
+    assert (out / CHECKPOINT_DIR / STATE_FILE.format(0)).exists(), "--keep-checkpoint keeps it inside the model directory"
 
 
 def test_resume_without_validation_data_keeps_the_last_epoch(run_cli, tiny_model_dir, tiny_data, tmp_path, ctrl_c_after):
@@ -145,18 +145,18 @@ def test_resume_without_a_checkpoint_starts_over_or_refuses(run_cli, uninterrupt
 def test_the_last_epoch_is_checkpointed_only_when_the_checkpoint_is_kept(run_cli, tiny_model_dir, tiny_data, tmp_path,
                                                                        monkeypatch, keep):
     saved_epochs: list[int] = []
-    save = CheckpointStore.save
+    save = MemberCheckpoint.save
 
     def counting_save(self, state):
         saved_epochs.append(state["epoch"])
         save(self, state)
 
-    monkeypatch.setattr(CheckpointStore, "save", counting_save)
+    monkeypatch.setattr(MemberCheckpoint, "save", counting_save)
     out = tmp_path / "model"
     code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, *(["--keep-checkpoint"] if keep else [])))
     assert code == 0, err
     # the final model is written right after the last epoch, so its checkpoint would only be deleted
     assert saved_epochs == list(range(1, EPOCHS + (1 if keep else 0)))
-    assert (out / CHECKPOINT_DIR / STATE_FILE).exists() == keep
+    assert (out / CHECKPOINT_DIR / STATE_FILE.format(0)).exists() == keep
     if keep:
-        assert read_state(out / CHECKPOINT_DIR / STATE_FILE)["epoch"] == EPOCHS
+        assert read_state(out / CHECKPOINT_DIR)["members"][0]["epoch"] == EPOCHS
