@@ -161,7 +161,7 @@ def train_classifier(
         use_cache = cache_info["used"] and not plan.is_gradual
         models.append(member)
         modules.append(CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member)
-    together = (members > 1 and device.type == "cpu" and not plan.is_gradual
+    together = (members > 1 and device.type == "cpu" and torch.get_num_threads() > 1 and not plan.is_gradual
                 and all(_own_dropout(m) for m in models))
 
     finished: list[int] = []
