@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,7 +26,15 @@ from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
 from freezeframe.storage import atomic_directory, file_sha256
-from freezeframe.train import LoopResult, choose_device, predict_logits, resolve_precision, seed_everything, train_loop
+from freezeframe.train import (
+    LoopResult,
+    choose_device,
+    predict_logits,
+    progress_display,
+    resolve_precision,
+    seed_everything,
+    train_loop,
+)
 
 
 @dataclass
@@ -167,7 +176,7 @@ def train_classifier(
     finished: list[int] = []
     finishing = threading.Lock()
 
-    def train_member(k: int, stop: threading.Event | None) -> tuple[LoopResult, dict | None]:
+    def train_member(k: int, stop: threading.Event | None, display=None) -> tuple[LoopResult, dict | None]:
         done = checkpoint.finished(k) if checkpoint is not None else None
         if done is not None:  # finished before an interruption
             with finishing:
@@ -180,10 +189,9 @@ def train_classifier(
             record = probe.fit(models[k], run.train.seed + k)
         if view is not None:
             view.extra["probe"] = record
-        config = replace(train_config, seed=run.train.seed + k, show_progress=train_config.show_progress and not together)
         name = f"member {k + 1}: " if together else ""
-        loop = train_loop(modules[k], loop_train, loop_valid, config, device, view, schedule_for(models[k]), stop=stop,
-                          name=name)
+        loop = train_loop(modules[k], loop_train, loop_valid, replace(train_config, seed=run.train.seed + k), device, view,
+                          schedule_for(models[k]), stop=stop, name=name, display=display)
         with finishing:
             finished.append(k)
             last = len(finished) == members  # the model itself is written next
@@ -196,7 +204,8 @@ def train_classifier(
     if together:
         seeds = ", ".join(str(run.train.seed + k) for k in range(members))
         logger.info("%d members train at once, one thread each (seeds %s), %s", members, seeds, train_config.precision)
-        outcomes = _train_together(train_member, members, checkpoint, train_config.epochs)
+        with progress_display(train_config.show_progress) as display:  # one bar per member
+            outcomes = _train_together(partial(train_member, display=display), members, checkpoint, train_config.epochs)
     else:
         outcomes = []
         for k in range(members):

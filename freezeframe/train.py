@@ -171,6 +171,7 @@ def train_loop(
     quiet: bool = False,
     stop: threading.Event | None = None,
     name: str = "",
+    display=None,
 ) -> LoopResult:
     """Train the trainable parameters of ``model``; keep the weights of the best validation epoch, or
     of the last epoch when there is no validation data.
@@ -192,6 +193,8 @@ def train_loop(
         quiet: log epochs at debug level only (a warm-up phase inside a larger run).
         stop: set by another thread to stop training after the current step, as Ctrl-C would.
         name: starts every logged line, e.g. ``member 2: `` where members train at once.
+        display: a :func:`progress_display` already shown, which this loop adds its bar to (members
+            training at once share one); ``None`` shows the loop's own when ``config.show_progress``.
 
     Returns:
         The history and best epoch; ``model`` holds the best epoch's weights on return.
@@ -222,12 +225,12 @@ def train_loop(
     started = time.perf_counter() - result.seconds
     first_epoch = config.epochs + 1 if result.stopped_early else len(result.history) + 1
     training_module = model
-    progress = _progress(config.show_progress)
+    progress = display if display is not None else progress_display(config.show_progress)
     level = logging.DEBUG if quiet else logging.INFO
     epoch = first_epoch
     try:
-        with progress, bert.dropout_generator(generator):
-            task = progress.add_task("training", total=total, completed=steps_per_epoch * (first_epoch - 1))
+        with contextlib.nullcontext() if display is not None else progress, bert.dropout_generator(generator):
+            task = progress.add_task(f"{name}training", total=total, completed=steps_per_epoch * (first_epoch - 1))
             for epoch in range(first_epoch, config.epochs + 1):
                 epoch_start = time.perf_counter()
                 staged = schedule(epoch) if schedule is not None else None
@@ -235,7 +238,7 @@ def train_loop(
                     training_module, train_data, valid_data = staged
                     training_module.to(device)
                 train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng, stop,
-                                                     lambda loss: progress.update(task, advance=1, description=f"epoch {epoch} loss {loss:.3f}"))
+                                                     lambda loss: progress.update(task, advance=1, description=f"{name}epoch {epoch} loss {loss:.3f}"))
                 valid_loss = valid_acc = None
                 if valid_data is not None:
                     logits = predict_logits(training_module, valid_data, config.batch_size * 2, device, config.precision)
@@ -354,7 +357,8 @@ def _restore(saved: dict, model: nn.Module, trainable: dict[str, nn.Parameter], 
     return result, best_state, saved["waited"]
 
 
-def _progress(enabled: bool):
+def progress_display(enabled: bool):
+    """A transient progress display on stderr (disabled: shows nothing); training loops add their bars to it."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
