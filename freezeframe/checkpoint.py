@@ -109,13 +109,12 @@ class CheckpointStore:
         self.directory = self.out / CHECKPOINT_DIR
         self.fingerprint = fingerprint
         self.members: dict[int, dict] = dict(saved["members"]) if saved else {}
+        """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
         if saved:
             self.count = max(count, saved["count"])
-        """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
-        self._pending: bytes | None = None
 
     def member(self, index: int) -> MemberCheckpoint:
         """What member ``index`` saves through and resumes from."""

@@ -163,11 +163,11 @@ def train_classifier(
 
     probe = _Probe(run, plan, trained_module, loop_train, loop_valid, device)
     models, modules = [model], [trained_module]
+    use_cache = cache_info["used"] and not plan.is_gradual
     for k in range(1, members):  # every member sees the same split and the same cached frozen prefix; only its seed differs
         seed_everything(run.train.seed + k)
         member, _ = build_model(run.model, labels, train_data.texts)
         plan.apply(member, quiet=True)  # the same plan as the first member's, reported once
-        use_cache = cache_info["used"] and not plan.is_gradual
         models.append(member)
         modules.append(CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member)
     together = (members > 1 and device.type == "cpu" and torch.get_num_threads() > 1 and not plan.is_gradual
@@ -201,22 +201,22 @@ def train_classifier(
         return loop, record
 
     started = time.perf_counter()
-    if together:
-        seeds = ", ".join(str(run.train.seed + k) for k in range(members))
-        logger.info("%d members train at once, one thread each (seeds %s), %s", members, seeds, train_config.precision)
-        with progress_display(train_config.show_progress) as display:  # one bar per member
-            outcomes = _train_together(partial(train_member, display=display), members, checkpoint, train_config.epochs)
-    else:
-        outcomes = []
-        for k in range(members):
-            if members > 1:
-                logger.info("member %d of %d (seed %d), %s", k + 1, members, run.train.seed + k, train_config.precision)
-            try:
+    try:
+        if together:
+            seeds = ", ".join(str(run.train.seed + k) for k in range(members))
+            logger.info("%d members train at once, one thread each (seeds %s), %s", members, seeds, train_config.precision)
+            with progress_display(train_config.show_progress) as display:  # one bar per member
+                outcomes = _train_together(partial(train_member, display=display), members)
+        else:
+            outcomes = []
+            for k in range(members):
+                if members > 1:
+                    logger.info("member %d of %d (seed %d), %s", k + 1, members, run.train.seed + k, train_config.precision)
                 outcomes.append(train_member(k, None))
-            except KeyboardInterrupt:
-                if checkpoint is None:
-                    raise
-                raise checkpoint.interrupted(train_config.epochs) from None
+    except KeyboardInterrupt:
+        if checkpoint is None:
+            raise
+        raise checkpoint.interrupted(train_config.epochs) from None
     seconds = time.perf_counter() - started
     loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
     model, loop = models[0], loops[0]
@@ -270,10 +270,10 @@ def _own_dropout(model: torch.nn.Module) -> bool:
     return all(isinstance(m, bert.Dropout) for m in model.modules() if isinstance(m, torch.nn.Dropout))
 
 
-def _train_together(train_member, members: int, checkpoint, epochs: int) -> list:
+def _train_together(train_member, members: int) -> list:
     """Train the members at once, in threads that split the CPU's cores: on 2 cores, two members in one
-    thread each take 80% of the time of one after the other (the Python and memory-bound work of
-    one overlaps the other's matrix products). Ctrl-C stops every member after its current step."""
+    thread each take 80 to 90% of the time of one after the other (the Python and memory-bound work
+    of one overlaps the other's matrix products). Ctrl-C stops every member after its current step."""
     threads = torch.get_num_threads()
     workers = max(1, min(members, threads))
     pending = queue.SimpleQueue()
@@ -313,10 +313,8 @@ def _train_together(train_member, members: int, checkpoint, epochs: int) -> list
         torch.set_num_threads(threads)
     if failures:
         raise failures[0]
-    if len(outcomes) < members:
-        if checkpoint is None:
-            raise KeyboardInterrupt
-        raise checkpoint.interrupted(epochs)
+    if len(outcomes) < members:  # stopped by Ctrl-C
+        raise KeyboardInterrupt
     return [outcomes[k] for k in range(members)]
 
 

@@ -227,7 +227,6 @@ def train_loop(
     training_module = model
     progress = display if display is not None else progress_display(config.show_progress)
     level = logging.DEBUG if quiet else logging.INFO
-    epoch = first_epoch
     try:
         with contextlib.nullcontext() if display is not None else progress, bert.dropout_generator(generator):
             task = progress.add_task(f"{name}training", total=total, completed=steps_per_epoch * (first_epoch - 1))
