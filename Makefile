@@ -31,7 +31,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q --runslow
 
 lint: setup
-	$(BIN)/pip install --quiet ruff
+	$(BIN)/pip install --quiet ruff==0.17.6
 	$(BIN)/ruff check freezeframe tests benchmarks
 
 clean:

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imdb-aspects" / "train.csv"
 
-from freezeframe.compare import make_splits, run_split  # noqa: E402
-from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from freezeframe.data import load_labelled  # noqa: E402
-from freezeframe.errors import logger  # noqa: E402
+from freezeframe.compare import make_splits, run_split
+from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from freezeframe.data import load_labelled
+from freezeframe.errors import logger
 
 KEYS = {"dim": int, "dropout": float, "lr": float, "wd": float, "epochs": int, "vocab": int, "patience": int}
 

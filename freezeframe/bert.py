@@ -95,7 +95,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (pickle, zip and torch errors alike)
+    except Exception as err:  # noqa: BLE001 - pickle, zip and torch errors alike
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot read {path.name}: {first}") from None
     if isinstance(state, dict):

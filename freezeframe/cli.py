@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -72,8 +72,8 @@ def _setup_logging(quiet: bool) -> None:
 def train(
     train: Annotated[Path, typer.Option("--train", help="Training file (.csv, .tsv, .jsonl).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
-    valid: Annotated[Optional[Path], typer.Option(help="Validation file; default: a split of --train.")] = None,
-    valid_fraction: Annotated[Optional[float], typer.Option(help="Share of --train held out for validation and early stopping; 0 trains on every row for the whole schedule (default: 0 for encoder plans, 0.15 for head and baseline).")] = None,
+    valid: Annotated[Path | None, typer.Option(help="Validation file; default: a split of --train.")] = None,
+    valid_fraction: Annotated[float | None, typer.Option(help="Share of --train held out for validation and early stopping; 0 trains on every row for the whole schedule (default: 0 for encoder plans, 0.15 for head and baseline).")] = None,
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
@@ -84,25 +84,25 @@ def train(
     padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
     vocab_size: Annotated[int, typer.Option(help="Baseline: vocabulary size.")] = 1000,
     embedding_dim: Annotated[int, typer.Option(help="Baseline: embedding size.")] = 256,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout before the classifier (default: the encoder's hidden dropout).")] = None,
-    encoder_dropout: Annotated[Optional[float], typer.Option(help="Dropout inside the encoder, on hidden states and attention (default: the checkpoint's).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default depends on the model).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default depends on the model).")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout before the classifier (default: the encoder's hidden dropout).")] = None,
+    encoder_dropout: Annotated[float | None, typer.Option(help="Dropout inside the encoder, on hidden states and attention (default: the checkpoint's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default depends on the model).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default depends on the model).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (with validation data).")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     warmup_ratio: Annotated[float, typer.Option(help="Share of steps for learning-rate warmup.")] = 0.1,
     lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down.")] = 1.0,
-    head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
+    head_lr: Annotated[float | None, typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Fit the classifier on the frozen network's sentence vectors before fine-tuning (LP-FT).")] = DEFAULT_PROBE,
-    ensemble: Annotated[Optional[int], typer.Option(help="Train K members (seeds seed..seed+K-1) and average them (default: 2 for the encoder plan when it trains in bf16, else 1).")] = None,
+    ensemble: Annotated[int | None, typer.Option(help="Train K members (seeds seed..seed+K-1) and average them (default: 2 for the encoder plan when it trains in bf16, else 1).")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Share of each training target spread over all classes.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU multiplies bf16 natively and encoder layers train, fp16 on older GPUs, else fp32), fp32, bf16 or fp16 (CUDA only, with loss scaling).")] = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache the frozen prefix's outputs.")] = True,
     cache_dtype: Annotated[str, typer.Option(help="Cache storage: float32, bfloat16, float16.")] = "float32",
-    cache_budget: Annotated[Optional[float], typer.Option(help="Cache memory budget in MiB (default: RAM/4).")] = None,
+    cache_budget: Annotated[float | None, typer.Option(help="Cache memory budget in MiB (default: RAM/4).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from --out/checkpoint (same settings and data).")] = False,
     keep_checkpoint: Annotated[bool, typer.Option(help="Keep --out/checkpoint after training succeeds.")] = False,
@@ -151,7 +151,7 @@ def evaluate(
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
-    plots: Annotated[Optional[Path], typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
 ) -> None:
     """Score a saved model on labelled data: accuracy, macro and per-class scores, confusion matrix."""
     from freezeframe.evaluate import evaluate_model, format_metrics, plot_confusion_matrices, plot_learning_curves
@@ -185,13 +185,13 @@ def evaluate(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Option(help="Model directory written by train.")],
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify.")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", help="File of texts (.csv/.tsv/.jsonl/.txt); '-' reads stdin.")] = None,
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="File of texts (.csv/.tsv/.jsonl/.txt); '-' reads stdin.")] = None,
     text_column: TextColumn = "review",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
     backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports MODEL/onnx on first use).")] = "torch",
     quantize: Annotated[str, typer.Option(help="none, or int8 for the quantized ONNX graph (with --backend onnx).")] = "none",
-    output: Annotated[Optional[Path], typer.Option(help="Write a .csv, .tsv or .jsonl file instead: each input row's columns, "
+    output: Annotated[Path | None, typer.Option(help="Write a .csv, .tsv or .jsonl file instead: each input row's columns, "
                                                         "predicted_label and score_<label> per class.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
@@ -230,7 +230,7 @@ def predict(
 @app.command()
 def inspect(
     model: Annotated[str, typer.Option(help="Encoder or trained model directory.")] = DEFAULT_MODEL,
-    freeze: Annotated[Optional[str], typer.Option(help=f"Freeze plan to show (default: a trained directory's own plan, else {DEFAULT_FREEZE}).")] = None,
+    freeze: Annotated[str | None, typer.Option(help=f"Freeze plan to show (default: a trained directory's own plan, else {DEFAULT_FREEZE}).")] = None,
     num_labels: Annotated[int, typer.Option(help="Classes of the head (for an untrained encoder).")] = 3,
     pooling: Annotated[str, typer.Option(help="cls or mean.")] = DEFAULT_POOLING,
 ) -> None:
@@ -281,16 +281,16 @@ def inspect(
 def compare(
     train: Annotated[Path, typer.Option("--train", help="Labelled file to train on (and cross-validate without --test).")],
     out: Annotated[Path, typer.Option(help="Report directory to write.")],
-    test: Annotated[Optional[Path], typer.Option(help="Held-out labelled file; default: cross-validation of --train.")] = None,
-    folds: Annotated[Optional[int], typer.Option(help="Cross-validation folds (default 5 without --test).")] = None,
+    test: Annotated[Path | None, typer.Option(help="Held-out labelled file; default: cross-validation of --train.")] = None,
+    folds: Annotated[int | None, typer.Option(help="Cross-validation folds (default 5 without --test).")] = None,
     seeds: Annotated[int, typer.Option(help="Repetitions with seeds 0..N-1.")] = 1,
     configs: Annotated[str, typer.Option(help="Comma-separated: baseline and/or freeze plans head, last-N, encoder, full.")] = ",".join(DEFAULT_COMPARE),
     model: Annotated[str, typer.Option(help="Encoder the freeze plans apply to.")] = DEFAULT_MODEL,
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs for every configuration (default per model kind).")] = None,
-    valid_fraction: Annotated[Optional[float], typer.Option(help="Share of each training part held out for early stopping (default: as train does, per configuration).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs for every configuration (default per model kind).")] = None,
+    valid_fraction: Annotated[float | None, typer.Option(help="Share of each training part held out for early stopping (default: as train does, per configuration).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
@@ -316,7 +316,7 @@ def export(
     model: Annotated[Path, typer.Option(help="Model directory written by train.")],
     format: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
     quantize: Annotated[str, typer.Option(help="none, or int8 to also write model.int8.onnx.")] = "none",
-    out: Annotated[Optional[Path], typer.Option(help="Export directory (default MODEL/onnx), or a .onnx file for the graph alone.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Export directory (default MODEL/onnx), or a .onnx file for the graph alone.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing .onnx --out file.")] = False,
 ) -> None:
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("freezeframe: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as err:
         if os.environ.get("FREEZEFRAME_DEBUG"):
             raise
         print(f"freezeframe: internal error: {type(err).__name__}: {_one_line(err)} (set FREEZEFRAME_DEBUG=1 for details)",

@@ -474,7 +474,7 @@ class FastTokenizer:
         if (directory / "tokenizer.json").is_file():
             try:
                 self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-            except Exception as err:  # noqa: BLE001 (the Rust library raises plain Exceptions)
+            except Exception as err:  # noqa: BLE001 - the Rust library raises plain Exceptions
                 raise ValueError(f"cannot read {directory / 'tokenizer.json'}: {err}") from None
         else:
             self.tokenizer = wordpiece_from_vocab(directory / "vocab.txt", settings)

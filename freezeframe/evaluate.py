@@ -51,8 +51,8 @@ def format_metrics(metrics: dict) -> str:
     labels = metrics["labels"]
     width = max(12, *(len(label) for label in labels))
     lines = [
-        f"accuracy {metrics['accuracy']:.4f}   macro F1 {metrics['macro_f1']:.4f}   "
-        f"macro precision {metrics['macro_precision']:.4f}   macro recall {metrics['macro_recall']:.4f}   n {metrics['n']}",
+        (f"accuracy {metrics['accuracy']:.4f}   macro F1 {metrics['macro_f1']:.4f}   "
+         f"macro precision {metrics['macro_precision']:.4f}   macro recall {metrics['macro_recall']:.4f}   n {metrics['n']}"),
         "",
         f"{'class':<{width}}  precision  recall     f1  support",
     ]

@@ -175,8 +175,8 @@ def reading(results: dict) -> list[str]:
     ranked = sorted(configs, key=lambda n: configs[n]["accuracy"]["mean"], reverse=True)
     best, top = ranked[0], configs[ranked[0]]
     runs = len(top["accuracy"]["runs"])
-    sentences = [f"{best} was the most accurate configuration: accuracy {_pm(top['accuracy'])} over {runs} run(s), "
-                 f"macro-F1 {_pm(top['macro_f1'])}."]
+    sentences = [(f"{best} was the most accurate configuration: accuracy {_pm(top['accuracy'])} over {runs} run(s), "
+                  f"macro-F1 {_pm(top['macro_f1'])}.")]
     for name in ranked[1:]:
         gap = top["accuracy"]["mean"] - configs[name]["accuracy"]["mean"]
         spread = max(top["accuracy"]["std"], configs[name]["accuracy"]["std"])

@@ -237,7 +237,7 @@ def train_loop(
                     training_module, train_data, valid_data = staged
                     training_module.to(device)
                 train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng, stop,
-                                                     lambda loss: progress.update(task, advance=1, description=f"{name}epoch {epoch} loss {loss:.3f}"))
+                                                     lambda loss, epoch=epoch: progress.update(task, advance=1, description=f"{name}epoch {epoch} loss {loss:.3f}"))
                 valid_loss = valid_acc = None
                 if valid_data is not None:
                     logits = predict_logits(training_module, valid_data, config.batch_size * 2, device, config.precision)

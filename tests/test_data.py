@@ -136,7 +136,7 @@ REFUSED = {
 def test_cli_refuses_in_one_line_with_exit_2(run_cli, tmp_path, case):
     payload, name, message = REFUSED[case]
     out = tmp_path / "model"
-    code, stdout, err = run_cli("train", "--train", write(tmp_path, payload, name), "--out", out, "--valid-fraction", "0.15",
+    code, _, err = run_cli("train", "--train", write(tmp_path, payload, name), "--out", out, "--valid-fraction", "0.15",
                                 "--quiet")
     assert code == 2, err
     errors = [line for line in err.splitlines() if line.startswith("freezeframe: error:")]
@@ -162,7 +162,7 @@ def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tin
     ]
     payload = ("\ufeff" + "\r\n".join([clean[0], *rows]) + "\r\n\r\n").encode("utf-8")
     out = tmp_path / "model"
-    code, stdout, err = run_cli("train", "--train", write(tmp_path, payload), "--model", tiny_model_dir, "--out", out,
+    code, _, err = run_cli("train", "--train", write(tmp_path, payload), "--model", tiny_model_dir, "--out", out,
                                 "--epochs", "1", "--quiet")
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
@@ -273,8 +273,8 @@ def test_labels_that_are_mostly_unique_get_a_warning(tmp_path, reports):
     check_classes(LabelledTexts(texts, ["Story", "Characters"] * 20, list(range(1, 41)), "ok.csv"))
     assert not reports
     check_classes(LabelledTexts(texts, texts, list(range(1, 41)), "texts.csv"))
-    assert reports == ["texts.csv: 40 classes for 40 texts, most with a single example; "
-                       "is the label column the right one (--label-column)?"]
+    assert reports == [("texts.csv: 40 classes for 40 texts, most with a single example; "
+                        "is the label column the right one (--label-column)?")]
 
 
 def test_long_label_lists_are_cut_to_one_short_line(run_cli, tmp_path, tiny_model_dir, tiny_data):

@@ -174,7 +174,7 @@ def test_export_errors_are_one_line(cls_model, run_cli, tmp_path):
         (["--model", tmp_path / "missing"], "model directory not found"),
         (["--model", cls_model, "--out", tmp_path / "occupied"], "is not an export directory"),
     ]:
-        code, out, err = run_cli("export", *args)
+        code, _, err = run_cli("export", *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert (tmp_path / "occupied" / "notes.txt").read_text() == "mine"
 

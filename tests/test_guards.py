@@ -63,7 +63,7 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_work(run_cli, tiny_
                     ["compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "head",
                      "--model", tiny_model_dir, "--epochs", "1", "--quiet"],
                     ["export", "--model", trained]):
-        code, out, err = run_cli(*command, "--out", "/proc/freezeframe-test/out")
+        code, _, err = run_cli(*command, "--out", "/proc/freezeframe-test/out")
         assert code == 2 and len(err.strip().splitlines()) == 1, command[0]
         assert "--out /proc/freezeframe-test/out: cannot write in /proc" in err, command[0]
 

@@ -6,15 +6,16 @@ import asyncio
 import json
 import threading
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from freezeframe.serve import MicroBatcher, ServeConfig, create_app  # noqa: E402
+from freezeframe.serve import MicroBatcher, ServeConfig, create_app
 
 TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet", "--freeze", "last-1", "--valid-fraction", "0.15"]
 TEXTS = ["the camera shot lighting", "a villain role", "plot twist ending", "very good film"]
@@ -46,8 +47,8 @@ def client(classifier, trained):
 class EchoClassifier:
     """Puts all probability on class ``int(text) % 3`` so that every answer names its own text."""
 
-    labels = ["zero", "one", "two"]
-    meta: dict = {}
+    labels: ClassVar[list[str]] = ["zero", "one", "two"]
+    meta: ClassVar[dict] = {}
     max_length = 8
 
     def __init__(self, delay: float = 0.0) -> None:
