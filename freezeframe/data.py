@@ -232,11 +232,14 @@ def _json_records(text: str, path: Path) -> list[dict]:
 
 
 def _json_cell(value: object) -> object:
-    """A JSON value as a table cell: numbers as their usual text (1.0 is "1"); lists and objects as JSON."""
+    """A JSON value as a table cell: numbers as their usual text (1.0 is "1"), true and false as JSON spells them,
+    lists and objects as JSON."""
     if isinstance(value, str):
         return _SURROGATES.sub("\ufffd", value)  # JSON escapes can hold lone surrogates; nothing downstream can
-    if isinstance(value, bool) or value is None:
+    if value is None:
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         if not math.isfinite(value):  # NaN (an empty cell) or infinity
             return None

@@ -102,6 +102,11 @@ def test_numeric_labels_are_class_names(tmp_path, reports):
     assert load_labelled(write(tmp_path, jsonl, "data.jsonl")).label_names == ["0", "1", "2"]
 
 
+def test_json_booleans_are_spelled_as_json(tmp_path):
+    jsonl = "".join(f'{{"review": "text {i}", "aspect": {"true" if i % 2 else "false"}}}\n' for i in range(8))
+    assert load_labelled(write(tmp_path, jsonl, "data.jsonl")).label_names == ["false", "true"]
+
+
 def test_json_array_file(tmp_path):
     data = load_labelled(write(tmp_path, '[{"review": "a shot", "aspect": "Cinematography"}, '
                                          '{"review": "a plot", "aspect": "Story"}]', "data.json"))
