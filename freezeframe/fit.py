@@ -282,33 +282,41 @@ def _train_together(train_member, members: int) -> list:
     stop = threading.Event()
     outcomes: dict[int, tuple] = {}
     failures: list[BaseException] = []
+    ended = [threading.Event() for _ in range(workers)]
 
-    def work() -> None:
-        while not stop.is_set():
-            try:
-                k = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                outcomes[k] = train_member(k, stop)
-            except KeyboardInterrupt:  # stopped (Ctrl-C reached the main thread) or Ctrl-C inside the thread
-                stop.set()
-            except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
-                failures.append(err)
-                stop.set()
+    def work(index: int) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    k = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    outcomes[k] = train_member(k, stop)
+                except KeyboardInterrupt:  # stopped (Ctrl-C reached the main thread) or Ctrl-C inside the thread
+                    stop.set()
+                except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
+                    failures.append(err)
+                    stop.set()
+        finally:
+            ended[index].set()
 
     torch.set_num_threads(max(1, threads // workers))
-    pool = [threading.Thread(target=work, name=f"freezeframe-member-{i}") for i in range(workers)]
+    pool = [threading.Thread(target=work, args=(i,), name=f"freezeframe-member-{i}") for i in range(workers)]
     try:
         for thread in pool:
             thread.start()
-        try:
-            for thread in pool:
-                thread.join()
-        except KeyboardInterrupt:
-            stop.set()
-            for thread in pool:
-                thread.join()
+        # Wait on events, not Thread.join: a join that Ctrl-C interrupts can mark a running thread as
+        # ended, and the interpreter then exits under it (a C++ abort, exit 134, instead of 130). Wait in
+        # short steps: a SIGINT the kernel hands to another thread does not wake a blocked main thread,
+        # and only the main thread runs Python's signal handler.
+        while not all(event.is_set() for event in ended):
+            try:
+                for event in ended:
+                    while not event.wait(0.1):
+                        pass
+            except KeyboardInterrupt:
+                stop.set()  # every member stops after its current step; keep waiting for them
     finally:
         torch.set_num_threads(threads)
     if failures:
