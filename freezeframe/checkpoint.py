@@ -10,11 +10,14 @@ weights); the finished model replaces it in one rename (see :func:`storage.atomi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
 import shutil
+import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +104,7 @@ class CheckpointStore:
     """
 
     def __init__(self, out: Path, fingerprint: dict, saved: dict | None = None, keep: bool = False,
-                 count: int = 1) -> None:
+                 count: int = 1, replaces: bool = False) -> None:
         self.out = Path(out)
         self.keep = keep
         self.count = count
@@ -112,6 +115,9 @@ class CheckpointStore:
         """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
         if saved:
             self.count = max(count, saved["count"])
+        self._replaces = replaces
+        """An earlier run's checkpoint is in ``directory``: removed at this run's first save, so that
+        stopping before then leaves it as it was."""
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
@@ -148,6 +154,9 @@ class CheckpointStore:
         torch.save({"format": FORMAT, "fingerprint": self.fingerprint, "member": index, "members": self.count,
                     "state": state}, buffer)
         with self._lock:
+            if self._replaces:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                self._replaces = False
             self.members[index] = state
             summary = json.dumps({"epochs_saved": {str(k): v for k, v in self.saved_epochs().items()},
                                   "fingerprint": self.fingerprint}, indent=2)
@@ -181,6 +190,8 @@ class CheckpointStore:
     def move_into(self, directory: Path) -> None:
         """Move the checkpoint into ``directory`` (the staged final model) to keep it."""
         self.flush()
+        if self._replaces:  # this run saved nothing: what is there is the earlier run's
+            return
         if self.directory.is_dir():
             self.directory.rename(Path(directory) / CHECKPOINT_DIR)
 
@@ -189,14 +200,34 @@ class CheckpointStore:
         self.flush()
         saved = self.saved_epochs()
         if not any(saved.values()):
+            if self._replaces:
+                return TrainingInterrupted(f"interrupted before any epoch was saved; {self.directory} still holds the "
+                                           "earlier run's checkpoint")
             return TrainingInterrupted("interrupted before any epoch was saved; nothing to resume, run the command "
                                        "again to start over")
         if len(saved) == 1:
-            done = f"epochs 1-{saved[0]} of {epochs} are saved"
+            done = f"epoch 1 of {epochs} is saved" if saved[0] == 1 else f"epochs 1-{saved[0]} of {epochs} are saved"
         else:
             done = "saved: " + ", ".join(f"member {k + 1}: {n} of {epochs} epochs" for k, n in saved.items())
         return TrainingInterrupted(f"interrupted; {done} in {self.directory}; to continue, run the same command "
                                    "again with --resume")
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until the block ends, so that an epoch logged as
+    done is also saved. Only the main thread receives Ctrl-C (elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held and callable(previous):  # not when Ctrl-C was ignored (SIG_IGN) before
+        previous(signal.SIGINT, None)
 
 
 def describe_saved(epochs: dict[int, int]) -> str:
@@ -295,9 +326,10 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         check_output_dir(out, overwrite, MODEL_MARKERS)
     if resume:
         report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
-    if directory.exists():
+    replaces = has_state(directory)  # with --overwrite: kept until this run saves its first epoch
+    if directory.exists() and not replaces:
         shutil.rmtree(directory)
-    return CheckpointStore(out, fingerprint, keep=keep, count=count)
+    return CheckpointStore(out, fingerprint, keep=keep, count=count, replaces=replaces)
 
 
 def random_states(batch_rng: random.Random) -> dict:

@@ -25,7 +25,7 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.batching import ExampleSet
-from freezeframe.checkpoint import MemberCheckpoint, random_states, restore_random_states
+from freezeframe.checkpoint import MemberCheckpoint, ctrl_c_deferred, random_states, restore_random_states
 from freezeframe.config import TrainConfig
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.freeze import optimizer_groups
@@ -243,29 +243,30 @@ def train_loop(
                     logits = predict_logits(training_module, valid_data, config.batch_size * 2, device, config.precision)
                     valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
                     valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
-                record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
-                result.history.append(record)
-                if valid_data is None:  # nothing to choose by: the last epoch is the one kept
-                    result.best_epoch, best_state = epoch, None  # the model's own weights are kept
-                    logger.log(level, "%sepoch %2d  train loss %.4f acc %.3f  (%.1fs)", name, epoch, train_loss, train_acc, record.seconds)
-                else:
-                    improved = valid_loss < result.best_valid_loss - 1e-6
-                    if improved:
-                        result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
-                        best_state = {n: p.detach().clone() for n, p in trainable.items()}
+                with ctrl_c_deferred():  # an epoch logged as done is also saved
+                    record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
+                    result.history.append(record)
+                    if valid_data is None:  # nothing to choose by: the last epoch is the one kept
+                        result.best_epoch, best_state = epoch, None  # the model's own weights are kept
+                        logger.log(level, "%sepoch %2d  train loss %.4f acc %.3f  (%.1fs)", name, epoch, train_loss, train_acc, record.seconds)
                     else:
-                        waited += 1
-                    logger.log(
-                        level, "%sepoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
-                        name, epoch, train_loss, train_acc, valid_loss, valid_acc, " *" if improved else "", record.seconds,
-                    )
-                result.stopped_early = waited >= config.patience
-                finishing = epoch == config.epochs or result.stopped_early
-                # after the last epoch the model itself is written next: a checkpoint would only be deleted
-                if checkpoint is not None and (not finishing or checkpoint.keep):
-                    result.seconds = time.perf_counter() - started
-                    checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scaler, rng,
-                                              generator))
+                        improved = valid_loss < result.best_valid_loss - 1e-6
+                        if improved:
+                            result.best_epoch, result.best_valid_loss, waited = epoch, valid_loss, 0
+                            best_state = {n: p.detach().clone() for n, p in trainable.items()}
+                        else:
+                            waited += 1
+                        logger.log(
+                            level, "%sepoch %2d  train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s  (%.1fs)",
+                            name, epoch, train_loss, train_acc, valid_loss, valid_acc, " *" if improved else "", record.seconds,
+                        )
+                    result.stopped_early = waited >= config.patience
+                    finishing = epoch == config.epochs or result.stopped_early
+                    # after the last epoch the model itself is written next: a checkpoint would only be deleted
+                    if checkpoint is not None and (not finishing or checkpoint.keep):
+                        result.seconds = time.perf_counter() - started
+                        checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scaler, rng,
+                                                  generator))
                 if result.stopped_early:
                     logger.log(level, "%searly stop: no better validation loss for %d epochs; keeping epoch %d", name, waited, result.best_epoch)
                     break

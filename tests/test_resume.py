@@ -116,6 +116,55 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     assert (out / CHECKPOINT_DIR / STATE_FILE.format(0)).exists(), "--keep-checkpoint keeps it inside the model directory"
 
 
+def test_ctrl_c_while_an_epoch_is_being_saved_still_saves_it(run_cli, uninterrupted, tiny_model_dir, tiny_data,
+                                                            tmp_path, monkeypatch):
+    from freezeframe.checkpoint import CheckpointStore
+
+    put = CheckpointStore._put
+
+    def ctrl_c_then_put(self, index, state):  # Ctrl-C lands as the epoch's state starts to be serialized
+        if state["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        put(self, index, state)
+
+    monkeypatch.setattr(CheckpointStore, "_put", ctrl_c_then_put)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
+    out = tmp_path / "model"
+    try:
+        code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and f"interrupted; epoch 1 of {EPOCHS} is saved" in err, err
+    monkeypatch.setattr(CheckpointStore, "_put", put)
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, "--resume"))
+    assert code == 0, err
+    assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
+
+
+def test_an_overwrite_stopped_before_its_first_save_keeps_the_earlier_checkpoint(run_cli, uninterrupted, tiny_model_dir,
+                                                                                 tiny_data, tmp_path, ctrl_c_after,
+                                                                                 monkeypatch):
+    from freezeframe.checkpoint import CheckpointStore
+
+    out = tmp_path / "model"
+    args = train_args(tiny_model_dir, tiny_data["train"], out)
+    with ctrl_c_after(2):
+        assert run_cli(*args)[0] == 130
+    saved = (out / CHECKPOINT_DIR / STATE_FILE.format(0)).read_bytes()
+
+    def stopped(self, index, state):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CheckpointStore, "_put", stopped)
+    code, _, err = run_cli(*args, "--overwrite")
+    assert code == 130 and "still holds the earlier run's checkpoint" in err, err
+    assert (out / CHECKPOINT_DIR / STATE_FILE.format(0)).read_bytes() == saved
+    monkeypatch.undo()
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0 and "resuming from the checkpoint of epoch 2" in err, err
+    assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
+
+
 def test_resume_without_validation_data_keeps_the_last_epoch(run_cli, tiny_model_dir, tiny_data, tmp_path, ctrl_c_after):
     # nothing held out: the kept weights are the last epoch's, not those of the epoch the run resumed from
     reference, out = tmp_path / "reference", tmp_path / "model"
