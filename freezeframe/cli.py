@@ -263,6 +263,14 @@ def inspect(
             described = f"baseline (untrained; {config.vocab_size:,} training words + <PAD>, <UNK>)"
     freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
     plan = FreezePlan(freeze)
+    schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
+    if schedule and plan.is_gradual:  # a trained gradual model: the stages it went through, the table of the last
+        report = FreezePlan(schedule[-1]["plan"]).apply(network)
+        print(f"model {described}, freeze plan {freeze}\n")
+        print(report.format_table())
+        stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
+        print(f"\ngradual, as trained: {stages} (the last stage is shown above)")
+        return
     report = plan.apply(network)
     print(f"model {described}, freeze plan {freeze}\n")
     print(report.format_table())

@@ -138,6 +138,11 @@ def train_classifier(
     model, tokenizer = build_model(run.model, labels, train_data.texts)
     plan = FreezePlan(run.model.plan)
     freeze_report = plan.apply(model)
+    if plan.is_gradual and run.train.epochs <= plan.gradual_depth(model.num_layers):
+        depth = plan.gradual_depth(model.num_layers)
+        report(f"--freeze {plan.spec}: {run.train.epochs} epoch(s) unfreeze only {run.train.epochs - 1} of its {depth} "
+               f"layers (epoch 1 trains the head, each later epoch one more layer); --epochs {depth + 1} or more reaches "
+               "them all")
     train_set = encode_examples(tokenizer, train_data, labels, run.model)
     valid_set = encode_examples(tokenizer, valid_data, labels, run.model) if valid_data is not None else None
     device = choose_device(run.train.device)

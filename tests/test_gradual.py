@@ -41,3 +41,16 @@ def test_gradual_training_unfreezes_top_down(run_cli, tmp_path, tiny_model_dir, 
 def test_inspect_shows_a_gradual_plan(run_cli, tiny_model_dir):
     code, out, _ = run_cli("inspect", "--model", tiny_model_dir, "--freeze", "gradual-2")
     assert code == 0 and "layer 2" in out and "one more layer per epoch" in out
+
+
+def test_a_schedule_too_short_for_its_depth_is_said_and_inspect_shows_what_trained(run_cli, tmp_path, tiny_model_dir,
+                                                                                   tiny_data):
+    out = tmp_path / "short"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                           "--freeze", "gradual-3", "--epochs", "2", "--lr", "1e-3")
+    assert code == 0, err
+    assert "--freeze gradual-3: 2 epoch(s) unfreeze only 1 of its 3 layers" in err and "--epochs 4 or more" in err
+    code, shown, _ = run_cli("inspect", "--model", out)
+    assert code == 0 and "gradual, as trained: last-0 from epoch 1, last-1 from epoch 2" in shown
+    trained_layers = [line.split()[1] for line in shown.splitlines() if line.startswith("layer ") and "trainable" in line]
+    assert trained_layers == ["3"], shown  # the last stage reached (last-1), not the plan's full depth
