@@ -68,8 +68,39 @@ def _setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
+# train's options that compare carries over; any other given on the command line changes what compare would train
+_COMPARE_CARRIES = {"train": "--train", "model": "--model", "text_column": "--text-column", "label_column": "--label-column",
+                    "normalize_labels": "--normalize-labels", "epochs": "--epochs", "device": "--device",
+                    "valid_fraction": "--valid-fraction"}
+_NO_EFFECT = {"out", "overwrite", "resume", "keep_checkpoint", "quiet", "seed", "freeze", "cache", "cache_budget"}
+
+
+def _compare_hint(run: RunConfig, context: typer.Context) -> str:
+    """How to estimate the accuracy of what ``train`` just trained: the ``compare`` command that trains
+    the same recipe, when compare can express it, else a validation split."""
+    import shlex
+
+    from freezeframe.compare import _CONFIG_NAME
+
+    split = "train with --valid-fraction 0.15"
+    name = "baseline" if run.model.is_baseline else run.model.freeze
+    given = {p for p in context.params if getattr(context.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+    if not _CONFIG_NAME.match(name) or given - set(_COMPARE_CARRIES) - _NO_EFFECT:
+        return f"estimate accuracy with a validation split: {split}"
+    words = ["freezeframe", "compare", "--train", str(run.data.train), "--configs", name]
+    for param in sorted(given & set(_COMPARE_CARRIES) - {"train"}):
+        value = context.params[param]
+        if not isinstance(value, bool):
+            words += [_COMPARE_CARRIES[param], str(value)]
+        elif value:
+            words.append(_COMPARE_CARRIES[param])
+    words += ["--out", "runs/compare"]
+    return f"estimate accuracy with:  {shlex.join(words)} (cross-validation), or {split}"
+
+
 @app.command()
 def train(
+    context: typer.Context,
     train: Annotated[Path, typer.Option("--train", help="Training file (.csv, .tsv, .jsonl).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     valid: Annotated[Path | None, typer.Option(help="Validation file; default: a split of --train.")] = None,
@@ -133,8 +164,7 @@ def train(
     if outcome.metrics is None:
         print(f"\ntrained on all {outcome.meta['data']['train_rows']} rows for {epochs} "
               f"({members}{seconds:.1f}s training); nothing was held out, so there are no validation metrics.\n"
-              f"estimate accuracy with:  freezeframe compare --train {train} --configs {run.model.freeze} "
-              f"(cross-validation), or train with --valid-fraction 0.15")
+              f"{_compare_hint(run, context)}")
     else:
         kept = "best epochs" if len(runs) > 1 else "best epoch"
         print(f"\nvalidation metrics ({members}{kept} {best}, {seconds:.1f}s training):")

@@ -138,6 +138,10 @@ def train_classifier(
     model, tokenizer = build_model(run.model, labels, train_data.texts)
     plan = FreezePlan(run.model.plan)
     freeze_report = plan.apply(model)
+    head_is_new = not run.model.is_baseline and not (Path(run.model.model) / META_FILE).is_file()
+    if head_is_new and not any(row.trainable for row in freeze_report.rows if row.block == "classifier"):
+        report(f"--freeze {plan.spec} leaves the classifier frozen at its random initialisation; add classifier.* "
+               "to the plan to train it")
     if plan.is_gradual and run.train.epochs <= plan.gradual_depth(model.num_layers):
         depth = plan.gradual_depth(model.num_layers)
         report(f"--freeze {plan.spec}: {run.train.epochs} epoch(s) unfreeze only {run.train.epochs - 1} of its {depth} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -60,6 +61,20 @@ def test_train_without_validation_says_how_to_estimate_accuracy(run_cli, tiny_mo
                                 "--epochs", "1", "--quiet")
     assert code == 0, err
     assert "trained on all 60 rows for 1 epoch" in stdout and "freezeframe compare" in stdout
+    # the suggested command runs as printed (the same model, epochs and plan), writing its report elsewhere
+    suggested = shlex.split(stdout.split("estimate accuracy with:")[1].split(" (cross-validation)")[0])
+    assert suggested[:2] == ["freezeframe", "compare"] and "--epochs" in suggested and str(tiny_model_dir) in suggested
+    suggested[suggested.index("--out") + 1] = str(tmp_path / "report")
+    code, _, err = run_cli(*suggested[1:], "--quiet")
+    assert code == 0, err
+
+    # a plan compare cannot name, or a setting it does not carry: a validation split instead
+    for extra in (["--freeze", "bert.encoder.layer.3.*"], ["--lr", "1e-3"]):
+        code, stdout, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out",
+                                    tmp_path / "other", "--overwrite", "--epochs", "1", "--quiet", *extra)
+        assert code == 0 and "freezeframe compare" not in stdout and "--valid-fraction 0.15" in stdout, err
+        # a plan without classifier.* trains against a random head: said
+        assert ("leaves the classifier frozen at its random initialisation" in err) == (extra[0] == "--freeze"), err
 
 
 def test_evaluate_json_has_the_documented_keys(run_cli, trained, tiny_data, tmp_path):
