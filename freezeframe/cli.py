@@ -13,6 +13,7 @@ import click
 import typer
 
 from freezeframe.config import (
+    COMPARE_CONFIG,
     DEFAULT_COMPARE,
     DEFAULT_FREEZE,
     DEFAULT_MODEL,
@@ -80,12 +81,10 @@ def _compare_hint(run: RunConfig, context: typer.Context) -> str:
     the same recipe, when compare can express it, else a validation split."""
     import shlex
 
-    from freezeframe.compare import _CONFIG_NAME
-
     split = "train with --valid-fraction 0.15"
     name = "baseline" if run.model.is_baseline else run.model.freeze
     given = {p for p in context.params if getattr(context.get_parameter_source(p), "name", "") == "COMMANDLINE"}
-    if not _CONFIG_NAME.match(name) or given - set(_COMPARE_CARRIES) - _NO_EFFECT:
+    if not COMPARE_CONFIG.match(name) or given - set(_COMPARE_CARRIES) - _NO_EFFECT:
         return f"estimate accuracy with a validation split: {split}"
     words = ["freezeframe", "compare", "--train", str(run.data.train), "--configs", name]
     for param in sorted(given & set(_COMPARE_CARRIES) - {"train"}):

@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from freezeframe.config import (
     BASELINE_MODEL,
+    COMPARE_CONFIG,
     DEFAULT_COMPARE,
     DEFAULT_MODEL,
     DataConfig,
@@ -35,7 +36,6 @@ from freezeframe.data import LabelledTexts, check_classes, check_known_labels, l
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
 
-_CONFIG_NAME = re.compile(r"^(baseline|head|encoder|full|last-[1-9]\d*)$")
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
 
@@ -86,7 +86,7 @@ class CompareConfig:
             problems.append(f"--seeds must be at least 1, got {self.seeds}")
         if not self.configs:
             problems.append("--configs is empty; name at least one of baseline, head, last-N, encoder, full")
-        unknown = [c for c in self.configs if not _CONFIG_NAME.match(c)]
+        unknown = [c for c in self.configs if not COMPARE_CONFIG.match(c)]
         if unknown:
             problems.append(f"--configs: unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N, encoder or full")
         if len(set(self.configs)) != len(self.configs):

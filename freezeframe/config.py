@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ DEFAULT_POOLING = "mean"
 DEFAULT_COMPARE = ("baseline", "head", "last-1", "encoder", "full")
 """What ``compare`` trains by default: the from-scratch baseline, a linear probe, the seed notebook's
 plan, the default plan, and everything."""
+COMPARE_CONFIG = re.compile(r"^(baseline|head|encoder|full|last-[1-9]\d*)$")
+"""The configurations ``compare`` can train: the baseline, or an encoder freeze plan by its preset name."""
 
 DEFAULT_PROBE = False
 """Whether fine-tuning starts from a fitted linear probe (LP-FT); see ``TrainConfig.probe``."""
