@@ -257,6 +257,10 @@ def train_classifier(
             else:
                 model.save(staging)
                 tokenizer.save(staging)
+                if not run.model.is_baseline:
+                    from freezeframe.encoder import record_max_length
+
+                    record_max_length(staging, run.model.max_length)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             if keep_checkpoint:
                 checkpoint.move_into(staging)

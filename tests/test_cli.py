@@ -165,8 +165,9 @@ def test_pipeline_loads_a_cls_model_and_agrees(tmp_path, tiny_model_dir, tiny_da
           "--pooling", "cls", "--freeze", "last-1", *TRAIN_ARGS])
     assert "auto_map" not in __import__("json").loads((trained / "config.json").read_text())
 
-    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film"]
-    classify = pipeline("text-classification", model=str(trained), device="cpu")
+    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film",
+             " ".join(["the camera shot and the villain role and the plot"] * 20)]  # past 128 tokens and 160 positions
+    classify = pipeline("text-classification", model=str(trained), device="cpu", truncation=True)
     theirs = [r["label"] for r in classify(texts)]
     ours = [r["label"] for r in load_classifier(trained, device="cpu").predict(texts)]
     assert theirs == ours
