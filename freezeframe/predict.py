@@ -153,6 +153,16 @@ def check_model_dir(directory: Path) -> None:
     raise FreezeframeError(f"model directory not found: {directory}")
 
 
+def check_model_files(directory: Path) -> dict:
+    """Refuse a ``--model`` that is not a model directory (no freezeframe.json or config.json), cheaply,
+    before anything loads; return its freezeframe.json (empty for a plain Hugging Face directory)."""
+    check_model_dir(directory)
+    if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
+        raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
+                               "pass the --out directory of `freezeframe train`")
+    return read_meta(directory)
+
+
 def load_classifier(directory: Path, device: str = "auto") -> Classifier:
     """Load a model directory written by ``freezeframe train`` (or any HF sequence classifier).
 
@@ -161,11 +171,7 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         device: ``auto``, ``cpu`` or ``cuda``.
     """
     directory = Path(directory)
-    check_model_dir(directory)
-    if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
-        raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
-                               "pass the --out directory of `freezeframe train`")
-    meta = read_meta(directory)
+    meta = check_model_files(directory)
     from freezeframe.ensemble import has_member_dirs, load_ensemble
 
     if has_member_dirs(directory, meta):

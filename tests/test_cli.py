@@ -255,3 +255,15 @@ def test_version_and_bare_command(run_cli):
     assert run_cli("--version") == (0, f"freezeframe {__version__}\n", "")
     code, _, err = run_cli()
     assert code == 2 and "Commands:" in err and "train" in err
+
+
+def test_predict_speed_names_a_missing_model_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "predict_speed.py"
+    done = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "missing"), "--n", "10"],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"predict_speed.py: error: model directory not found: {tmp_path / 'missing'}"
