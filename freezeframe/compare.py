@@ -30,6 +30,7 @@ from freezeframe.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
+    check_fields,
 )
 from freezeframe.data import (
     LabelledTexts,
@@ -78,8 +79,9 @@ class CompareConfig:
     """``auto``, ``cpu`` or ``cuda``."""
 
     def __post_init__(self) -> None:
-        self.train = Path(self.train)
-        self.test = Path(self.test) if self.test is not None else None
+        not_finite = check_fields(self)
+        if not_finite:
+            raise FreezeframeError("; ".join(not_finite))
         problems = []
         if self.test is not None and self.folds is not None:
             problems.append("give either --test FILE or --folds K, not both")

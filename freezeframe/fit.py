@@ -135,6 +135,9 @@ def train_classifier(
     Returns:
         The outcome, including validation metrics of the kept (best) epoch when there was validation data.
     """
+    if not isinstance(run, RunConfig):
+        raise TypeError(f"train_classifier takes a RunConfig, e.g. RunConfig(DataConfig('train.csv'), ModelConfig(), "
+                        f"TrainConfig()), got {type(run).__name__}")
     members = run.train.ensemble
     checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint, members) if out is not None else None
     if train_data is None:

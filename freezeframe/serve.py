@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from freezeframe import __version__
+from freezeframe.config import check_fields
 from freezeframe.errors import FreezeframeError, logger
 
 try:
@@ -72,6 +73,9 @@ class ServeConfig:
     """Open connections beyond this get 503 instead of queueing without bound."""
 
     def __post_init__(self) -> None:
+        not_finite = check_fields(self)
+        if not_finite:
+            raise ValueError("; ".join(not_finite))
         problems = [f"--{name.replace('_', '-')}: expected a positive number, got {getattr(self, name)}"
                     for name in ("max_texts", "max_chars", "max_batch_texts", "batch_size", "max_concurrency")
                     if getattr(self, name) < 1]
