@@ -14,6 +14,8 @@ validation split (label agreement, accuracy drop), and ``freezeframe serve`` und
 load: a burst of concurrent requests (acceptance: 200 of 8 texts, no error, same labels as predict)
 and a steady phase with a fixed number of clients (throughput, p50/p99 latency).
 
+    .venv/bin/freezeframe train --train ../shared/data/imdb-aspects/train.csv --out runs/minilm-last1 \
+        --freeze last-1 --valid-fraction 0.15 --seed 0
     .venv/bin/python benchmarks/predict_speed.py --model runs/minilm-last1 --n 10000
 
 Run it on a quiet machine (``taskset -c 0,1`` pins two cores); the ONNX graphs are exported into
@@ -307,6 +309,10 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import pandas as pd
 
+    from freezeframe.predict import check_model_files
+
+    check_model_files(args.model)  # a mistyped --model stops here, not in the first worker
+
     pool = [str(t) for t in pd.read_csv(args.data)["review"].dropna()]
     rng = random.Random(args.seed)
     texts = [rng.choice(pool) for _ in range(args.n)]
@@ -335,4 +341,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from freezeframe.errors import FreezeframeError
+
+    try:
+        main()
+    except FreezeframeError as err:  # the user's mistake: one line, as the freezeframe command prints it
+        print(f"predict_speed.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(err.exit_code)

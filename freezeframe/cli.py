@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -253,7 +254,7 @@ def predict(
         print(f"wrote {len(predictions)} predictions to {output}", file=sys.stderr)
         return
     for row in predictions:
-        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 @app.command()
@@ -261,12 +262,13 @@ def inspect(
     model: Annotated[str, typer.Option(help="Encoder or trained model directory.")] = DEFAULT_MODEL,
     freeze: Annotated[str | None, typer.Option(help=f"Freeze plan to show (default: a trained directory's own plan, else {DEFAULT_FREEZE}).")] = None,
     num_labels: Annotated[int, typer.Option(help="Classes of the head (for an untrained encoder).")] = 3,
-    pooling: Annotated[str, typer.Option(help="cls or mean.")] = DEFAULT_POOLING,
+    pooling: Annotated[str | None, typer.Option(help=f"cls or mean, for an untrained encoder (default {DEFAULT_POOLING}; "
+                                                     "a trained directory keeps its own).")] = None,
 ) -> None:
     """Show, block by block, which parameters a freeze plan trains."""
     from freezeframe.ensemble import plan_network
     from freezeframe.freeze import FreezePlan
-    from freezeframe.predict import META_FILE, load_classifier
+    from freezeframe.predict import META_FILE, load_classifier, read_meta
 
     _setup_logging(quiet=True)
     if num_labels < 2:
@@ -274,6 +276,11 @@ def inspect(
     meta: dict = {}
     described = model
     if model != "baseline" and (Path(model) / META_FILE).exists():
+        meta = read_meta(Path(model))
+        trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
+        if pooling is not None and trained_pooling is not None and pooling != trained_pooling:
+            raise FreezeframeError(f"--pooling {pooling}: {model} was trained with {trained_pooling} pooling, which its "
+                                   "weights keep; drop --pooling")
         loaded = load_classifier(Path(model), device="cpu")
         meta = loaded.meta
         network = plan_network(loaded)
@@ -283,7 +290,7 @@ def inspect(
         from freezeframe.fit import build_model
 
         labels = [f"class_{i}" for i in range(num_labels)]
-        config = ModelConfig(model=model, pooling=pooling, freeze=freeze or DEFAULT_FREEZE)
+        config = ModelConfig(model=model, pooling=pooling or DEFAULT_POOLING, freeze=freeze or DEFAULT_FREEZE)
         # an untrained baseline's vocabulary is its training data's words: show it at its full size
         words = [" ".join(f"word{i}" for i in range(config.vocab_size))] if config.is_baseline else ["an example text"]
         network, _ = build_model(config, labels, words)
@@ -390,6 +397,8 @@ def serve(
     from freezeframe.serve import ServeConfig, serve_model
 
     _setup_logging(quiet=False)
+    if not math.isfinite(max_body_mb):
+        raise FreezeframeError(f"--max-body-mb must be a finite number, got {max_body_mb}")
     config = ServeConfig(host, port, backend, quantize, max_texts, max_chars, int(max_body_mb * 2**20), batch_wait_ms,
                          max_batch_texts, max_concurrency=max_concurrency)
     serve_model(model, config)

@@ -31,8 +31,16 @@ from freezeframe.config import (
     ModelConfig,
     RunConfig,
     TrainConfig,
+    check_fields,
 )
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
+from freezeframe.data import (
+    LabelledTexts,
+    check_classes,
+    check_known_labels,
+    format_names,
+    load_labelled,
+    report_overlap,
+)
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
 
@@ -71,8 +79,9 @@ class CompareConfig:
     """``auto``, ``cpu`` or ``cuda``."""
 
     def __post_init__(self) -> None:
-        self.train = Path(self.train)
-        self.test = Path(self.test) if self.test is not None else None
+        not_finite = check_fields(self)
+        if not_finite:
+            raise FreezeframeError("; ".join(not_finite))
         problems = []
         if self.test is not None and self.folds is not None:
             problems.append("give either --test FILE or --folds K, not both")
@@ -141,6 +150,12 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
     if test is not None:
         return [Split(seed, 1, train, test, list(range(len(test)))) for seed in range(seeds)]
     smallest = min(train.labels.count(label) for label in train.label_names)
+    if smallest < 2:  # --folds is already at its least
+        rare = [label for label in train.label_names if train.labels.count(label) < 2]
+        raise FreezeframeError(
+            f"{train.source}: class {format_names(rare)} has a single example, too few to cross-validate (a class "
+            "needs an example in at least 2 folds); add examples or pass a --test FILE"
+        )
     if smallest < folds:
         raise FreezeframeError(
             f"{train.source}: the rarest class has {smallest} examples, too few for {folds} folds; "
@@ -263,6 +278,7 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
         test = load_labelled(settings.test, settings.text_column, settings.label_column, settings.normalize_labels,
                              train.label_names)
         check_known_labels(test, train.label_names)
+        report_overlap(test, train, "--test")
     labels = train.label_names
     splits = make_splits(train, test, settings.folds, settings.seeds)
     evaluated = test if test is not None else train

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,68 @@ DEFAULT_PROBE = False
 
 SAME_COLUMNS = "--text-column and --label-column are both {!r}; the labels need a column of their own"
 
+_EXPECTED = {bool: "True or False", int: "an int", float: "a number (int or float)", str: "a string",
+             Path: "a path (str or pathlib.Path)"}
+
+
+def _converted(kind: Any, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the annotation ``kind``, and the value to keep (ints become floats in float fields)."""
+    if kind is bool:
+        return isinstance(value, bool), value
+    if isinstance(value, bool):  # a bool is an int to Python, never a count or a rate here
+        return False, value
+    if kind is int:
+        return isinstance(value, numbers.Integral), int(value) if isinstance(value, numbers.Integral) else value
+    if kind is float:
+        return isinstance(value, numbers.Real), float(value) if isinstance(value, numbers.Real) else value
+    if kind is Path:
+        return isinstance(value, (str, os.PathLike)), Path(value) if isinstance(value, (str, os.PathLike)) else value
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        fits = isinstance(value, (list, tuple)) and all(_converted(item, v)[0] for v in value)
+        return fits, list(value) if fits else value
+    return isinstance(value, kind), value
+
+
+def check_fields(instance: Any, options: dict[str, str] | None = None) -> list[str]:
+    """Check every field of a settings dataclass against its annotation, before any value is used.
+
+    A value of the wrong type raises ``TypeError`` naming the field and the type expected (an int is
+    taken for a float, a bool is not taken for a number). Ints in float fields become floats.
+
+    Args:
+        instance: the dataclass being built (call from ``__post_init__``).
+        options: the command-line option of a field whose name is not ``--`` plus the field's name.
+
+    Returns:
+        A message per float field that is NaN or infinite, naming its option: for the caller's ``ValueError``.
+    """
+    hints = typing.get_type_hints(type(instance))
+    wrong, not_finite = [], []
+    for item in dataclasses.fields(instance):
+        hint, value = hints[item.name], getattr(instance, item.name)
+        kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if value is None and type(None) in kinds:
+            continue
+        kinds = tuple(k for k in kinds if k is not type(None))
+        for kind in kinds:
+            fits, kept = _converted(kind, value)
+            if fits:
+                setattr(instance, item.name, kept)
+                break
+        else:
+            expected = " or ".join(_EXPECTED.get(k, "a " + getattr(k, "__name__", str(k))) for k in kinds)
+            expected += " or None" if len(kinds) < len(typing.get_args(hint)) else ""
+            shown = f" {value!r}" if isinstance(value, (str, bytes, numbers.Number)) else ""
+            wrong.append(f"{type(instance).__name__}.{item.name} must be {expected}, got {type(value).__name__}{shown}")
+            continue
+        if isinstance(kept, float) and not math.isfinite(kept):
+            option = (options or {}).get(item.name, "--" + item.name.replace("_", "-"))
+            not_finite.append(f"{option} must be a finite number, got {kept}")
+    if wrong:
+        raise TypeError("; ".join(wrong))
+    return not_finite
+
 
 @dataclass
 class DataConfig:
@@ -54,8 +121,9 @@ class DataConfig:
     """Merge labels that differ only in letter case instead of refusing them."""
 
     def __post_init__(self) -> None:
-        self.train = Path(self.train)
-        self.valid = Path(self.valid) if self.valid is not None else None
+        problems = check_fields(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if not self.text_column or not self.label_column:
@@ -89,10 +157,18 @@ class ModelConfig:
     """Dropout inside the encoder (hidden states and attention weights); ``None`` keeps the checkpoint's."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):  # a model directory given as a Path
+            self.model = os.fspath(self.model)
+        problems = check_fields(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.freeze.strip() in ("last-0", "gradual-0"):
             raise ValueError(f"--freeze {self.freeze.strip()} trains no encoder layer; use --freeze head for a linear probe")
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        if self.is_baseline and self.pooling != "mean":
+            raise ValueError(f"--pooling {self.pooling}: the baseline averages its word vectors (mean pooling) and "
+                             "has no [CLS] token; drop --pooling")
         if self.padding not in ("longest", "max_length"):
             raise ValueError(f"--padding must be 'longest' or 'max_length', got {self.padding!r}")
         if not 8 <= self.max_length <= 512:
@@ -163,7 +239,9 @@ class TrainConfig:
     float32). ``auto`` is bf16 where the hardware multiplies it natively, see :func:`freezeframe.train.resolve_precision`."""
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = check_fields(self, {"cache_budget_mb": "--cache-budget"})
+        if problems:  # the range checks below would let NaN through or say something odder about infinity
+            raise ValueError("; ".join(problems))
         if self.lr is not None and self.lr <= 0:
             problems.append(f"--lr must be positive, got {self.lr}")
         if self.epochs is not None and self.epochs < 1:
@@ -241,6 +319,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        try:
+            check_fields(self)
+        except TypeError as err:
+            raise TypeError(f"{err} (RunConfig takes a DataConfig, a ModelConfig and a TrainConfig, in that order)") from None
         if self.model.is_baseline:
             defaults = BASELINE_DEFAULTS
         else:

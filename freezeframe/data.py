@@ -349,10 +349,36 @@ def load_labelled(
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
         report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept)")
+    _report_conflicting_labels(data, path)
     wordless = sum(1 for t in data.texts if not _HAS_WORD.search(t))
     if wordless:
         report(f"{path}: {wordless} texts have no letters or digits (only symbols or emoji; kept)")
     return data
+
+
+def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
+    """Say which texts appear more than once with different labels: the model cannot get both right."""
+    rows_of: dict[str, list[int]] = {}
+    for text, row in zip(data.texts, data.rows):
+        rows_of.setdefault(text, []).append(row)
+    labels_of: dict[str, set[str]] = {}
+    for text, label in zip(data.texts, data.labels):
+        labels_of.setdefault(text, set()).add(label)
+    conflicting = [text for text, labels in labels_of.items() if len(labels) > 1]
+    if conflicting:
+        shown = "; ".join(" and ".join(map(str, rows_of[text])) for text in conflicting[:3])
+        report(f"{path}: {len(conflicting)} texts appear with different labels (data rows {shown}"
+               f"{'; ...' if len(conflicting) > 3 else ''}); kept, but no model can get both right: fix their labels")
+
+
+def report_overlap(data: LabelledTexts, training: LabelledTexts, role: str) -> None:
+    """Warn when texts of a held-out file (``role``: its option, e.g. ``--test``) also appear in the training data:
+    scores on them measure memory, not how the model does on new texts."""
+    seen = set(training.texts)
+    shared = sum(1 for text in data.texts if text in seen)
+    if shared:
+        logger.warning(f"{data.source}: {shared} of {len(data)} {role} texts also appear in the training data "
+                       f"{training.source}; their scores measure memory, not new texts")
 
 
 def check_classes(data: LabelledTexts) -> None:

@@ -434,6 +434,16 @@ def wordpiece_from_vocab(vocab_file: Path, settings: dict):
     return tokenizer
 
 
+def record_max_length(directory: Path, max_length: int) -> None:
+    """Set ``model_max_length`` in a saved tokenizer's ``tokenizer_config.json`` to the length the model was
+    trained at (the pretrained encoder's file says what its positions allow, e.g. 512), so that transformers'
+    tokenizer, asked to truncate, cuts where freezeframe does."""
+    path = Path(directory) / "tokenizer_config.json"
+    settings = bert.read_json(path)
+    settings["model_max_length"] = max_length
+    path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 class SubwordTokenizer:
     """A Hugging Face tokenizer behind the small interface freezeframe's models share.
 

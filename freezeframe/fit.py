@@ -19,7 +19,14 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
 from freezeframe.checkpoint import open_checkpoint
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, split_train_valid
+from freezeframe.data import (
+    LabelledTexts,
+    check_classes,
+    check_known_labels,
+    load_labelled,
+    report_overlap,
+    split_train_valid,
+)
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
@@ -86,6 +93,7 @@ def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
     if data.valid is not None:
         valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels, train.label_names)
         check_known_labels(valid, train.label_names)
+        report_overlap(valid, train, "--valid")
         return train, valid
     return hold_out(run, train)
 
@@ -127,6 +135,9 @@ def train_classifier(
     Returns:
         The outcome, including validation metrics of the kept (best) epoch when there was validation data.
     """
+    if not isinstance(run, RunConfig):
+        raise TypeError(f"train_classifier takes a RunConfig, e.g. RunConfig(DataConfig('train.csv'), ModelConfig(), "
+                        f"TrainConfig()), got {type(run).__name__}")
     members = run.train.ensemble
     checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint, members) if out is not None else None
     if train_data is None:
@@ -266,6 +277,10 @@ def train_classifier(
             else:
                 model.save(staging)
                 tokenizer.save(staging)
+                if not run.model.is_baseline:
+                    from freezeframe.encoder import record_max_length
+
+                    record_max_length(staging, run.model.max_length)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             if keep_checkpoint:
                 checkpoint.move_into(staging)

@@ -37,12 +37,12 @@ class Classifier:
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per text, in input order."""
-        return self._probabilities(checked_texts(texts, batch_size), batch_size)
+        return finite_scores(self._probabilities(checked_texts(texts, batch_size), batch_size))
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
         """``{"text", "label", "scores"}`` per text, in input order."""
         texts = checked_texts(texts, batch_size)
-        return rows_from_probabilities(texts, self._probabilities(texts, batch_size), self.labels)
+        return rows_from_probabilities(texts, finite_scores(self._probabilities(texts, batch_size)), self.labels)
 
     def _probabilities(self, texts: list[str], batch_size: int) -> np.ndarray:
         """:meth:`predict_proba` of texts that :func:`checked_texts` has already checked."""
@@ -55,6 +55,18 @@ class Classifier:
         return torch.softmax(logits.float(), dim=-1).numpy()
 
 
+def finite_scores(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities``, or a clear error when a row holds NaN or infinity (which no JSON output can carry):
+    the model's weights are broken, e.g. trained with a learning rate that diverged."""
+    bad = ~np.isfinite(probabilities).all(axis=1) if probabilities.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        first = ", ".join(str(i + 1) for i in np.flatnonzero(bad)[:5])
+        raise FreezeframeError(f"the model gives non-finite scores (NaN or infinity) for {int(bad.sum())} of {len(bad)} "
+                               f"texts (number {first}{', ...' if bad.sum() > 5 else ''}); its weights are broken, "
+                               "e.g. by a learning rate that diverged in training: retrain it")
+    return probabilities
+
+
 def checked_texts(texts, batch_size: int) -> list[str]:
     """``texts`` as a list of strings (any iterable of them: a generator, an array, a Series), or a clear error.
 
@@ -62,7 +74,10 @@ def checked_texts(texts, batch_size: int) -> list[str]:
     """
     if isinstance(texts, (str, bytes)):
         raise TypeError("texts must be a list of strings, not one string: predict([text])")
-    texts = list(texts)
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a list of strings (any iterable of them), got {type(texts).__name__}") from None
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts must be strings; item {position} is {type(text).__name__}")
@@ -119,7 +134,7 @@ def write_predictions(path: Path, records: list[dict]) -> None:
 
     separator = OUTPUT_SUFFIXES[path.suffix.lower()]
     if separator is None:
-        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        text = "".join(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n" for record in records)
     else:
         import pandas as pd
 
@@ -153,6 +168,16 @@ def check_model_dir(directory: Path) -> None:
     raise FreezeframeError(f"model directory not found: {directory}")
 
 
+def check_model_files(directory: Path) -> dict:
+    """Refuse a ``--model`` that is not a model directory (no freezeframe.json or config.json), cheaply,
+    before anything loads; return its freezeframe.json (empty for a plain Hugging Face directory)."""
+    check_model_dir(directory)
+    if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
+        raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
+                               "pass the --out directory of `freezeframe train`")
+    return read_meta(directory)
+
+
 def load_classifier(directory: Path, device: str = "auto") -> Classifier:
     """Load a model directory written by ``freezeframe train`` (or any HF sequence classifier).
 
@@ -161,11 +186,7 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
         device: ``auto``, ``cpu`` or ``cuda``.
     """
     directory = Path(directory)
-    check_model_dir(directory)
-    if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
-        raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
-                               "pass the --out directory of `freezeframe train`")
-    meta = read_meta(directory)
+    meta = check_model_files(directory)
     from freezeframe.ensemble import has_member_dirs, load_ensemble
 
     if has_member_dirs(directory, meta):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from freezeframe import __version__
+from freezeframe.config import check_fields
 from freezeframe.errors import FreezeframeError, logger
 
 try:
@@ -72,6 +73,9 @@ class ServeConfig:
     """Open connections beyond this get 503 instead of queueing without bound."""
 
     def __post_init__(self) -> None:
+        not_finite = check_fields(self)
+        if not_finite:
+            raise ValueError("; ".join(not_finite))
         problems = [f"--{name.replace('_', '-')}: expected a positive number, got {getattr(self, name)}"
                     for name in ("max_texts", "max_chars", "max_batch_texts", "batch_size", "max_concurrency")
                     if getattr(self, name) < 1]
@@ -290,8 +294,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as err:
-        raise FreezeframeError(f"cannot listen on {host}:{port}: {err.strerror or err}; choose another --host/--port") from None
+        raise FreezeframeError(f"cannot listen on {host_port(host, port)}: {err.strerror or err}; choose another --host/--port") from None
     return sock
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 address goes in brackets (RFC 3986), ``[::1]:8000``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def serve_model(model_dir: Path, config: ServeConfig) -> None:
@@ -309,7 +318,7 @@ def serve_model(model_dir: Path, config: ServeConfig) -> None:
     app = create_app(classifier, config, model_dir)
     host, port = sock.getsockname()[:2]
     logger.info(f"serving {model_dir} ({config.backend}{', int8' if config.quantize == 'int8' else ''}) on "
-                f"http://{host}:{port}  (POST /predict, GET /health, GET /info, docs at /docs)")
+                f"http://{host_port(host, port)}  (POST /predict, GET /health, GET /info, docs at /docs)")
     logger.info(f"settings: {asdict(config)}")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=config.max_concurrency,
                                            timeout_keep_alive=5))

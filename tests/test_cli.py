@@ -180,8 +180,9 @@ def test_pipeline_loads_a_cls_model_and_agrees(tmp_path, tiny_model_dir, tiny_da
           "--pooling", "cls", "--freeze", "last-1", *TRAIN_ARGS])
     assert "auto_map" not in __import__("json").loads((trained / "config.json").read_text())
 
-    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film"]
-    classify = pipeline("text-classification", model=str(trained), device="cpu")
+    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film",
+             " ".join(["the camera shot and the villain role and the plot"] * 20)]  # past 128 tokens and 160 positions
+    classify = pipeline("text-classification", model=str(trained), device="cpu", truncation=True)
     theirs = [r["label"] for r in classify(texts)]
     ours = [r["label"] for r in load_classifier(trained, device="cpu").predict(texts)]
     assert theirs == ours
@@ -269,3 +270,15 @@ def test_version_and_bare_command(run_cli):
     assert run_cli("--version") == (0, f"freezeframe {__version__}\n", "")
     code, _, err = run_cli()
     assert code == 2 and "Commands:" in err and "train" in err
+
+
+def test_predict_speed_names_a_missing_model_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "predict_speed.py"
+    done = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "missing"), "--n", "10"],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"predict_speed.py: error: model directory not found: {tmp_path / 'missing'}"

@@ -127,3 +127,33 @@ def test_the_still_improving_hint_needs_validation_data(report_dir):
     hinted = [s for s in reading(results) if "still improving" in s]
     # a fixed schedule keeps its last epoch by construction; only early-stopped runs tell
     assert [s.split()[0] for s in hinted] == ["baseline", "head"]
+
+
+def test_a_test_file_sharing_texts_with_the_training_data_is_named(run_cli, tiny_data, tiny_model_dir, tmp_path,
+                                                                   monkeypatch):
+    import freezeframe.compare
+
+    def stop(*args, **kwargs):
+        raise FreezeframeError("stopped before training")
+
+    monkeypatch.setattr(freezeframe.compare, "_run_all", stop)
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", tiny_data["train"], "--configs", "baseline",
+                           "--out", tmp_path / "r", "--quiet")
+    rows = len(tiny_data["train"].read_text().splitlines()) - 1
+    assert code == 2 and f"warning: {tiny_data['train']}: {rows} of {rows} --test texts also appear in the training data" in err
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "baseline",
+                           "--out", tmp_path / "r", "--quiet")
+    assert code == 2 and "also appear" not in err
+
+
+def test_a_class_of_one_example_is_not_told_to_use_fewer_than_2_folds(tmp_path):
+    from conftest import make_rows, write_csv
+
+    from freezeframe.data import load_labelled
+
+    data = load_labelled(write_csv(tmp_path / "d.csv", [*make_rows(3), ("a lone example", "Other")]))
+    with pytest.raises(FreezeframeError, match="class 'Other' has a single example") as caught:
+        make_splits(data, None, 2, 1)
+    assert "smaller --folds" not in str(caught.value) and "--test FILE" in str(caught.value)
+    with pytest.raises(FreezeframeError, match="pass a smaller --folds"):
+        make_splits(load_labelled(write_csv(tmp_path / "e.csv", make_rows(2))), None, 3, 1)

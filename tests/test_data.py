@@ -64,6 +64,13 @@ def test_duplicates_and_spaces_around_labels_are_reported(tmp_path, reports):
     assert any("' Story ' is 'Story'" in r for r in reports)
 
 
+def test_texts_with_two_labels_are_reported_with_their_rows(tmp_path, reports):
+    payload = HEADER + GOOD + "the plot twist 0,Characters\nthe camera shot 1,Story\nthe camera shot 1,Characters\n"
+    data = load_labelled(write(tmp_path, payload))
+    assert len(data) == 15  # kept: which label is right is the user's call
+    assert any("2 texts appear with different labels (data rows 3 and 13; 4 and 14 and 15)" in r for r in reports)
+
+
 def test_label_case_clash_is_refused_or_merged(tmp_path, reports):
     path = write(tmp_path, HEADER + GOOD + "plot again,story\nplot more,STORY\n")
     with pytest.raises(FreezeframeError, match="'STORY' / 'Story' / 'story'.*--normalize-labels"):
@@ -307,3 +314,10 @@ def test_normalize_labels_spells_the_labels_as_the_model_does(tmp_path, reports)
         check_known_labels(data, known)
     with pytest.raises(FreezeframeError, match="differ from the model's only in letter case: pass --normalize-labels"):
         check_known_labels(load_labelled(only_lower, known=known), known)
+
+
+def test_a_validation_file_sharing_texts_with_the_training_data_is_named(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--valid", tiny_data["train"], "--model", tiny_model_dir,
+                           "--freeze", "head", "--out", tmp_path / "out", "--epochs", "1", "--quiet")
+    rows = len(tiny_data["train"].read_text().splitlines()) - 1
+    assert code == 0 and f"{rows} of {rows} --valid texts also appear in the training data" in err

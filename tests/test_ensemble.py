@@ -19,8 +19,12 @@ def ensemble_dir(tmp_path_factory, tiny_model_dir, tiny_data):
 
     out = tmp_path_factory.mktemp("runs") / "ensemble"
     main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
-          "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--quiet"])
+          "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--max-length", str(MAX_LENGTH), "--quiet"])
     return out
+
+
+MAX_LENGTH = 16
+LONG = " ".join(["the camera shot and the villain role and the plot"] * 20)  # past --max-length and the tiny BERT's 160 positions
 
 
 def test_an_ensemble_is_one_model_directory_whose_predictions_average_its_members(ensemble_dir):
@@ -35,7 +39,7 @@ def test_an_ensemble_is_one_model_directory_whose_predictions_average_its_member
     assert not any(p.is_dir() for p in ensemble_dir.iterdir())  # one network, no member directories
     ensemble = load_classifier(ensemble_dir, device="cpu")
     assert isinstance(ensemble.model, AveragedMembers) and len(ensemble.model.members) == 2
-    members = [Classifier(m, ensemble.tokenizer, ensemble.labels, 128, device="cpu") for m in ensemble.model.members]
+    members = [Classifier(m, ensemble.tokenizer, ensemble.labels, MAX_LENGTH, device="cpu") for m in ensemble.model.members]
     expected = np.mean([m.predict_proba(TEXTS) for m in members], axis=0)
     assert np.allclose(ensemble.predict_proba(TEXTS), expected, atol=1e-6)
     assert not np.allclose(members[0].predict_proba(TEXTS), members[1].predict_proba(TEXTS)), "seeds must differ"
@@ -60,12 +64,15 @@ def test_transformers_loads_an_ensemble_alike(ensemble_dir, monkeypatch):
 
     from freezeframe.predict import load_classifier
 
-    ours = load_classifier(ensemble_dir, device="cpu").predict_proba(TEXTS)
+    texts = [*TEXTS, LONG]
+    assert json.loads((ensemble_dir / "tokenizer_config.json").read_text())["model_max_length"] == MAX_LENGTH
+    ours = load_classifier(ensemble_dir, device="cpu").predict_proba(texts)
     monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
-    assert np.allclose(load_classifier(ensemble_dir, device="cpu").predict_proba(TEXTS), ours, atol=1e-5)
-    classify = pipeline("text-classification", model=str(ensemble_dir), trust_remote_code=True, device="cpu", top_k=None)
+    assert np.allclose(load_classifier(ensemble_dir, device="cpu").predict_proba(texts), ours, atol=1e-5)
+    classify = pipeline("text-classification", model=str(ensemble_dir), trust_remote_code=True, device="cpu", top_k=None,
+                        truncation=True)
     labels = load_classifier(ensemble_dir, device="cpu").labels
-    for mine, theirs in zip(ours, classify(TEXTS)):
+    for mine, theirs in zip(ours, classify(texts)):
         scores = {row["label"]: row["score"] for row in theirs}
         assert [scores[label] for label in labels] == pytest.approx(mine.tolist(), abs=1e-5)
 
@@ -138,7 +145,7 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(run_cli, ensemble_d
     if not together:
         monkeypatch.setattr(fit, "_own_dropout", lambda model: False)
     args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir,
-            "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--quiet")
+            "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--max-length", MAX_LENGTH, "--quiet")
     reference = ensemble_dir
     if not together:  # one thread per member or two per run: the sums of the matrix products may round apart
         reference = tmp_path / "reference"

@@ -13,8 +13,14 @@ def mean_model(tmp_path_factory, tiny_model_dir, tiny_data):
 
     out = tmp_path_factory.mktemp("runs") / "mean"
     main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
-          "--pooling", "mean", "--freeze", "last-2", "--epochs", "3", "--lr", "1e-3", "--head-lr", "1e-2", "--quiet"])
+          "--pooling", "mean", "--freeze", "last-2", "--epochs", "3", "--lr", "1e-3", "--head-lr", "1e-2",
+          "--max-length", str(MAX_LENGTH), "--quiet"])
     return out
+
+
+MAX_LENGTH = 16
+LONG_TEXTS = ["the camera shot lighting and the hero actor and the plot ending twist of this very good film",  # > 16 tokens
+              " ".join(["the camera shot and the villain role and the plot"] * 20)]  # > 160, the tiny BERT's positions
 
 
 def test_mean_pooled_model_is_saved_with_its_code(mean_model):
@@ -29,8 +35,10 @@ def test_pipeline_with_remote_code_agrees(mean_model):
 
     from freezeframe.predict import load_classifier
 
-    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film"]
-    classify = pipeline("text-classification", model=str(mean_model), trust_remote_code=True, device="cpu", top_k=None)
+    texts = ["the camera shot lighting", "a hero actor", "the plot ending twist", "very good film", *LONG_TEXTS]
+    # as README's "Loading a model elsewhere" calls it: truncation=True cuts at the trained --max-length
+    classify = pipeline("text-classification", model=str(mean_model), trust_remote_code=True, device="cpu", top_k=None,
+                        truncation=True)
     theirs = classify(texts)
     ours = load_classifier(mean_model, device="cpu").predict(texts)
     for mine, other in zip(ours, theirs):
@@ -63,3 +71,17 @@ def test_pipeline_without_remote_code_fails_loudly(mean_model):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode != 0
     assert "trust_remote_code" in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
+def test_the_saved_tokenizer_truncates_at_the_trained_max_length(tmp_path, tiny_model_dir, tiny_data, monkeypatch, backend):
+    """The pretrained tokenizer's model_max_length (512 for MiniLM) becomes the --max-length the model trained at,
+    whether the lean BERT or transformers' classes (and tokenizer) trained it."""
+    from freezeframe.cli import main
+
+    monkeypatch.setenv("FREEZEFRAME_BERT", backend)
+    out = tmp_path / "model"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
+          "--freeze", "head", "--epochs", "1", "--max-length", "12", "--quiet"])
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 12
+    assert json.loads((tiny_model_dir / "tokenizer_config.json").read_text()).get("model_max_length") != 12

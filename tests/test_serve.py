@@ -230,3 +230,21 @@ def test_serve_config_validates_fields():
         ServeConfig(max_texts=0)
     with pytest.raises(ValueError, match="--port"):
         ServeConfig(port=70000)
+
+
+def test_serve_prints_an_ipv6_address_in_brackets(run_cli, trained, monkeypatch):
+    import socket
+
+    import uvicorn
+
+    from freezeframe.serve import host_port
+
+    assert host_port("::1", 8091) == "[::1]:8091" and host_port("127.0.0.1", 8091) == "127.0.0.1:8091"
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: sockets[0].close())
+    code, _, err = run_cli("serve", "--model", trained, "--host", "::1", "--port", "0")
+    assert code == 0 and "on http://[::1]:" in err
