@@ -145,6 +145,8 @@ class EncoderClassifier(nn.Module):
         """Run encoder layers ``start..stop-1`` over ``hidden``."""
         if isinstance(self.base, bert.BertModel):
             mask = self.base.attention_bias(attention_mask, hidden.dtype)
+            if torch.onnx.is_in_onnx_export():  # onnxruntime's Attention (opset 23) does not broadcast the query axis
+                mask = mask.expand(-1, -1, hidden.shape[1], -1)
         else:
             from transformers.masking_utils import create_bidirectional_mask
 
