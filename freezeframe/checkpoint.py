@@ -27,9 +27,10 @@ from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
 from freezeframe.storage import (
     CHECKPOINT_DIR,
-    MODEL_MARKERS,
+    MODEL_LAYOUT,
     atomic_write_bytes,
     check_output_dir,
+    check_replaceable,
     file_sha256,
     make_parent,
 )
@@ -300,6 +301,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
     fingerprint = run_fingerprint(run)
     others = [p.name for p in out.iterdir() if p.name != CHECKPOINT_DIR] if out.is_dir() else []
     if resume and has_state(directory):
+        check_replaceable(out, MODEL_LAYOUT)  # the finished model replaces the whole directory
         saved = read_state(directory)
         differences = fingerprint_differences(saved["fingerprint"], fingerprint)
         if differences:
@@ -323,7 +325,9 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         raise FreezeframeError(f"--resume: {out} has no checkpoint to resume (it holds {held}); "
                                "drop --resume and pass --overwrite to replace it, or choose another --out")
     if others:
-        check_output_dir(out, overwrite, MODEL_MARKERS)
+        check_output_dir(out, overwrite, MODEL_LAYOUT)
+    elif directory.exists():
+        check_replaceable(out, MODEL_LAYOUT)  # a checkpoint removed below: never with the user's files in it
     if resume:
         report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
     replaces = has_state(directory)  # with --overwrite: kept until this run saves its first epoch

@@ -268,13 +268,15 @@ def inspect(
     """Show, block by block, which parameters a freeze plan trains."""
     from freezeframe.ensemble import plan_network
     from freezeframe.freeze import FreezePlan
-    from freezeframe.predict import META_FILE, load_classifier, read_meta
+    from freezeframe.predict import META_FILE, load_classifier, read_meta, refuse_export_dir
 
     _setup_logging(quiet=True)
     if num_labels < 2:
         raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
     meta: dict = {}
     described = model
+    if model != "baseline":
+        refuse_export_dir(Path(model), "inspect the model directory it was exported from ({source})")
     if model != "baseline" and (Path(model) / META_FILE).exists():
         meta = read_meta(Path(model))
         trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
@@ -362,7 +364,7 @@ def export(
     quantize: Annotated[str, typer.Option(help="none, or int8 to also write model.int8.onnx.")] = "none",
     out: Annotated[Path | None, typer.Option(help="Export directory (default MODEL/onnx), or a .onnx file for the graph alone.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing .onnx --out file.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing .onnx --out file, or an --out export directory holding another model's export.")] = False,
 ) -> None:
     """Export to ONNX for onnxruntime; predict and serve use it with --backend onnx [--quantize int8]."""
     from freezeframe.export import ExportConfig, export_model
@@ -373,7 +375,7 @@ def export(
         print(f"wrote {result.files[0]} (max |logit difference| from torch: {result.max_abs_diff:.1e})")
     if result.int8_max_abs_diff is not None:
         print(f"wrote {result.files[-1]} (int8; max |logit difference| from torch: {result.int8_max_abs_diff:.1e})")
-    if out is None or out.suffix != ".onnx":
+    if out is None or out.suffix.lower() != ".onnx":
         where = model if out is None else out
         print(f"run it with:  freezeframe predict --model {where} --backend onnx"
               f"{' --quantize int8' if quantize == 'int8' else ''} --input FILE")

@@ -266,10 +266,10 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
     Returns:
         The results, as written to results.json.
     """
-    from freezeframe.storage import REPORT_MARKERS, check_output_dir
+    from freezeframe.storage import REPORT_LAYOUT, check_output_dir
 
     if out is not None:
-        check_output_dir(Path(out), overwrite, REPORT_MARKERS, (settings.train, settings.test))
+        check_output_dir(Path(out), overwrite, REPORT_LAYOUT, (settings.train, settings.test))
     check_before_training(settings)
     train = load_labelled(settings.train, settings.text_column, settings.label_column, settings.normalize_labels)
     check_classes(train)

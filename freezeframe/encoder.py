@@ -25,12 +25,12 @@ from torch import nn
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MODEL
 from freezeframe.errors import FreezeframeError
+from freezeframe.storage import TOKENIZER_FILES
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
 REMOTE_MODULE = REMOTE_CODE_FILE.removesuffix(".py")
 ENSEMBLE_MODEL_TYPE = "freezeframe_ensemble"
 """``config.json`` model type of an ensemble saved as one directory (see :class:`AveragedMembers`)."""
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json")
 BACKEND_VARIABLE = "FREEZEFRAME_BERT"
 """Set to ``transformers`` to load every model through transformers' classes (for comparisons)."""
 
@@ -145,6 +145,8 @@ class EncoderClassifier(nn.Module):
         """Run encoder layers ``start..stop-1`` over ``hidden``."""
         if isinstance(self.base, bert.BertModel):
             mask = self.base.attention_bias(attention_mask, hidden.dtype)
+            if torch.onnx.is_in_onnx_export():  # onnxruntime's Attention (opset 23) does not broadcast the query axis
+                mask = mask.expand(-1, -1, hidden.shape[1], -1)
         else:
             from transformers.masking_utils import create_bidirectional_mask
 

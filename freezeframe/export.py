@@ -26,13 +26,23 @@ from torch import nn
 from freezeframe.data import model_text
 from freezeframe.ensemble import has_member_dirs
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.predict import META_FILE, Classifier, check_model_dir, load_classifier, read_meta
-from freezeframe.storage import atomic_directory, atomic_write_bytes
+from freezeframe.predict import META_FILE, Classifier, check_model_dir, load_classifier, read_meta, refuse_export_dir
+from freezeframe.storage import (
+    CONTENTS_KEY,
+    EXPORT_LAYOUT,
+    EXPORT_META,
+    ONNX_DIR,
+    atomic_directory,
+    atomic_write_bytes,
+    check_output_dir,
+    check_output_path,
+    check_replaceable,
+    make_parent,
+    recognize,
+)
 
-ONNX_DIR = "onnx"
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
-EXPORT_META = "export.json"
 FORMATS = ("onnx",)
 QUANTIZE_CHOICES = ("none", "int8")
 INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -54,7 +64,8 @@ class ExportConfig:
     opset: int = 18
     """ONNX opset version."""
     overwrite: bool = False
-    """Replace an existing ``.onnx`` file (an export directory is always regenerated in place)."""
+    """Replace an existing ``.onnx`` file, or an export directory holding another model's export (one of the same
+    model, or ``MODEL/onnx``, is regenerated in place)."""
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
@@ -146,57 +157,108 @@ def export_model(config: ExportConfig) -> ExportResult:
     Returns:
         The files written and the largest logit difference between ONNX (fp32) and torch.
     """
+    out = config.out if config.out is not None else config.model / ONNX_DIR
+    single_file = out.suffix.lower() == ".onnx"
+    check_model_dir(config.model)
+    refuse_export_dir(config.model, "to export it again, pass the model directory it was "
+                                    "exported from ({source}) as --model")
+    if single_file:
+        check_output_path(out, "--out", directory=False)
+        if out.exists() and not config.overwrite:
+            raise FreezeframeError(f"--out {out} already exists; pass --overwrite to replace it")
+        quantize = config.quantize
+    else:
+        quantize = _check_export_dir(out, config)
     classifier = load_classifier(config.model, device="cpu")
     if classifier.model is None:
         raise FreezeframeError(f"{config.model} is an ensemble with a directory per member; ONNX export takes one network: "
                                "export a member directory")
-    out = config.out if config.out is not None else config.model / ONNX_DIR
-    single_file = out.suffix == ".onnx"
-    if not single_file and out.is_dir() and any(out.iterdir()) and not (out / EXPORT_META).exists():
-        raise FreezeframeError(f"--out {out} exists and is not an export directory; choose a new path")
-    if single_file and out.exists() and not config.overwrite:
-        what = "a directory" if out.is_dir() else "already exists"
-        raise FreezeframeError(f"--out {out} {what}; " + ("choose a file path" if out.is_dir() else "pass --overwrite to replace it"))
     with tempfile.TemporaryDirectory(prefix=".freezeframe-export-") as scratch:
-        fp32 = Path(scratch) / FP32_FILE
-        try:
+        fp32, int8 = Path(scratch) / FP32_FILE, Path(scratch) / INT8_FILE
+        with _failures_named(f"ONNX export of {config.model}"):
             export_graph(classifier.model, fp32, config.opset)
-        except Exception as err:  # noqa: BLE001 - torch.export raises many kinds; the user needs one line
-            raise FreezeframeError(f"ONNX export of {config.model} failed: {_first_line(err)}") from None
-        diff = max_logit_difference(classifier, fp32)
+            diff = max_logit_difference(classifier, fp32)
         if diff > 1e-3:
             report(f"the ONNX graph differs from torch by up to {diff:.2e} in the logits")
-        int8 = Path(scratch) / INT8_FILE
         int8_diff = None
-        if config.quantize == "int8":
-            quantize_int8(fp32, int8)
-            int8_diff = max_logit_difference(classifier, int8)
+        if quantize == "int8":
+            with _failures_named(f"int8 quantization of {config.model}"):
+                quantize_int8(fp32, int8)
+                int8_diff = max_logit_difference(classifier, int8)
         if single_file:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out, (int8 if config.quantize == "int8" else fp32).read_bytes())
+            make_parent(out)
+            with _failures_named(f"writing {out}", OSError):
+                atomic_write_bytes(out, (int8 if quantize == "int8" else fp32).read_bytes())
             return ExportResult([out], diff, int8_diff)
-        meta = _export_meta(classifier, config, diff, int8_diff)
-        written = [FP32_FILE] + ([INT8_FILE] if config.quantize == "int8" else [])
-        with atomic_directory(out, overwrite=True) as staging:
+        meta = _export_meta(classifier, config, quantize, diff, int8_diff)
+        written = [FP32_FILE] + ([INT8_FILE] if quantize == "int8" else [])
+        with _failures_named(f"writing {out}", OSError), atomic_directory(out, overwrite=True) as staging:
             for name in written:
                 shutil.copyfile(Path(scratch) / name, staging / name)
             classifier.tokenizer.save(staging)
             for name in (META_FILE, "config.json"):
                 if (config.model / name).is_file():
                     shutil.copyfile(config.model / name, staging / name)
+            meta[CONTENTS_KEY] = sorted([EXPORT_META, *(p.name for p in staging.iterdir())])
             (staging / EXPORT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return ExportResult([out / name for name in written], diff, int8_diff, meta)
 
 
-def _export_meta(classifier: Classifier, config: ExportConfig, diff: float, int8_diff: float | None) -> dict:
+def _check_export_dir(out: Path, config: ExportConfig) -> str:
+    """Refuse, before any work, an export directory ``out`` that this export must not replace; return the
+    quantization to write (``int8`` also when ``out`` holds an int8 graph of the same model, which would
+    otherwise be dropped).
+
+    ``out`` may be replaced when it is empty, ``MODEL/onnx`` (the model's own export, stale or not), or an
+    export of the same weights; an export of other weights needs ``--overwrite``; anything in it that
+    freezeframe did not write is never deleted.
+    """
+    check_output_dir(out, overwrite=True)  # its type and place; its contents below
+    if not (out.is_dir() and any(out.iterdir())):
+        return config.quantize
+    if recognize(out) is None:
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+        raise FreezeframeError(f"--out {out} exists and is not an export directory (it holds {held}); choose a new path")
+    check_replaceable(out, EXPORT_LAYOUT)
+    own = out.resolve() == (config.model / ONNX_DIR).resolve()
+    try:
+        previous = json.loads((out / EXPORT_META).read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = None
+    previous = previous if isinstance(previous, dict) else {}  # unreadable: another model's, as far as can be told
+    same = previous.get("weights_sha256") == weights_digest(config.model)
+    if not (own or same or config.overwrite):
+        raise FreezeframeError(f"--out {out} holds the export of other weights (from {previous.get('directory', 'another model')}); "
+                               "pass --overwrite to replace it, or choose another path")
+    if config.quantize == "none" and (own or same) and (out / INT8_FILE).is_file():
+        report(f"{out} holds {INT8_FILE}: writing it again from these weights (delete it to drop it)")
+        return "int8"
+    return config.quantize
+
+
+@contextlib.contextmanager
+def _failures_named(what: str, kinds: type[BaseException] | tuple[type[BaseException], ...] = Exception) -> Iterator[None]:
+    """Turn an exporter, quantizer, onnxruntime or file-system failure into one line naming ``what`` failed."""
+    try:
+        yield
+    except FreezeframeError:
+        raise
+    except kinds as err:  # torch.export and onnxruntime raise many kinds; the user needs one line
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else _first_line(err)
+        if len(detail) > 320:  # onnxruntime's statuses quote C++ signatures between the cause and the node
+            detail = f"{detail[:150]} ... {detail[-150:]}"
+        raise FreezeframeError(f"{what} failed: {detail}") from None
+
+
+def _export_meta(classifier: Classifier, config: ExportConfig, quantize: str, diff: float, int8_diff: float | None) -> dict:
     import onnxruntime
 
     return {
-        "format": "onnx", "opset": config.opset, "quantize": config.quantize,
+        "format": "onnx", "opset": config.opset, "quantize": quantize,
         "kind": classifier.meta.get("kind", "transformer"), "labels": classifier.labels,
         "max_length": classifier.max_length, "pad_id": int(classifier.tokenizer.pad_id),
         "inputs": {name: "int64 [batch, sequence]" for name in INPUT_NAMES}, "outputs": {"logits": "float32 [batch, labels]"},
-        "files": {"fp32": FP32_FILE, **({"int8": INT8_FILE} if config.quantize == "int8" else {})},
+        "files": {"fp32": FP32_FILE, **({"int8": INT8_FILE} if quantize == "int8" else {})},
         "parity": {"fp32_max_abs_logit_diff": diff, "int8_max_abs_logit_diff": int8_diff, "texts": len(PARITY_TEXTS)},
         "source": {"directory": str(config.model.resolve()), "weights_sha256": weights_digest(config.model)},
         "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
@@ -207,7 +269,7 @@ def max_logit_difference(classifier: Classifier, graph: Path, texts: list[str] |
     """Largest absolute difference between the torch logits and those of an ONNX graph."""
     texts = texts or PARITY_TEXTS
     ids, _ = classifier.tokenizer.encode(texts, classifier.max_length)
-    session = open_session(graph)
+    session = open_session(graph, quiet=True)
     worst = 0.0
     for indices, input_ids, mask in padded_batches(ids, len(ids), classifier.tokenizer.pad_id):
         theirs = run_session(session, input_ids, mask)
@@ -231,13 +293,14 @@ def padded_batches(ids: list[list[int]], batch_size: int, pad_id: int) -> Iterat
         yield indices, input_ids, mask
 
 
-def open_session(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session with full graph optimization; ``threads`` defaults to the physical cores."""
+def open_session(path: Path, threads: int | None = None, quiet: bool = False):
+    """An onnxruntime CPU session with full graph optimization; ``threads`` defaults to the physical cores;
+    ``quiet`` also keeps its error logs off stderr (for a caller that reports failures itself)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4 if quiet else 3
     if threads:
         options.intra_op_num_threads = threads
     try:

@@ -32,7 +32,7 @@ from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
-from freezeframe.storage import atomic_directory, file_sha256
+from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
 from freezeframe.train import (
     LoopResult,
     choose_device,
@@ -281,6 +281,8 @@ def train_classifier(
                     from freezeframe.encoder import record_max_length
 
                     record_max_length(staging, run.model.max_length)
+            # what --overwrite may replace later (the tokenizer's files vary with the tokenizer)
+            meta[CONTENTS_KEY] = sorted([META_FILE, *(p.name for p in staging.iterdir())])
             (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             if keep_checkpoint:
                 checkpoint.move_into(staging)

@@ -11,7 +11,7 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import META_FILE
+from freezeframe.storage import EXPORT_META, META_FILE
 from freezeframe.train import choose_device, predict_logits
 
 
@@ -168,10 +168,28 @@ def check_model_dir(directory: Path) -> None:
     raise FreezeframeError(f"model directory not found: {directory}")
 
 
+def refuse_export_dir(directory: Path, advice: str = "pass the model directory it was exported from ({source}) as --model") -> None:
+    """Refuse an export directory (ONNX graphs, no torch weights) where torch weights are needed.
+
+    Args:
+        directory: the ``--model`` given.
+        advice: what to do instead; ``{source}`` becomes the model directory it was exported from.
+    """
+    directory = Path(directory)
+    if not (directory / EXPORT_META).is_file() or any(directory.glob("*.safetensors")) or any(directory.glob("*.bin")):
+        return
+    try:
+        source = json.loads((directory / EXPORT_META).read_text(encoding="utf-8"))["source"]["directory"]
+    except (OSError, ValueError, KeyError, TypeError):
+        source = "see its export.json"
+    raise FreezeframeError(f"{directory} is an ONNX export (no torch weights); {advice.format(source=source)}")
+
+
 def check_model_files(directory: Path) -> dict:
     """Refuse a ``--model`` that is not a model directory (no freezeframe.json or config.json), cheaply,
     before anything loads; return its freezeframe.json (empty for a plain Hugging Face directory)."""
     check_model_dir(directory)
+    refuse_export_dir(directory)
     if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
         raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
                                "pass the --out directory of `freezeframe train`")
@@ -225,6 +243,5 @@ def load_predictor(directory: Path, backend: str = "torch", quantize: str = "non
         return load_onnx_classifier(directory, quantize)
     if quantize != "none":
         raise FreezeframeError(f"--quantize {quantize} runs the exported ONNX graph; add --backend onnx")
-    if (Path(directory) / "export.json").is_file():
-        raise FreezeframeError(f"{directory} is an ONNX export (no torch weights); add --backend onnx")
+    refuse_export_dir(directory, "add --backend onnx")
     return load_classifier(directory, device)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves
-from freezeframe.storage import REPORT_MARKERS, atomic_directory
+from freezeframe.storage import REPORT_LAYOUT, atomic_directory
 
 CONFUSION_PNG = "confusion_matrices.png"
 CURVES_PNG = "learning_curves.png"
@@ -41,7 +41,7 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
         out: the report directory; it appears complete or not at all.
         overwrite: replace an existing ``out``.
     """
-    with atomic_directory(Path(out), overwrite, REPORT_MARKERS) as staging:
+    with atomic_directory(Path(out), overwrite, REPORT_LAYOUT) as staging:
         (staging / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         _write_predictions(results, records, staging / "predictions.csv")
         configs = results["configs"]

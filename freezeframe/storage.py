@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.errors import FreezeframeError
@@ -25,29 +28,132 @@ META_FILE = "freezeframe.json"
 """A trained model's metadata (labels, settings, history), beside its weights."""
 CHECKPOINT_DIR = "checkpoint"
 """Where an unfinished (or ``--keep-checkpoint``) run keeps its checkpoint, inside ``--out``."""
-MODEL_MARKERS = (META_FILE, CHECKPOINT_DIR)
-"""What a directory ``train`` wrote holds at its top: the model's metadata, or an interrupted run's checkpoint."""
-REPORT_MARKERS = ("results.json",)
-"""What a directory ``compare`` wrote holds at its top."""
+EXPORT_META = "export.json"
+"""An export directory's metadata (labels, shapes, parity, source digest), beside its graphs."""
+ONNX_DIR = "onnx"
+"""The export directory ``freezeframe export`` writes inside a model directory by default."""
+CONTENTS_KEY = "contents"
+"""The key under which ``freezeframe.json`` and ``export.json`` list the names written beside them."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "added_tokens.json")
+"""A Hugging Face tokenizer's files (a baseline's vocabulary is ``vocab.txt`` too)."""
 
 
-def check_output_dir(out: Path, overwrite: bool, markers: tuple[str, ...] = (), inputs: tuple[Path | None, ...] = ()) -> None:
+@dataclass(frozen=True)
+class Layout:
+    """What one kind of directory freezeframe writes may hold, so that ``--overwrite`` can tell its files from the user's.
+
+    Args:
+        kind: how messages name it, e.g. ``a model directory (freezeframe train)``.
+        markers: names one of which it holds at its top (how it is recognized).
+        files: regular expressions over the names of the files it writes at its top.
+        dirs: ``(regular expression, layout)`` of the directories it writes at its top and what they hold.
+        recorded: a JSON file at its top whose ``contents`` list names more files written there (the tokenizer's
+            files vary with the tokenizer).
+    """
+
+    kind: str
+    markers: tuple[str, ...]
+    files: tuple[str, ...]
+    dirs: tuple[tuple[str, Layout], ...] = ()
+    recorded: str | None = None
+
+    def foreign(self, directory: Path, prefix: str = "") -> list[str]:
+        """Paths under ``directory`` (relative, ``/``-separated) that freezeframe did not write there."""
+        files = set(self.files) | {re.escape(name) for name in _recorded_names(directory, self.recorded)}
+        found = []
+        for path in sorted(directory.iterdir()):
+            name = _unhidden(path.name)
+            if path.is_dir() and not path.is_symlink():
+                inner = next((layout for pattern, layout in self.dirs if re.fullmatch(pattern, name)), None)
+                if inner is None:
+                    found.append(f"{prefix}{path.name}/")
+                elif name == path.name:  # a hidden leftover (.onnx.tmp-*) is freezeframe's, whatever it holds
+                    found += inner.foreign(path, f"{prefix}{path.name}/")
+            elif path.is_symlink() or not any(re.fullmatch(pattern, name) for pattern in files):
+                found.append(f"{prefix}{path.name}")
+        return found
+
+
+def _unhidden(name: str) -> str:
+    """``NAME`` for the hidden leftovers of freezeframe's atomic writes (``.NAME.tmp-*``, ``.NAME.old-*``) after a hard kill."""
+    leftover = re.fullmatch(r"\.(.+)\.(?:tmp|old)-[^.]+", name)
+    return leftover.group(1) if leftover else name
+
+
+def _recorded_names(directory: Path, recorded: str | None) -> list[str]:
+    if recorded is None:
+        return []
+    try:
+        names = json.loads((directory / recorded).read_text(encoding="utf-8")).get(CONTENTS_KEY, [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
+def _names(*names: str) -> tuple[str, ...]:
+    return tuple(re.escape(name) for name in names)
+
+
+_MODEL_FILES = _names(META_FILE, "config.json", "model.safetensors", "baseline_config.json", "modeling_freezeframe.py",
+                      *TOKENIZER_FILES)
+EXPORT_LAYOUT = Layout("an export directory (freezeframe export)", (EXPORT_META,),
+                       _names(EXPORT_META, "model.onnx", "model.int8.onnx", META_FILE, "config.json", *TOKENIZER_FILES),
+                       recorded=EXPORT_META)
+CHECKPOINT_LAYOUT = Layout("a checkpoint directory", ("checkpoint.json",), (r"member-\d+\.pt", r"checkpoint\.json"))
+MODEL_LAYOUT = Layout(
+    "a model directory (freezeframe train)", (META_FILE, CHECKPOINT_DIR), _MODEL_FILES,
+    dirs=((re.escape(CHECKPOINT_DIR), CHECKPOINT_LAYOUT), (re.escape(ONNX_DIR), EXPORT_LAYOUT),
+          (r"member-\d+", Layout("an ensemble member's directory", (META_FILE,), _MODEL_FILES))),
+    recorded=META_FILE,
+)
+REPORT_LAYOUT = Layout("a report directory (freezeframe compare)", ("results.json",),
+                       _names("results.json", "predictions.csv", "report.md", "report.html", "confusion_matrices.png",
+                              "learning_curves.png", "accuracy_per_run.png"))
+LAYOUTS = (EXPORT_LAYOUT, REPORT_LAYOUT, MODEL_LAYOUT)
+"""The directories freezeframe writes, the most specific first (an export directory holds a ``freezeframe.json`` too)."""
+
+
+def recognize(directory: Path) -> Layout | None:
+    """Which kind of freezeframe output ``directory`` is, by the markers at its top (``None``: none)."""
+    return next((layout for layout in LAYOUTS if any((directory / name).exists() for name in layout.markers)), None)
+
+
+def check_replaceable(out: Path, layout: Layout, option: str = "--out") -> None:
+    """Refuse to replace a non-empty ``out`` that is not ``layout``'s kind, or that holds anything freezeframe did not write.
+
+    Args:
+        out: an existing directory that is about to be replaced.
+        layout: the kind of output that will replace it.
+        option: how messages name ``out``.
+    """
+    found = recognize(out)
+    if found is None:
+        held = _some(sorted(p.name for p in out.iterdir()))
+        raise FreezeframeError(f"{option} {out} was not written by freezeframe (it holds {held}); --overwrite only replaces "
+                               "freezeframe's own output, so choose another path or empty it yourself")
+    if found is not layout:
+        raise FreezeframeError(f"{option} {out} is {found.kind}, not {layout.kind}; choose another path")
+    foreign = layout.foreign(out)
+    if foreign:
+        raise FreezeframeError(f"{option} {out} holds files freezeframe did not write ({_some(foreign)}); it replaces only "
+                               "its own output and never deletes yours: move them out or choose another path")
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, inputs: tuple[Path | None, ...] = ()) -> None:
     """Refuse to replace an existing, non-empty directory unless asked to, and never one freezeframe did not write.
 
     Args:
         out: the directory to write.
         overwrite: replacing an existing directory was asked for.
-        markers: names one of which a directory this kind of output replaces holds at its top (a model's
-            ``freezeframe.json``, a report's ``results.json``); a non-empty directory with none of them is
-            the user's, and ``--overwrite`` does not delete it.
+        layout: the kind of output this is; a non-empty ``out`` of another kind, or holding anything freezeframe
+            did not write (see :func:`check_replaceable`), is refused even with ``overwrite``.
         inputs: files this run reads; none may lie inside ``out``.
     """
-    if out.exists() and not out.is_dir():
-        raise FreezeframeError(f"--out {out} is a file; choose a directory path")
-    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise FreezeframeError(f"--out {out}: {blocker} is a file, not a directory; choose another path")
-    check_writable(out.parent, f"--out {out}")
+    check_output_path(out, "--out")
     resolved = out.resolve()
     if resolved == Path.cwd() or resolved in Path.cwd().parents:
         raise FreezeframeError(f"--out {out} is the current directory or holds it; choose a new directory path")
@@ -56,12 +162,28 @@ def check_output_dir(out: Path, overwrite: bool, markers: tuple[str, ...] = (), 
             raise FreezeframeError(f"--out {out} holds the input {source}; choose another path")
     if not (out.is_dir() and any(out.iterdir())):
         return
+    if layout is not None:
+        check_replaceable(out, layout)
     if not overwrite:
         raise FreezeframeError(f"--out {out} already exists and is not empty; pass --overwrite or choose another path")
-    if markers and not any((out / name).exists() for name in markers):
-        held = ", ".join(sorted(p.name for p in out.iterdir())[:3])
-        raise FreezeframeError(f"--out {out} was not written by freezeframe (it holds {held}); --overwrite only replaces "
-                               "freezeframe's own output, so choose another path or empty it yourself")
+
+
+def check_output_path(out: Path, option: str, directory: bool = True) -> None:
+    """Refuse, before any work, an output path of the wrong type or whose place cannot be written.
+
+    Args:
+        out: a directory (``directory``) or file to write.
+        option: how messages name it, e.g. ``--out``.
+        directory: ``out`` is a directory to write, not a file.
+    """
+    if directory and out.exists() and not out.is_dir():
+        raise FreezeframeError(f"{option} {out} is a file; choose a directory path")
+    if not directory and out.is_dir():
+        raise FreezeframeError(f"{option} {out} is a directory; choose a file path")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise FreezeframeError(f"{option} {out}: {blocker} is a file, not a directory; choose another path")
+    check_writable(out.parent, f"{option} {out}")
 
 
 def check_writable(directory: Path, what: str) -> None:
@@ -78,14 +200,14 @@ def check_writable(directory: Path, what: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(out: Path, overwrite: bool = False, markers: tuple[str, ...] = ()) -> Iterator[Path]:
+def atomic_directory(out: Path, overwrite: bool = False, layout: Layout | None = None) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``out`` in one rename.
 
     If the block raises (or the process dies), ``out`` is untouched and the temporary is removed
     (or, after a hard kill, left under a hidden ``.NAME.tmp-*`` name that never looks complete).
     """
     out = Path(out)
-    check_output_dir(out, overwrite, markers)
+    check_output_dir(out, overwrite, layout)
     make_parent(out)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,114 @@ def test_stale_or_missing_export_is_refused(cls_model, tmp_path):
     shutil.rmtree(copy / "onnx")
     with pytest.raises(FreezeframeError, match="not found; create it with"):
         load_onnx_classifier(copy, export_if_missing=False)
+
+
+def test_opset_23_exports_a_transformer_with_parity(cls_model, run_cli, tmp_path):
+    """Before: onnxruntime's Attention (opset 23) refused the [batch, 1, 1, sequence] mask: an internal error."""
+    import onnxruntime
+
+    from freezeframe.predict import load_classifier
+
+    code, _, err = run_cli("export", "--model", cls_model, "--out", tmp_path / "g23.onnx", "--opset", "23")
+    assert code == 0, err
+    session = onnxruntime.InferenceSession(str(tmp_path / "g23.onnx"), providers=["CPUExecutionProvider"])
+    ours = load_classifier(cls_model, device="cpu")
+    theirs = _onnx_logits(type("Graph", (), {"session": session, "tokenizer": ours.tokenizer, "labels": ours.labels,
+                                             "max_length": ours.max_length}), TEXTS)
+    assert np.abs(_torch_logits(ours, TEXTS) - theirs).max() < 1e-4
+
+
+@pytest.mark.parametrize("failing", ["run_session", "quantize_int8"])
+def test_exporter_and_onnxruntime_failures_are_one_line(baseline_model, run_cli, tmp_path, monkeypatch, failing):
+    def fail(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code\nsecond line of a log dump")
+
+    monkeypatch.setattr(f"freezeframe.export.{failing}", fail)
+    code, out, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx", "--quantize", "int8")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "failed: [ONNXRuntimeError] : 1 : FAIL : Non-zero status code" in err and "internal error" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_graph_file_that_cannot_be_written_is_refused_before_any_work(baseline_model, run_cli, tmp_path, monkeypatch):
+    """Before: internal errors (IsADirectoryError, FileExistsError, FileNotFoundError) after the export, and an
+    upper-case suffix made a directory named like a graph."""
+    monkeypatch.setattr("freezeframe.export.export_graph", lambda *a: pytest.fail("exported before the path was checked"))
+    (tmp_path / "d.onnx").mkdir()
+    (tmp_path / "README.md").write_text("mine")
+    cases = [([tmp_path / "d.onnx"], "d.onnx is a directory; choose a file path"),
+             ([tmp_path / "d.onnx", "--overwrite"], "d.onnx is a directory; choose a file path"),
+             ([tmp_path / "README.md" / "x.onnx"], "README.md is a file, not a directory"),
+             ([tmp_path / "README.md" / "x.ONNX"], "README.md is a file, not a directory")]
+    if Path("/proc/self").is_dir():
+        cases.append((["/proc/x.onnx"], "--out /proc/x.onnx: cannot write in /proc"))
+    for args, message in cases:
+        code, _, err = run_cli("export", "--model", baseline_model, "--out", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "README.md").read_text() == "mine" and not any((tmp_path / "d.onnx").iterdir())
+    monkeypatch.undo()
+    code, out, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "up.ONNX")
+    assert code == 0, err
+    assert (tmp_path / "up.ONNX").is_file() and "run it with" not in out
+
+
+def _source_digest(export_dir):
+    return json.loads((export_dir / "export.json").read_text())["source"]["weights_sha256"]
+
+
+def test_reexport_never_deletes_user_files_nor_replaces_another_models_export_unasked(cls_model, baseline_model, run_cli,
+                                                                                     tmp_path):
+    """Before: exit 0, the user's file deleted and the snapshot silently replaced by the other model's."""
+    from freezeframe.export import weights_digest
+
+    exported = tmp_path / "exp"
+    assert run_cli("export", "--model", baseline_model, "--out", exported)[0] == 0
+    (exported / "mynotes.txt").write_text("mine")
+    code, _, err = run_cli("export", "--model", cls_model, "--out", exported, "--overwrite")
+    assert code == 2 and "holds files freezeframe did not write (mynotes.txt)" in err
+    assert (exported / "mynotes.txt").read_text() == "mine"
+    (exported / "mynotes.txt").unlink()
+    code, _, err = run_cli("export", "--model", cls_model, "--out", exported)
+    assert code == 2 and "holds the export of other weights" in err and "--overwrite" in err
+    assert _source_digest(exported) == weights_digest(baseline_model)
+    assert run_cli("export", "--model", baseline_model, "--out", exported)[0] == 0  # the same weights: regenerated
+    code, _, err = run_cli("export", "--model", cls_model, "--out", exported, "--overwrite")
+    assert code == 0, err
+    assert _source_digest(exported) == weights_digest(cls_model)
+    code, _, err = run_cli("export", "--model", cls_model, "--out", cls_model)
+    assert code == 2 and "is a model directory (freezeframe train), not an export directory" in err
+
+
+def test_reexport_keeps_the_int8_graph(baseline_model, run_cli, tmp_path):
+    """Before: re-exporting without --quantize int8 deleted model.int8.onnx (an export directory and MODEL/onnx)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(baseline_model, model)
+    shutil.rmtree(model / "onnx", ignore_errors=True)
+    for out in ([], ["--out", tmp_path / "exp"]):
+        assert run_cli("export", "--model", model, "--quantize", "int8", *out)[0] == 0
+        code, stdout, err = run_cli("export", "--model", model, *out)
+        assert code == 0, err
+        export_dir = out[1] if out else model / "onnx"
+        assert (export_dir / "model.int8.onnx").is_file() and "model.int8.onnx" in stdout
+        assert json.loads((export_dir / "export.json").read_text())["quantize"] == "int8"
+    (model / "onnx" / "notes.txt").write_text("mine")
+    code, _, err = run_cli("export", "--model", model)
+    assert code == 2 and "notes.txt" in err and (model / "onnx" / "notes.txt").is_file()
+
+
+@pytest.mark.parametrize("command, extra, advice", [
+    ("export", [], "to export it again, pass the model directory it was exported from"),
+    ("inspect", [], "inspect the model directory it was exported from"),
+    ("evaluate", ["--data", "DATA"], "pass the model directory it was exported from"),
+])
+def test_torch_commands_name_an_export_directory(baseline_model, tiny_data, run_cli, command, extra, advice):
+    """Before: transformers' 'Error no file named model.safetensors, or pytorch_model.bin, found in directory'."""
+    export_dir = baseline_model / "onnx"
+    if not (export_dir / "export.json").is_file():
+        assert run_cli("export", "--model", baseline_model)[0] == 0
+    extra = [tiny_data["test"] if a == "DATA" else a for a in extra]
+    code, out, err = run_cli(command, "--model", export_dir, *extra)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"{export_dir} is an ONNX export (no torch weights); {advice} ({baseline_model.resolve()})" in err

@@ -43,6 +43,60 @@ def test_overwrite_replaces_only_freezeframe_output(run_cli, tiny_model_dir, tin
     assert _train(run_cli, tiny_model_dir, tiny_data["train"], model, "--overwrite")[0] == 0
 
 
+BASELINE_ARGS = ["--model", "baseline", "--epochs", "1", "--quiet"]
+
+
+def test_overwrite_never_deletes_files_freezeframe_did_not_write(run_cli, tiny_data, tmp_path, monkeypatch):
+    """Before: train --overwrite replaced the whole directory, the user's predictions and notes with it."""
+    model = tmp_path / "m1"
+    assert run_cli("train", "--train", tiny_data["train"], "--out", model, *BASELINE_ARGS)[0] == 0
+    assert run_cli("predict", "--model", model, "--input", tiny_data["test"], "--output", model / "labelled.csv")[0] == 0
+    (model / "NOTES.md").write_text("notes")
+    monkeypatch.setattr("freezeframe.fit.split_data", lambda *a: pytest.fail("read the data before checking --out"))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", model, "--overwrite", *BASELINE_ARGS)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds files freezeframe did not write (NOTES.md, labelled.csv)" in err
+    assert (model / "NOTES.md").read_text() == "notes" and (model / "labelled.csv").is_file()
+    (model / "NOTES.md").unlink()
+    (model / "labelled.csv").unlink()
+    assert run_cli("export", "--model", model, "--quantize", "int8")[0] == 0
+    (model / "onnx" / "mine.txt").write_text("mine")
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", model, "--overwrite", *BASELINE_ARGS)
+    assert code == 2 and "(onnx/mine.txt)" in err and (model / "onnx" / "mine.txt").is_file()
+
+
+def test_overwrite_replaces_every_kind_of_freezeframe_output(run_cli, tiny_model_dir, tiny_data, trained, tmp_path):
+    """What train, export and compare write is recognized as theirs, with or without the list they record."""
+    from freezeframe.storage import CONTENTS_KEY, MODEL_LAYOUT, REPORT_LAYOUT
+
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    assert run_cli("export", "--model", model, "--quantize", "int8")[0] == 0
+    assert MODEL_LAYOUT.foreign(model) == []
+    meta = json.loads((model / "freezeframe.json").read_text())
+    del meta[CONTENTS_KEY]  # as older versions wrote it
+    (model / "freezeframe.json").write_text(json.dumps(meta))
+    assert MODEL_LAYOUT.foreign(model) == []
+    for extra in (["--model", tiny_model_dir, "--ensemble", "2", "--keep-checkpoint"], ["--model", "baseline", "--ensemble", "2"]):
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", model, "--overwrite", *TRAIN_ARGS, *extra)
+        assert code == 0, err
+        assert MODEL_LAYOUT.foreign(model) == []
+    assert (model / "member-1").is_dir()
+
+    report = tmp_path / "report"
+    compare = ["compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "baseline",
+               "--epochs", "1", "--quiet", "--overwrite"]
+    assert run_cli(*compare, "--out", report)[0] == 0
+    assert REPORT_LAYOUT.foreign(report) == [] and run_cli(*compare, "--out", report)[0] == 0
+    (report / "mine.txt").write_text("mine")
+    code, _, err = run_cli(*compare, "--out", report)
+    assert code == 2 and "(mine.txt)" in err and (report / "mine.txt").is_file()
+    code, _, err = run_cli(*compare, "--out", model)
+    assert code == 2 and "is a model directory (freezeframe train), not a report directory (freezeframe compare)" in err
+    code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], report, "--overwrite")
+    assert code == 2 and "is a report directory (freezeframe compare), not a model directory" in err
+
+
 def test_out_may_not_hold_the_input_or_the_current_directory(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
     model = tmp_path / "model"
     assert _train(run_cli, tiny_model_dir, tiny_data["train"], model)[0] == 0
