@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import binomtest
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from freezeframe.config import (
     BASELINE_MODEL,
@@ -161,10 +161,16 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
             f"{train.source}: the rarest class has {smallest} examples, too few for {folds} folds; "
             f"pass a smaller --folds or a --test FILE"
         )
+    # the copies of a repeated text share a fold: a text trained on is never also tested on
+    repeated = len(set(train.texts)) < len(train.texts)
     splits = []
     for seed in range(seeds):
-        cutter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for fold, (train_idx, test_idx) in enumerate(cutter.split(train.texts, train.labels), start=1):
+        if repeated:
+            cutter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            parts = cutter.split(train.texts, train.labels, groups=train.texts)
+        else:
+            parts = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(train.texts, train.labels)
+        for fold, (train_idx, test_idx) in enumerate(parts, start=1):
             splits.append(Split(seed, fold, train.subset(list(train_idx)), train.subset(list(test_idx)), list(test_idx)))
     return splits
 

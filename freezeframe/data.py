@@ -348,7 +348,8 @@ def load_labelled(
         report(f"{path}: the labels are numbers ({', '.join(data.label_names[:5])}); each number is a class name")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
-        report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept)")
+        report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept; the copies of a text "
+               "stay on one side of every split)")
     _report_conflicting_labels(data, path)
     wordless = sum(1 for t in data.texts if not _HAS_WORD.search(t))
     if wordless:
@@ -427,7 +428,10 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[
         members = [i for i, y in enumerate(data.labels) if y == label]
         valid_idx += rng.permutation(members)[:quota].tolist()
     chosen = set(valid_idx)
-    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(sorted(valid_idx))
+    # a text repeated in the file stays on one side: validation copies of a text also trained on move to training
+    trained = {data.texts[i] for i in range(len(data)) if i not in chosen}
+    chosen = {i for i in chosen if data.texts[i] not in trained}
+    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(sorted(chosen))
 
 
 def _stratified_quotas(counts: Counter, n_valid: int) -> dict[str, int]:

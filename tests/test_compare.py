@@ -157,3 +157,24 @@ def test_a_class_of_one_example_is_not_told_to_use_fewer_than_2_folds(tmp_path):
     assert "smaller --folds" not in str(caught.value) and "--test FILE" in str(caught.value)
     with pytest.raises(FreezeframeError, match="pass a smaller --folds"):
         make_splits(load_labelled(write_csv(tmp_path / "e.csv", make_rows(2))), None, 3, 1)
+
+
+def test_the_copies_of_a_repeated_text_share_a_fold_and_a_side_of_the_validation_split(tmp_path):
+    from conftest import make_rows, write_csv
+
+    from freezeframe.data import load_labelled, split_train_valid
+
+    rows = make_rows(20, seed=3)
+    data = load_labelled(write_csv(tmp_path / "d.csv", rows + rows[:12]))  # 12 texts twice
+    for split in make_splits(data, None, 4, 2):
+        assert not set(split.train.texts) & set(split.test.texts)
+        assert min(split.test.labels.count(label) for label in data.label_names) >= 2  # still stratified
+    for seed in range(5):
+        fit, valid = split_train_valid(data, 0.25, seed)
+        assert not set(fit.texts) & set(valid.texts) and len(fit) + len(valid) == len(data)
+    # without repeated texts the folds are scikit-learn's StratifiedKFold's, as before
+    from sklearn.model_selection import StratifiedKFold
+
+    unique = load_labelled(write_csv(tmp_path / "u.csv", rows))
+    expected = [sorted(test) for _, test in StratifiedKFold(4, shuffle=True, random_state=0).split(unique.texts, unique.labels)]
+    assert [s.test_items for s in make_splits(unique, None, 4, 1)] == expected
