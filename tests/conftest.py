@@ -83,6 +83,17 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def head_model(tmp_path_factory, tiny_model_dir, tiny_data) -> Path:
+    """A tiny model with a trained head (`--freeze head`, one epoch), one per test module."""
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "head"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
+          "--freeze", "head", "--epochs", "1", "--lr", "1e-3", "--quiet"])
+    return out
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run the CLI in-process; return (exit code, stdout, stderr)."""

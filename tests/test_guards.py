@@ -11,16 +11,6 @@ import pytest
 TRAIN_ARGS = ["--epochs", "1", "--lr", "1e-3", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir, tiny_data):
-    from freezeframe.cli import main
-
-    out = tmp_path_factory.mktemp("runs") / "head"
-    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
-          "--freeze", "head", *TRAIN_ARGS])
-    return out
-
-
 def _train(run_cli, tiny_model_dir, train, out, *extra):
     return run_cli("train", "--train", train, "--model", tiny_model_dir, "--out", out, *TRAIN_ARGS, *extra)
 
@@ -65,12 +55,12 @@ def test_overwrite_never_deletes_files_freezeframe_did_not_write(run_cli, tiny_d
     assert code == 2 and "(onnx/mine.txt)" in err and (model / "onnx" / "mine.txt").is_file()
 
 
-def test_overwrite_replaces_every_kind_of_freezeframe_output(run_cli, tiny_model_dir, tiny_data, trained, tmp_path):
+def test_overwrite_replaces_every_kind_of_freezeframe_output(run_cli, tiny_model_dir, tiny_data, head_model, tmp_path):
     """What train, export and compare write is recognized as theirs, with or without the list they record."""
     from freezeframe.storage import CONTENTS_KEY, MODEL_LAYOUT, REPORT_LAYOUT
 
     model = tmp_path / "model"
-    shutil.copytree(trained, model)
+    shutil.copytree(head_model, model)
     assert run_cli("export", "--model", model, "--quantize", "int8")[0] == 0
     assert MODEL_LAYOUT.foreign(model) == []
     meta = json.loads((model / "freezeframe.json").read_text())
@@ -111,25 +101,25 @@ def test_out_may_not_hold_the_input_or_the_current_directory(run_cli, tiny_model
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nothing can be created")
-def test_an_out_that_cannot_be_written_is_refused_before_any_work(run_cli, tiny_model_dir, tiny_data, trained, tmp_path):
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(run_cli, tiny_model_dir, tiny_data, head_model, tmp_path):
     """Before: training ran to the end, then the checkpoint thread and the final save failed with tracebacks."""
     for command in (["train", "--train", tiny_data["train"], "--model", tiny_model_dir, *TRAIN_ARGS],
                     ["compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "head",
                      "--model", tiny_model_dir, "--epochs", "1", "--quiet"],
-                    ["export", "--model", trained]):
+                    ["export", "--model", head_model]):
         code, _, err = run_cli(*command, "--out", "/proc/freezeframe-test/out")
         assert code == 2 and len(err.strip().splitlines()) == 1, command[0]
         assert "--out /proc/freezeframe-test/out: cannot write in /proc" in err, command[0]
 
 
-def test_ctrl_c_outside_training_is_exit_130(run_cli, trained, monkeypatch):
+def test_ctrl_c_outside_training_is_exit_130(run_cli, head_model, monkeypatch):
     import freezeframe.predict
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(freezeframe.predict, "load_predictor", interrupted)
-    code, out, err = run_cli("predict", "--model", trained, "some text")
+    code, out, err = run_cli("predict", "--model", head_model, "some text")
     assert (code, out, err.strip()) == (130, "", "freezeframe: interrupted")
 
 
@@ -139,8 +129,8 @@ def test_ctrl_c_outside_training_is_exit_130(run_cli, trained, monkeypatch):
     (["inspect", "--num-labels", "1"], "--num-labels must be at least 2, got 1"),
     (["export", "--opset", "5"], "--opset: expected 17 to 23, got 5"),
 ])
-def test_bad_values_are_refused_by_option_name(run_cli, trained, tiny_model_dir, args, message):
-    args = [*args, "--model", trained if args[0] in ("predict", "export") else tiny_model_dir]
+def test_bad_values_are_refused_by_option_name(run_cli, head_model, tiny_model_dir, args, message):
+    args = [*args, "--model", head_model if args[0] in ("predict", "export") else tiny_model_dir]
     code, out, err = run_cli(*args)
     assert code == 2 and out == "" and err.strip() == f"freezeframe: error: {message}"
 
@@ -159,15 +149,15 @@ def test_bad_train_values_name_the_option(run_cli, tiny_model_dir, tiny_data, tm
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_warns_about_empty_texts_and_keeps_their_rows(run_cli, trained):
-    code, out, err = run_cli("predict", "--model", trained, "", "camera shot", "  ")
+def test_predict_warns_about_empty_texts_and_keeps_their_rows(run_cli, head_model):
+    code, out, err = run_cli("predict", "--model", head_model, "", "camera shot", "  ")
     assert code == 0 and [json.loads(line)["text"] for line in out.splitlines()] == ["", "camera shot", "  "]
     assert "2 of 3 texts are empty (number 1, 3)" in err
 
 
-def test_a_model_without_its_tokenizer_is_refused(run_cli, trained, tmp_path):
+def test_a_model_without_its_tokenizer_is_refused(run_cli, head_model, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(trained, broken)
+    shutil.copytree(head_model, broken)
     for name in ("tokenizer.json", "vocab.txt"):
         (broken / name).unlink(missing_ok=True)
     code, out, err = run_cli("predict", "--model", broken, "camera shot")
@@ -175,25 +165,25 @@ def test_a_model_without_its_tokenizer_is_refused(run_cli, trained, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
-def test_a_model_without_its_classifier_weights_is_refused(run_cli, trained, tmp_path, monkeypatch, backend):
+def test_a_model_without_its_classifier_weights_is_refused(run_cli, head_model, tmp_path, monkeypatch, backend):
     """A new, random head would predict at random: loading a trained model must not start one."""
     from conftest import without_weight
 
     monkeypatch.setenv("FREEZEFRAME_BERT", backend)
-    broken = without_weight(trained, tmp_path / "headless", "classifier.weight")
+    broken = without_weight(head_model, tmp_path / "headless", "classifier.weight")
     code, out, err = run_cli("predict", "--model", broken, "camera shot")
     assert code == 2 and out == ""
     assert "classifier.weight (not a trained classifier)" in err and len(err.strip().splitlines()) == 1
 
 
-def test_inspect_shows_a_trained_directorys_own_plan(run_cli, trained):
-    code, out, _ = run_cli("inspect", "--model", trained)
+def test_inspect_shows_a_trained_directorys_own_plan(run_cli, head_model):
+    code, out, _ = run_cli("inspect", "--model", head_model)
     assert code == 0 and "freeze plan head" in out
-    code, out, _ = run_cli("inspect", "--model", trained, "--freeze", "last-1")
+    code, out, _ = run_cli("inspect", "--model", head_model, "--freeze", "last-1")
     assert code == 0 and "freeze plan last-1" in out
 
 
-def test_evaluate_plots_path_is_checked_before_scoring(run_cli, trained, tiny_data, tmp_path, monkeypatch):
+def test_evaluate_plots_path_is_checked_before_scoring(run_cli, head_model, tiny_data, tmp_path, monkeypatch):
     import freezeframe.evaluate
 
     def never(*args, **kwargs):
@@ -202,10 +192,10 @@ def test_evaluate_plots_path_is_checked_before_scoring(run_cli, trained, tiny_da
     monkeypatch.setattr(freezeframe.evaluate, "evaluate_model", never)
     afile = tmp_path / "afile.png"
     afile.write_text("x")
-    code, _, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--plots", afile / "plots")
+    code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", afile / "plots")
     assert code == 2 and "is a file" in err and afile.read_text() == "x"
     if Path("/proc/self").is_dir():
-        code, _, err = run_cli("evaluate", "--model", trained, "--data", tiny_data["test"], "--plots", "/proc/plots")
+        code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", "/proc/plots")
         assert code == 2 and "--plots /proc/plots: cannot write in /proc" in err
 
 
@@ -245,25 +235,25 @@ def test_compare_refuses_before_the_first_run(run_cli, tiny_model_dir, tiny_data
     assert not (tmp_path / "report").exists()
 
 
-def test_input_mistakes_are_named(run_cli, tiny_model_dir, tiny_data, trained, tmp_path):
+def test_input_mistakes_are_named(run_cli, tiny_model_dir, tiny_data, head_model, tmp_path):
     (tmp_path / "adir").mkdir()
     code, _, err = _train(run_cli, tiny_model_dir, tmp_path / "adir", tmp_path / "out")
     assert code == 2 and "is a directory" in err
     code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], tmp_path / "out",
                           "--valid", tiny_data["test"], "--valid-fraction", "0.2")
     assert code == 2 and "give one of them" in err
-    code, _, err = run_cli("predict", "--model", trained, "--input", tmp_path / "texts.xlsx")
+    code, _, err = run_cli("predict", "--model", head_model, "--input", tmp_path / "texts.xlsx")
     assert code == 2 and "use .csv, .tsv, .jsonl or .txt" in err
     assert not (tmp_path / "out").exists()
 
 
-def test_the_python_api_refuses_what_it_would_misread(trained, tmp_path):
+def test_the_python_api_refuses_what_it_would_misread(head_model, tmp_path):
     import numpy as np
 
     from freezeframe.errors import FreezeframeError
     from freezeframe.predict import load_classifier
 
-    classifier = load_classifier(trained, device="cpu")
+    classifier = load_classifier(head_model, device="cpu")
     texts = ["camera shot", "a hero actor"]
     expected = classifier.predict(texts)
     assert classifier.predict(t for t in texts) == expected  # a generator is read once, not exhausted
@@ -276,7 +266,7 @@ def test_the_python_api_refuses_what_it_would_misread(trained, tmp_path):
         with pytest.raises(ValueError, match="batch_size"):
             classifier.predict_proba(texts, batch_size=size)
     with pytest.raises(FreezeframeError, match="--device must be auto, cpu or cuda"):
-        load_classifier(trained, device="tpu")
+        load_classifier(head_model, device="tpu")
 
 
 def test_run_config_fills_defaults_in_copies():

@@ -12,16 +12,6 @@ from conftest import write_csv
 TRAIN_ARGS = ["--epochs", "1", "--lr", "1e-3", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir, tiny_data):
-    from freezeframe.cli import main
-
-    out = tmp_path_factory.mktemp("runs") / "head"
-    main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
-          "--freeze", "head", *TRAIN_ARGS])
-    return out
-
-
 @pytest.fixture
 def no_work(monkeypatch):
     """Make training, comparing and serving fail loudly if they start."""
@@ -65,13 +55,13 @@ def test_compare_and_serve_refuse_non_finite_floats(run_cli, no_work, tmp_path, 
 
 
 @pytest.fixture(scope="module")
-def nan_model(trained, tmp_path_factory):
-    """A copy of ``trained`` whose classifier weights are NaN (what a diverged training run leaves)."""
+def nan_model(head_model, tmp_path_factory):
+    """A copy of ``head_model`` whose classifier weights are NaN (what a diverged training run leaves)."""
     import torch
     from safetensors.torch import load_file, save_file
 
     copy = tmp_path_factory.mktemp("broken") / "nan"
-    shutil.copytree(trained, copy)
+    shutil.copytree(head_model, copy)
     weights = load_file(copy / "model.safetensors")
     weights["classifier.weight"] = torch.full_like(weights["classifier.weight"], float("nan"))
     save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
@@ -137,13 +127,13 @@ def test_python_api_takes_ints_for_floats_and_paths_for_models(tiny_model_dir):
     assert ModelConfig(model=Path(tiny_model_dir)).model == str(tiny_model_dir)
 
 
-def test_train_classifier_and_predict_refuse_wrong_arguments(trained):
+def test_train_classifier_and_predict_refuse_wrong_arguments(head_model):
     from freezeframe.fit import train_classifier
     from freezeframe.predict import load_classifier
 
     with pytest.raises(TypeError, match="train_classifier takes a RunConfig.*got dict"):
         train_classifier({"train": "train.csv"})
-    classifier = load_classifier(trained, device="cpu")
+    classifier = load_classifier(head_model, device="cpu")
     with pytest.raises(TypeError, match="texts must be a list of strings .*got NoneType"):
         classifier.predict(None)
     with pytest.raises(TypeError, match="got int"):
@@ -158,10 +148,10 @@ def test_the_baseline_refuses_cls_pooling(run_cli, no_work, tiny_data, tmp_path)
     assert code == 2 and "--pooling cls" in err and len(err.strip().splitlines()) == 1
 
 
-def test_inspect_refuses_a_pooling_that_contradicts_the_trained_model(run_cli, trained):
-    code, out, err = run_cli("inspect", "--model", trained, "--pooling", "cls")
+def test_inspect_refuses_a_pooling_that_contradicts_the_trained_model(run_cli, head_model):
+    code, out, err = run_cli("inspect", "--model", head_model, "--pooling", "cls")
     assert code == 2 and out == ""
-    assert err.strip() == (f"freezeframe: error: --pooling cls: {trained} was trained with mean pooling, which its "
+    assert err.strip() == (f"freezeframe: error: --pooling cls: {head_model} was trained with mean pooling, which its "
                            "weights keep; drop --pooling")
-    code, out, _ = run_cli("inspect", "--model", trained, "--pooling", "mean")
+    code, out, _ = run_cli("inspect", "--model", head_model, "--pooling", "mean")
     assert code == 0 and "classifier" in out
