@@ -72,7 +72,7 @@ def worker(args: argparse.Namespace) -> None:
     else:
         _, backend, quantize = CONTENDERS[args.worker]
         if backend == "onnx" and args.threads:
-            from freezeframe.export import load_onnx_classifier
+            from freezeframe.onnx_backend import load_onnx_classifier
 
             classifier = load_onnx_classifier(Path(args.model), quantize, threads=args.threads)
         else:
@@ -89,7 +89,7 @@ def worker(args: argparse.Namespace) -> None:
 def validation_worker(args: argparse.Namespace) -> None:
     """torch vs ONNX fp32 vs int8 on the model's validation split: agreement and accuracy."""
     from freezeframe.data import load_labelled, split_train_valid
-    from freezeframe.export import load_onnx_classifier
+    from freezeframe.onnx_backend import load_onnx_classifier
     from freezeframe.predict import load_classifier, read_meta
 
     meta = read_meta(Path(args.model))
@@ -139,7 +139,8 @@ def run_worker(args: argparse.Namespace, name: str, texts_file: Path, scratch: P
 
 def ensure_exported(model: Path) -> None:
     """Export fp32 and int8 graphs into MODEL/onnx once, outside the timed runs."""
-    from freezeframe.export import ExportConfig, export_model, find_export_dir
+    from freezeframe.export import ExportConfig, export_model
+    from freezeframe.onnx_backend import find_export_dir
 
     onnx_dir = find_export_dir(model)
     if not (onnx_dir / "model.onnx").is_file() or not (onnx_dir / "model.int8.onnx").is_file():

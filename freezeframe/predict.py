@@ -238,7 +238,7 @@ def load_predictor(directory: Path, backend: str = "torch", quantize: str = "non
     if backend not in BACKENDS:
         raise FreezeframeError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "onnx":
-        from freezeframe.export import load_onnx_classifier
+        from freezeframe.onnx_backend import load_onnx_classifier
 
         return load_onnx_classifier(directory, quantize)
     if quantize != "none":

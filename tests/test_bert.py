@@ -198,7 +198,7 @@ def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data
         assert torch.allclose(trained(input_ids, mask), through_transformers(input_ids, mask), atol=1e-5)
     assert trained_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)
     from freezeframe.encoder import FastTokenizer
-    from freezeframe.export import _load_tokenizer
+    from freezeframe.onnx_backend import _load_tokenizer
 
     onnx_tokenizer = _load_tokenizer(tmp_path / "m", "transformer")  # what an export of it would run
     assert isinstance(onnx_tokenizer, FastTokenizer) and onnx_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)

@@ -41,7 +41,7 @@ def mean_model(tmp_path_factory, tiny_model_dir, tiny_data):
 
 
 def _torch_logits(classifier, texts):
-    from freezeframe.export import padded_batches
+    from freezeframe.onnx_backend import padded_batches
 
     ids, _ = classifier.tokenizer.encode(texts, classifier.max_length)
     out = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)
@@ -52,7 +52,7 @@ def _torch_logits(classifier, texts):
 
 
 def _onnx_logits(onnx_classifier, texts):
-    from freezeframe.export import padded_batches, run_session
+    from freezeframe.onnx_backend import padded_batches, run_session
 
     ids, _ = onnx_classifier.tokenizer.encode(texts, onnx_classifier.max_length)
     out = np.zeros((len(texts), len(onnx_classifier.labels)), dtype=np.float32)
@@ -62,7 +62,7 @@ def _onnx_logits(onnx_classifier, texts):
 
 
 def _assert_parity(model_dir):
-    from freezeframe.export import load_onnx_classifier
+    from freezeframe.onnx_backend import load_onnx_classifier
     from freezeframe.predict import load_classifier
 
     ours = load_classifier(model_dir, device="cpu")
@@ -111,7 +111,7 @@ def test_baseline_exports_with_parity(baseline_model):
 
 
 def test_int8_runs_and_mostly_agrees(cls_model, run_cli):
-    from freezeframe.export import load_onnx_classifier
+    from freezeframe.onnx_backend import load_onnx_classifier
     from freezeframe.predict import load_classifier
 
     int8 = load_onnx_classifier(cls_model, "int8")
@@ -184,7 +184,7 @@ def test_stale_or_missing_export_is_refused(cls_model, tmp_path):
     import shutil
 
     from freezeframe.errors import FreezeframeError
-    from freezeframe.export import load_onnx_classifier
+    from freezeframe.onnx_backend import load_onnx_classifier
 
     copy = tmp_path / "model"
     shutil.copytree(cls_model, copy)
@@ -255,7 +255,7 @@ def _source_digest(export_dir):
 def test_reexport_never_deletes_user_files_nor_replaces_another_models_export_unasked(cls_model, baseline_model, run_cli,
                                                                                      tmp_path):
     """Before: exit 0, the user's file deleted and the snapshot silently replaced by the other model's."""
-    from freezeframe.export import weights_digest
+    from freezeframe.onnx_backend import weights_digest
 
     exported = tmp_path / "exp"
     assert run_cli("export", "--model", baseline_model, "--out", exported)[0] == 0
