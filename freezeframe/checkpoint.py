@@ -215,19 +215,21 @@ class CheckpointStore:
 
 
 @contextlib.contextmanager
-def ctrl_c_deferred() -> Iterator[None]:
+def ctrl_c_deferred(deliver: bool = True) -> Iterator[list[int]]:
     """Hold a Ctrl-C that arrives inside the block until the block ends, so that an epoch logged as
-    done is also saved. Only the main thread receives Ctrl-C (elsewhere this does nothing)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    done is also saved, and a model being written is written whole. Yields the list of the signals
+    held (empty if none came); ``deliver`` raises the held Ctrl-C as the block ends, else the caller
+    says what happened. Only the main thread receives Ctrl-C (elsewhere this holds nothing)."""
     held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
     previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
-        yield
+        yield held
     finally:
         signal.signal(signal.SIGINT, previous)
-    if held and callable(previous):  # not when Ctrl-C was ignored (SIG_IGN) before
+    if held and deliver and callable(previous):  # not when Ctrl-C was ignored (SIG_IGN) before
         previous(signal.SIGINT, None)
 
 

@@ -17,7 +17,7 @@ import torch
 from freezeframe import __version__, bert
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
-from freezeframe.checkpoint import open_checkpoint
+from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_checkpoint
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import (
     LabelledTexts,
@@ -237,55 +237,59 @@ def train_classifier(
         if checkpoint is None:
             raise
         raise checkpoint.interrupted(train_config.epochs) from None
-    seconds = time.perf_counter() - started
-    loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
-    model, loop = models[0], loops[0]
-    metrics = None
-    if valid_set is not None:
-        # members trained through the cache are scored through it too (same logits as the full model,
-        # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
-        views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
-        # in the precision of prediction (float32 on the CPU), so that `evaluate` on this data agrees
-        probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
-        metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
-    meta = {
-        "freezeframe_version": __version__,
-        "kind": "ensemble" if members > 1 else getattr(model, "kind", "transformer"),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "labels": labels,
-        "settings": run.to_dict(),
-        "freeze": {**freeze_report.to_dict(), **({"schedule": stages} if stages else {})},
-        "cache": cache_info,
-        "precision": train_config.precision,
-        **({"probe": probes[0]} if probes[0] else {}),
-        "data": _data_record(run, train_data, valid_data),
-        "versions": _versions(),
-        **loop.to_dict(),
-        "validation_metrics": metrics,
-    }
-    if members > 1:
-        meta["members"] = members
-        meta["member_runs"] = [dict(seed=run.train.seed + k, **({"probe": p} if p else {}), **lp.to_dict())
-                               for k, (lp, p) in enumerate(zip(loops, probes))]
-        meta["history_of"] = "member 0"  # history and best_epoch above are the first member's; each member's are in member_runs
-        meta["train_seconds"] = round(seconds, 3)  # the members' wall-clock time, which they may share
-    if out is not None:
-        # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
-        with atomic_directory(Path(out), overwrite=True) as staging:
-            if members > 1:
-                save_ensemble(models, tokenizer, meta, staging)
-            else:
-                model.save(staging)
-                tokenizer.save(staging)
-                if not run.model.is_baseline:
-                    from freezeframe.encoder import record_max_length
+    # training is over: a Ctrl-C from here on waits until the model is written whole
+    with ctrl_c_deferred(deliver=False) as ctrl_c:
+        seconds = time.perf_counter() - started
+        loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
+        model, loop = models[0], loops[0]
+        metrics = None
+        if valid_set is not None:
+            # members trained through the cache are scored through it too (same logits as the full model,
+            # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
+            views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
+            # in the precision of prediction (float32 on the CPU), so that `evaluate` on this data agrees
+            probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
+            metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)
+        meta = {
+            "freezeframe_version": __version__,
+            "kind": "ensemble" if members > 1 else getattr(model, "kind", "transformer"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "labels": labels,
+            "settings": run.to_dict(),
+            "freeze": {**freeze_report.to_dict(), **({"schedule": stages} if stages else {})},
+            "cache": cache_info,
+            "precision": train_config.precision,
+            **({"probe": probes[0]} if probes[0] else {}),
+            "data": _data_record(run, train_data, valid_data),
+            "versions": _versions(),
+            **loop.to_dict(),
+            "validation_metrics": metrics,
+        }
+        if members > 1:
+            meta["members"] = members
+            meta["member_runs"] = [dict(seed=run.train.seed + k, **({"probe": p} if p else {}), **lp.to_dict())
+                                   for k, (lp, p) in enumerate(zip(loops, probes))]
+            meta["history_of"] = "member 0"  # history and best_epoch above are the first member's; each member's are in member_runs
+            meta["train_seconds"] = round(seconds, 3)  # the members' wall-clock time, which they may share
+        if out is not None:
+            # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced
+            with atomic_directory(Path(out), overwrite=True) as staging:
+                if members > 1:
+                    save_ensemble(models, tokenizer, meta, staging)
+                else:
+                    model.save(staging)
+                    tokenizer.save(staging)
+                    if not run.model.is_baseline:
+                        from freezeframe.encoder import record_max_length
 
-                    record_max_length(staging, run.model.max_length)
-            # what --overwrite may replace later (the tokenizer's files vary with the tokenizer)
-            meta[CONTENTS_KEY] = sorted([META_FILE, *(p.name for p in staging.iterdir())])
-            (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            if keep_checkpoint:
-                checkpoint.move_into(staging)
+                        record_max_length(staging, run.model.max_length)
+                # what --overwrite may replace later (the tokenizer's files vary with the tokenizer)
+                meta[CONTENTS_KEY] = sorted([META_FILE, *(p.name for p in staging.iterdir())])
+                (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+                if keep_checkpoint:
+                    checkpoint.move_into(staging)
+    if ctrl_c and out is not None:
+        raise TrainingInterrupted(f"interrupted as training ended; the model was finished first and is saved in {out}")
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
 

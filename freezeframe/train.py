@@ -243,7 +243,7 @@ def train_loop(
                     logits = predict_logits(training_module, valid_data, config.batch_size * 2, device, config.precision)
                     valid_loss = nn.functional.cross_entropy(logits, valid_labels).item()
                     valid_acc = (logits.argmax(-1) == valid_labels).float().mean().item()
-                with ctrl_c_deferred():  # an epoch logged as done is also saved
+                with ctrl_c_deferred() as ctrl_c:  # an epoch logged as done is also saved
                     record = EpochRecord(epoch, train_loss, train_acc, valid_loss, valid_acc, time.perf_counter() - epoch_start)
                     result.history.append(record)
                     if valid_data is None:  # nothing to choose by: the last epoch is the one kept
@@ -262,8 +262,9 @@ def train_loop(
                         )
                     result.stopped_early = waited >= config.patience
                     finishing = epoch == config.epochs or result.stopped_early
-                    # after the last epoch the model itself is written next: a checkpoint would only be deleted
-                    if checkpoint is not None and (not finishing or checkpoint.keep):
+                    # after the last epoch the model itself is written next: a checkpoint would only be deleted,
+                    # unless Ctrl-C came and the run stops here
+                    if checkpoint is not None and (not finishing or checkpoint.keep or ctrl_c):
                         result.seconds = time.perf_counter() - started
                         checkpoint.save(_snapshot(epoch, result, best_state, waited, model, trainable, optimizer, scaler, rng,
                                                   generator))

@@ -141,6 +141,43 @@ def test_ctrl_c_while_an_epoch_is_being_saved_still_saves_it(run_cli, uninterrup
     assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
 
 
+def test_ctrl_c_as_the_last_epoch_ends_saves_it_and_during_the_final_write_finishes_the_model(
+        run_cli, uninterrupted, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    from freezeframe import encoder, train
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
+    try:
+        record = train.EpochRecord
+
+        def last_epoch_then_ctrl_c(epoch, *rest):  # while the last epoch is being logged
+            if epoch == EPOCHS:
+                os.kill(os.getpid(), signal.SIGINT)
+            return record(epoch, *rest)
+
+        monkeypatch.setattr(train, "EpochRecord", last_epoch_then_ctrl_c)
+        out = tmp_path / "model"
+        code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))
+        assert code == 130 and f"interrupted; epochs 1-{EPOCHS} of {EPOCHS} are saved" in err, err
+        monkeypatch.setattr(train, "EpochRecord", record)
+        code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, "--resume"))
+        assert code == 0, err
+        assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
+
+        write = encoder.record_max_length
+
+        def ctrl_c_while_writing(*args):
+            os.kill(os.getpid(), signal.SIGINT)
+            write(*args)
+
+        monkeypatch.setattr(encoder, "record_max_length", ctrl_c_while_writing)
+        again = tmp_path / "again"
+        code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], again))
+        assert code == 130 and "the model was finished first and is saved in" in err, err
+        assert looks_complete(again) and same_weights(again, uninterrupted)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_an_overwrite_stopped_before_its_first_save_keeps_the_earlier_checkpoint(run_cli, uninterrupted, tiny_model_dir,
                                                                                  tiny_data, tmp_path, ctrl_c_after,
                                                                                  monkeypatch):
