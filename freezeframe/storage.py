@@ -99,11 +99,13 @@ _MODEL_FILES = _names(META_FILE, "config.json", "model.safetensors", "baseline_c
 EXPORT_LAYOUT = Layout("an export directory (freezeframe export)", (EXPORT_META,),
                        _names(EXPORT_META, "model.onnx", "model.int8.onnx", META_FILE, "config.json", *TOKENIZER_FILES),
                        recorded=EXPORT_META)
-CHECKPOINT_LAYOUT = Layout("a checkpoint directory", ("checkpoint.json",), (r"member-\d+\.pt", r"checkpoint\.json"))
+CHECKPOINT_LAYOUT = Layout("a checkpoint directory", ("checkpoint.json",),
+                           (r"member-\d+\.pt", r"checkpoint\.json", r"state\.pt"))  # state.pt: before member files
 MODEL_LAYOUT = Layout(
     "a model directory (freezeframe train)", (META_FILE, CHECKPOINT_DIR), _MODEL_FILES,
     dirs=((re.escape(CHECKPOINT_DIR), CHECKPOINT_LAYOUT), (re.escape(ONNX_DIR), EXPORT_LAYOUT),
-          (r"member-\d+", Layout("an ensemble member's directory", (META_FILE,), _MODEL_FILES))),
+          (r"member-\d+", Layout("an ensemble member's directory", (META_FILE,), _MODEL_FILES,
+                                  dirs=((re.escape(ONNX_DIR), EXPORT_LAYOUT),)))),
     recorded=META_FILE,
 )
 REPORT_LAYOUT = Layout("a report directory (freezeframe compare)", ("results.json",),

@@ -72,6 +72,11 @@ def test_overwrite_replaces_every_kind_of_freezeframe_output(run_cli, tiny_model
         assert code == 0, err
         assert MODEL_LAYOUT.foreign(model) == []
     assert (model / "member-1").is_dir()
+    # a baseline member exported on its own (export's advice for a baseline ensemble), a checkpoint of an older version
+    assert run_cli("export", "--model", model / "member-0")[0] == 0 and (model / "member-0" / "onnx").is_dir()
+    (model / "checkpoint").mkdir()
+    (model / "checkpoint" / "state.pt").write_bytes(b"an older version's single checkpoint file")
+    assert MODEL_LAYOUT.foreign(model) == []
 
     report = tmp_path / "report"
     compare = ["compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "baseline",
