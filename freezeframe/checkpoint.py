@@ -234,10 +234,10 @@ def ctrl_c_deferred(deliver: bool = True) -> Iterator[list[int]]:
 
 
 def describe_saved(epochs: dict[int, int]) -> str:
-    """What a checkpoint holds, e.g. ``epoch 2`` or ``epochs 2, 1 (members 1, 2)``."""
+    """What a checkpoint holds, e.g. ``epoch 2`` or ``member 1 epoch 2, member 2 epoch 1``."""
     if len(epochs) == 1:
         return f"epoch {next(iter(epochs.values()))}"
-    return f"epochs {', '.join(str(e) for e in epochs.values())} (members {', '.join(str(k + 1) for k in epochs)})"
+    return ", ".join(f"member {k + 1} epoch {e}" for k, e in epochs.items())
 
 
 class MemberCheckpoint:

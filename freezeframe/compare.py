@@ -40,6 +40,7 @@ from freezeframe.data import (
     format_names,
     load_labelled,
     report_overlap,
+    same_text,
 )
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
@@ -162,12 +163,12 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
             f"pass a smaller --folds or a --test FILE"
         )
     # the copies of a repeated text share a fold: a text trained on is never also tested on
-    repeated = len(set(train.texts)) < len(train.texts)
+    groups = [same_text(text) for text in train.texts]
     splits = []
     for seed in range(seeds):
-        if repeated:
+        if len(set(groups)) < len(groups):
             cutter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            parts = cutter.split(train.texts, train.labels, groups=train.texts)
+            parts = cutter.split(train.texts, train.labels, groups=groups)
         else:
             parts = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(train.texts, train.labels)
         for fold, (train_idx, test_idx) in enumerate(parts, start=1):

@@ -368,15 +368,22 @@ def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
     conflicting = [text for text, labels in labels_of.items() if len(labels) > 1]
     if conflicting:
         shown = "; ".join(" and ".join(map(str, rows_of[text])) for text in conflicting[:3])
-        report(f"{path}: {len(conflicting)} texts appear with different labels (data rows {shown}"
+        texts = "1 text appears" if len(conflicting) == 1 else f"{len(conflicting)} texts appear"
+        report(f"{path}: {texts} with different labels (data rows {shown}"
                f"{'; ...' if len(conflicting) > 3 else ''}); kept, but no model can get both right: fix their labels")
+
+
+def same_text(text: str) -> str:
+    """What counts as one text when splits keep copies together and overlaps are counted: letter case and
+    runs of spaces aside (an uncased encoder sees no difference)."""
+    return " ".join(text.split()).casefold()
 
 
 def report_overlap(data: LabelledTexts, training: LabelledTexts, role: str) -> None:
     """Warn when texts of a held-out file (``role``: its option, e.g. ``--test``) also appear in the training data:
     scores on them measure memory, not how the model does on new texts."""
-    seen = set(training.texts)
-    shared = sum(1 for text in data.texts if text in seen)
+    seen = {same_text(text) for text in training.texts}
+    shared = sum(1 for text in data.texts if same_text(text) in seen)
     if shared:
         logger.warning(f"{data.source}: {shared} of {len(data)} {role} texts also appear in the training data "
                        f"{training.source}; their scores measure memory, not new texts")
@@ -429,9 +436,12 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[
         valid_idx += rng.permutation(members)[:quota].tolist()
     chosen = set(valid_idx)
     # a text repeated in the file stays on one side: validation copies of a text also trained on move to training
-    trained = {data.texts[i] for i in range(len(data)) if i not in chosen}
-    chosen = {i for i in chosen if data.texts[i] not in trained}
-    return data.subset([i for i in range(len(data)) if i not in chosen]), data.subset(sorted(chosen))
+    trained = {same_text(data.texts[i]) for i in range(len(data)) if i not in chosen}
+    kept = {i for i in chosen if same_text(data.texts[i]) not in trained}
+    if len(kept) < len(chosen):
+        report(f"{data.source}: {len(chosen) - len(kept)} rows drawn for validation repeat a training text and train "
+               f"instead; {len(kept)} rows validate")
+    return data.subset([i for i in range(len(data)) if i not in kept]), data.subset(sorted(kept))
 
 
 def _stratified_quotas(counts: Counter, n_valid: int) -> dict[str, int]:

@@ -321,3 +321,13 @@ def test_a_validation_file_sharing_texts_with_the_training_data_is_named(run_cli
                            "--freeze", "head", "--out", tmp_path / "out", "--epochs", "1", "--quiet")
     rows = len(tiny_data["train"].read_text().splitlines()) - 1
     assert code == 0 and f"{rows} of {rows} --valid texts also appear in the training data" in err
+
+
+def test_a_validation_split_says_when_repeated_texts_shrink_it(tmp_path, reports):
+    from conftest import make_rows, write_csv
+
+    rows = make_rows(10, seed=4)
+    data = load_labelled(write_csv(tmp_path / "d.csv", rows + rows))  # every text twice
+    fit, valid = split_train_valid(data, 0.3, 0)
+    assert not set(fit.texts) & set(valid.texts) and len(valid) < 9
+    assert any(f"repeat a training text and train instead; {len(valid)} rows validate" in r for r in reports)

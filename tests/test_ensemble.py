@@ -169,7 +169,7 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(run_cli, ensemble_d
     monkeypatch.setattr(MemberCheckpoint, "save", save)
     code, _, err = run_cli(*args, "--out", out, "--resume")
     assert code == 0, err
-    assert "resuming from the checkpoint of epochs" in err
+    assert "resuming from the checkpoint of member 1 epoch" in err
     left, right = load_file(out / "model.safetensors"), load_file(reference / "model.safetensors")
     assert left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
