@@ -205,13 +205,14 @@ def _check_export_dir(out: Path, config: ExportConfig) -> str:
     export of the same weights; an export of other weights needs ``--overwrite``; anything in it that
     freezeframe did not write is never deleted.
     """
+    named = "--out" if config.out is not None else "the model's export directory"  # not an option the user gave
     check_output_dir(out, overwrite=True)  # its type and place; its contents below
     if not (out.is_dir() and any(out.iterdir())):
         return config.quantize
     if recognize(out) is None:
         held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
-        raise FreezeframeError(f"--out {out} exists and is not an export directory (it holds {held}); choose a new path")
-    check_replaceable(out, EXPORT_LAYOUT)
+        raise FreezeframeError(f"{named} {out} exists and is not an export directory (it holds {held}); choose a new path")
+    check_replaceable(out, EXPORT_LAYOUT, named)
     own = out.resolve() == (config.model / ONNX_DIR).resolve()
     try:
         previous = json.loads((out / EXPORT_META).read_text(encoding="utf-8"))["source"]
@@ -220,7 +221,7 @@ def _check_export_dir(out: Path, config: ExportConfig) -> str:
     previous = previous if isinstance(previous, dict) else {}  # unreadable: another model's, as far as can be told
     same = previous.get("weights_sha256") == weights_digest(config.model)
     if not (own or same or config.overwrite):
-        raise FreezeframeError(f"--out {out} holds the export of other weights (from {previous.get('directory', 'another model')}); "
+        raise FreezeframeError(f"{named} {out} holds the export of other weights (from {previous.get('directory', 'another model')}); "
                                "pass --overwrite to replace it, or choose another path")
     if config.quantize == "none" and (own or same) and (out / INT8_FILE).is_file():
         report(f"{out} holds {INT8_FILE}: writing it again from these weights (delete it to drop it)")

@@ -292,6 +292,7 @@ def test_reexport_keeps_the_int8_graph(baseline_model, run_cli, tmp_path):
     (model / "onnx" / "notes.txt").write_text("mine")
     code, _, err = run_cli("export", "--model", model)
     assert code == 2 and "notes.txt" in err and (model / "onnx" / "notes.txt").is_file()
+    assert err.startswith("freezeframe: error: the model's export directory "), err  # no --out was given
 
 
 @pytest.mark.parametrize("command, extra, advice", [
