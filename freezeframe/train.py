@@ -238,6 +238,9 @@ def train_loop(
                     training_module.to(device)
                 train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng, stop,
                                                      lambda loss, epoch=epoch: progress.update(task, advance=1, description=f"{name}epoch {epoch} loss {loss:.3f}"))
+                if not all(torch.isfinite(param).all() for param in trainable.values()):
+                    raise FreezeframeError(f"{name}training diverged in epoch {epoch}: the weights are no longer finite "
+                                           f"numbers (training loss {train_loss:.4g}); try a lower --lr")
                 valid_loss = valid_acc = None
                 if valid_data is not None:
                     logits = predict_logits(training_module, valid_data, config.batch_size * 2, device, config.precision)

@@ -155,3 +155,12 @@ def test_inspect_refuses_a_pooling_that_contradicts_the_trained_model(run_cli, h
                            "weights keep; drop --pooling")
     code, out, _ = run_cli("inspect", "--model", head_model, "--pooling", "mean")
     assert code == 0 and "classifier" in out
+
+
+def test_training_that_diverges_stops_with_one_line_and_writes_nothing(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    out = tmp_path / "diverged"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                           "--epochs", "2", "--lr", "1e10", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "training diverged in epoch 1: the weights are no longer finite numbers" in err and "lower --lr" in err
+    assert not out.exists()
