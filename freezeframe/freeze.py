@@ -152,8 +152,9 @@ class FreezePlan:
             param.requires_grad_(name in trainable)
         freeze_report = FreezeReport.of(model, self.spec)
         logger.log(
-            logging.DEBUG if quiet else logging.INFO, "freeze plan %s: %s of %s parameters train (%.1f%%)",
+            logging.DEBUG if quiet else logging.INFO, "freeze plan %s: %s of %s parameters train (%.1f%%)%s",
             self.spec, f"{freeze_report.trainable:,}", f"{freeze_report.total:,}", 100 * freeze_report.share,
+            " once every stage is unfrozen" if self.is_gradual else "",
         )
         return freeze_report
 
