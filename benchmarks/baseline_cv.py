@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imdb-aspects" / "train.csv"
 
-from freezeframe.compare import make_splits, run_split
+from freezeframe.compare import run_split
 from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.data import load_labelled
 from freezeframe.errors import logger
+from freezeframe.splits import make_splits
 
 KEYS = {"dim": int, "dropout": float, "lr": float, "wd": float, "epochs": int, "vocab": int, "patience": int}
 

@@ -88,9 +88,10 @@ def worker(args: argparse.Namespace) -> None:
 
 def validation_worker(args: argparse.Namespace) -> None:
     """torch vs ONNX fp32 vs int8 on the model's validation split: agreement and accuracy."""
-    from freezeframe.data import load_labelled, split_train_valid
+    from freezeframe.data import load_labelled
     from freezeframe.onnx_backend import load_onnx_classifier
     from freezeframe.predict import load_classifier, read_meta
+    from freezeframe.splits import split_train_valid
 
     meta = read_meta(Path(args.model))
     data, seed = meta["settings"]["data"], meta["settings"]["train"]["seed"]

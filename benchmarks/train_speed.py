@@ -34,7 +34,8 @@ VARIANTS = ["hf-trainer", "ff-last-1", "ff-head", "ff-full"]
 
 
 def _split(data_path: Path, seed: int):
-    from freezeframe.data import load_labelled, split_train_valid
+    from freezeframe.data import load_labelled
+    from freezeframe.splits import split_train_valid
 
     return split_train_valid(load_labelled(data_path), 0.15, seed)
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import binomtest
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from freezeframe.config import (
     BASELINE_MODEL,
@@ -33,17 +32,10 @@ from freezeframe.config import (
     TrainConfig,
     check_fields,
 )
-from freezeframe.data import (
-    LabelledTexts,
-    check_classes,
-    check_known_labels,
-    format_names,
-    load_labelled,
-    report_overlap,
-    same_text,
-)
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.evaluate import compute_metrics
+from freezeframe.splits import Split, make_splits, report_overlap
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
@@ -112,18 +104,6 @@ class CompareConfig:
 
 
 @dataclass
-class Split:
-    """One train/test partition: which seed made it, which fold it is, and the item ids tested."""
-
-    seed: int
-    fold: int
-    train: LabelledTexts
-    test: LabelledTexts
-    test_items: list[int]
-    """Positions of the test texts in the evaluation set (the test file, or ``train`` under CV)."""
-
-
-@dataclass
 class RunRecord:
     """What one configuration did on one split."""
 
@@ -140,40 +120,6 @@ class RunRecord:
     """Wall time of training: loading the model, the frozen-prefix pass and the epochs (not the scoring)."""
     trainable_parameters: int
     total_parameters: int
-
-
-def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | None, seeds: int) -> list[Split]:
-    """The partitions every configuration is trained and tested on, seed by seed.
-
-    With ``test`` each seed trains on all of ``train``; otherwise each seed cuts ``train`` into
-    ``folds`` stratified folds (shuffled with that seed) and tests on each fold in turn.
-    """
-    if test is not None:
-        return [Split(seed, 1, train, test, list(range(len(test)))) for seed in range(seeds)]
-    smallest = min(train.labels.count(label) for label in train.label_names)
-    if smallest < 2:  # --folds is already at its least
-        rare = [label for label in train.label_names if train.labels.count(label) < 2]
-        raise FreezeframeError(
-            f"{train.source}: class {format_names(rare)} has a single example, too few to cross-validate (a class "
-            "needs an example in at least 2 folds); add examples or pass a --test FILE"
-        )
-    if smallest < folds:
-        raise FreezeframeError(
-            f"{train.source}: the rarest class has {smallest} examples, too few for {folds} folds; "
-            f"pass a smaller --folds or a --test FILE"
-        )
-    # the copies of a repeated text share a fold: a text trained on is never also tested on
-    groups = [same_text(text) for text in train.texts]
-    splits = []
-    for seed in range(seeds):
-        if len(set(groups)) < len(groups):
-            cutter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-            parts = cutter.split(train.texts, train.labels, groups=groups)
-        else:
-            parts = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(train.texts, train.labels)
-        for fold, (train_idx, test_idx) in enumerate(parts, start=1):
-            splits.append(Split(seed, fold, train.subset(list(train_idx)), train.subset(list(test_idx)), list(test_idx)))
-    return splits
 
 
 def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:

@@ -17,7 +17,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from freezeframe.config import SAME_COLUMNS
@@ -373,22 +372,6 @@ def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
                f"{'; ...' if len(conflicting) > 3 else ''}); kept, but no model can get both right: fix their labels")
 
 
-def same_text(text: str) -> str:
-    """What counts as one text when splits keep copies together and overlaps are counted: letter case and
-    runs of spaces aside (an uncased encoder sees no difference)."""
-    return " ".join(text.split()).casefold()
-
-
-def report_overlap(data: LabelledTexts, training: LabelledTexts, role: str) -> None:
-    """Warn when texts of a held-out file (``role``: its option, e.g. ``--test``) also appear in the training data:
-    scores on them measure memory, not how the model does on new texts."""
-    seen = {same_text(text) for text in training.texts}
-    shared = sum(1 for text in data.texts if same_text(text) in seen)
-    if shared:
-        logger.warning(f"{data.source}: {shared} of {len(data)} {role} texts also appear in the training data "
-                       f"{training.source}; their scores measure memory, not new texts")
-
-
 def check_classes(data: LabelledTexts) -> None:
     """Refuse training data with fewer than two classes; warn when most labels are unique (the wrong column?)."""
     names = data.label_names
@@ -412,51 +395,6 @@ def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
             f"{data.source}: {len(unknown)} label(s) never seen in training: {format_names(unknown)}; "
             f"the model knows {format_names(known)}{hint}"
         )
-
-
-def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
-    """Hold out a stratified, seeded share of ``data`` for validation."""
-    counts = Counter(data.labels)
-    small = sorted(label for label, n in counts.items() if n < 2)
-    if small:
-        raise FreezeframeError(
-            f"{data.source}: class {format_names(small)} has fewer than 2 examples, too few to "
-            "split into training and validation; add examples or pass --valid FILE"
-        )
-    n_valid = max(len(counts), round(len(data) * fraction))
-    if len(data) - n_valid < len(counts):
-        raise FreezeframeError(
-            f"{data.source}: {len(data)} rows are too few for a {fraction:.0%} validation split of "
-            f"{len(counts)} classes; add examples or pass --valid FILE"
-        )
-    rng = np.random.default_rng(seed)
-    valid_idx: list[int] = []
-    for label, quota in _stratified_quotas(counts, n_valid).items():
-        members = [i for i, y in enumerate(data.labels) if y == label]
-        valid_idx += rng.permutation(members)[:quota].tolist()
-    chosen = set(valid_idx)
-    # a text repeated in the file stays on one side: validation copies of a text also trained on move to training
-    trained = {same_text(data.texts[i]) for i in range(len(data)) if i not in chosen}
-    kept = {i for i in chosen if same_text(data.texts[i]) not in trained}
-    if len(kept) < len(chosen):
-        report(f"{data.source}: {len(chosen) - len(kept)} rows drawn for validation repeat a training text and train "
-               f"instead; {len(kept)} rows validate")
-    return data.subset([i for i in range(len(data)) if i not in kept]), data.subset(sorted(kept))
-
-
-def _stratified_quotas(counts: Counter, n_valid: int) -> dict[str, int]:
-    """How many examples of each class go to validation: the nearest whole numbers to proportional
-    shares that sum to ``n_valid``, at least one per class and never a class's last training example."""
-    total = sum(counts.values())
-    exact = {label: n_valid * n / total for label, n in counts.items()}
-    quotas = {label: min(max(1, int(share)), counts[label] - 1) for label, share in exact.items()}
-    while sum(quotas.values()) > n_valid:
-        label = max((l for l in sorted(quotas) if quotas[l] > 1), key=lambda l: quotas[l] - exact[l])
-        quotas[label] -= 1
-    while sum(quotas.values()) < n_valid:
-        label = max((l for l in sorted(quotas) if quotas[l] < counts[l] - 1), key=lambda l: exact[l] - quotas[l])
-        quotas[label] += 1
-    return quotas
 
 
 def load_texts(path: Path, text_column: str = "review") -> list[str]:

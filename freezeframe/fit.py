@@ -19,19 +19,13 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
 from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_checkpoint
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
-from freezeframe.data import (
-    LabelledTexts,
-    check_classes,
-    check_known_labels,
-    load_labelled,
-    report_overlap,
-    split_train_valid,
-)
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.predict import META_FILE
+from freezeframe.splits import report_overlap, split_train_valid
 from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
 from freezeframe.train import (
     LoopResult,

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from freezeframe.compare import CompareConfig, make_splits, mcnemar_exact
+from freezeframe.compare import CompareConfig, mcnemar_exact
 from freezeframe.errors import FreezeframeError
+from freezeframe.splits import make_splits
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,8 @@ def test_a_class_of_one_example_is_not_told_to_use_fewer_than_2_folds(tmp_path):
 def test_the_copies_of_a_repeated_text_share_a_fold_and_a_side_of_the_validation_split(tmp_path):
     from conftest import make_rows, write_csv
 
-    from freezeframe.data import load_labelled, split_train_valid
+    from freezeframe.data import load_labelled
+    from freezeframe.splits import split_train_valid
 
     rows = make_rows(20, seed=3)
     copies = [(text.upper(), label) for text, label in rows[12:18]]  # the same input to an uncased encoder

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freezeframe.data import MAX_CHARS, LabelledTexts, load_labelled, load_texts, split_train_valid
+from freezeframe.data import MAX_CHARS, LabelledTexts, load_labelled, load_texts
 from freezeframe.errors import FreezeframeError
 from freezeframe.evaluate import compute_metrics
+from freezeframe.splits import split_train_valid
 
 GOOD = "".join(f"the camera shot {i},Cinematography\nthe villain role {i},Characters\nthe plot twist {i},Story\n"
                for i in range(4))

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from freezeframe.data import check_classes, load_labelled, load_texts, split_train_valid
+from freezeframe.data import check_classes, load_labelled, load_texts
 from freezeframe.errors import FreezeframeError
+from freezeframe.splits import split_train_valid
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

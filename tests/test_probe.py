@@ -47,7 +47,8 @@ def test_probe_does_not_touch_the_encoder(tiny_model_dir, tiny_data):
     model, tokenizer = load_pretrained(str(tiny_model_dir), ["Characters", "Cinematography", "Story"], "mean")
     plan = FreezePlan("last-1")
     plan.apply(model)
-    from freezeframe.data import load_labelled, split_train_valid
+    from freezeframe.data import load_labelled
+    from freezeframe.splits import split_train_valid
 
     train, valid = split_train_valid(load_labelled(tiny_data["train"]), 0.15, 0)
     sets = [encode_examples(tokenizer, d, train.label_names, run.model) for d in (train, valid)]
