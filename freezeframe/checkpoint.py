@@ -302,7 +302,8 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
     directory = out / CHECKPOINT_DIR
     fingerprint = run_fingerprint(run)
     others = [p.name for p in out.iterdir() if p.name != CHECKPOINT_DIR] if out.is_dir() else []
-    if resume and has_state(directory):
+    unfinished = has_state(directory)
+    if resume and unfinished:
         check_replaceable(out, MODEL_LAYOUT)  # the finished model replaces the whole directory
         saved = read_state(directory)
         differences = fingerprint_differences(saved["fingerprint"], fingerprint)
@@ -316,7 +317,7 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
             shutil.rmtree(stale, ignore_errors=True)
         report(f"resuming from the checkpoint of {describe_saved(store.saved_epochs())} in {directory}")
         return store
-    if has_state(directory) and not overwrite:
+    if unfinished and not overwrite:
         held = describe_saved(CheckpointStore(out, fingerprint, read_state(directory)).saved_epochs())
         raise FreezeframeError(
             f"--out {out} holds the checkpoint of an unfinished run ({held} done); pass --resume to "
@@ -332,10 +333,9 @@ def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: 
         check_replaceable(out, MODEL_LAYOUT)  # a checkpoint removed below: never with the user's files in it
     if resume:
         report(f"--resume: no checkpoint in {directory}; starting from epoch 1")
-    replaces = has_state(directory)  # with --overwrite: kept until this run saves its first epoch
-    if directory.exists() and not replaces:
+    if directory.exists() and not unfinished:  # an unfinished run's checkpoint stays until this run's first save
         shutil.rmtree(directory)
-    return CheckpointStore(out, fingerprint, keep=keep, count=count, replaces=replaces)
+    return CheckpointStore(out, fingerprint, keep=keep, count=count, replaces=unfinished)
 
 
 def random_states(batch_rng: random.Random) -> dict:

@@ -302,17 +302,14 @@ def inspect(
     freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
     plan = FreezePlan(freeze)
     schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
-    if schedule and plan.is_gradual:  # a trained gradual model: the stages it went through, the table of the last
-        report = FreezePlan(schedule[-1]["plan"]).apply(network)
-        print(f"model {described}, freeze plan {freeze}\n")
-        print(report.format_table())
-        stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
-        print(f"\ngradual, as trained: {stages} (the last stage is shown above)")
-        return
-    report = plan.apply(network)
+    # a trained gradual model shows the last stage it reached, not the plan's full depth
+    report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
     print(f"model {described}, freeze plan {freeze}\n")
     print(report.format_table())
-    if plan.is_gradual:
+    if schedule and plan.is_gradual:
+        stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
+        print(f"\ngradual, as trained: {stages} (the last stage is shown above)")
+    elif plan.is_gradual:
         depth = plan.gradual_depth(getattr(network, "num_layers", 0))
         print(f"\ngradual: epoch 1 trains the head, then one more layer per epoch unfreezes from the top, "
               f"down to {depth} layers (the final state is shown above)")

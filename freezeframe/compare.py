@@ -72,9 +72,7 @@ class CompareConfig:
     """``auto``, ``cpu`` or ``cuda``."""
 
     def __post_init__(self) -> None:
-        not_finite = check_fields(self)
-        if not_finite:
-            raise FreezeframeError("; ".join(not_finite))
+        check_fields(self, error=FreezeframeError)
         problems = []
         if self.test is not None and self.folds is not None:
             problems.append("give either --test FILE or --folds K, not both")

@@ -61,7 +61,7 @@ def _converted(kind: Any, value: Any) -> tuple[bool, Any]:
     return isinstance(value, kind), value
 
 
-def check_fields(instance: Any, options: dict[str, str] | None = None) -> list[str]:
+def check_fields(instance: Any, options: dict[str, str] | None = None, error: type[Exception] = ValueError) -> None:
     """Check every field of a settings dataclass against its annotation, before any value is used.
 
     A value of the wrong type raises ``TypeError`` naming the field and the type expected (an int is
@@ -70,9 +70,8 @@ def check_fields(instance: Any, options: dict[str, str] | None = None) -> list[s
     Args:
         instance: the dataclass being built (call from ``__post_init__``).
         options: the command-line option of a field whose name is not ``--`` plus the field's name.
-
-    Returns:
-        A message per float field that is NaN or infinite, naming its option: for the caller's ``ValueError``.
+        error: raised, naming each option, when a float field is NaN or infinite (before any range check,
+            which would let NaN through or say something odder about infinity).
     """
     hints = typing.get_type_hints(type(instance))
     wrong, not_finite = [], []
@@ -98,7 +97,8 @@ def check_fields(instance: Any, options: dict[str, str] | None = None) -> list[s
             not_finite.append(f"{option} must be a finite number, got {kept}")
     if wrong:
         raise TypeError("; ".join(wrong))
-    return not_finite
+    if not_finite:
+        raise error("; ".join(not_finite))
 
 
 @dataclass
@@ -121,9 +121,7 @@ class DataConfig:
     """Merge labels that differ only in letter case instead of refusing them."""
 
     def __post_init__(self) -> None:
-        problems = check_fields(self)
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_fields(self)
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if not self.text_column or not self.label_column:
@@ -159,9 +157,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, os.PathLike):  # a model directory given as a Path
             self.model = os.fspath(self.model)
-        problems = check_fields(self)
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_fields(self)
         if self.freeze.strip() in ("last-0", "gradual-0"):
             raise ValueError(f"--freeze {self.freeze.strip()} trains no encoder layer; use --freeze head for a linear probe")
         if self.pooling not in ("cls", "mean"):
@@ -239,9 +235,8 @@ class TrainConfig:
     float32). ``auto`` is bf16 where the hardware multiplies it natively, see :func:`freezeframe.train.resolve_precision`."""
 
     def __post_init__(self) -> None:
-        problems = check_fields(self, {"cache_budget_mb": "--cache-budget"})
-        if problems:  # the range checks below would let NaN through or say something odder about infinity
-            raise ValueError("; ".join(problems))
+        check_fields(self, {"cache_budget_mb": "--cache-budget"})
+        problems = []
         if self.lr is not None and self.lr <= 0:
             problems.append(f"--lr must be positive, got {self.lr}")
         if self.epochs is not None and self.epochs < 1:

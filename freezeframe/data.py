@@ -359,10 +359,9 @@ def load_labelled(
 def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
     """Say which texts appear more than once with different labels: the model cannot get both right."""
     rows_of: dict[str, list[int]] = {}
-    for text, row in zip(data.texts, data.rows):
-        rows_of.setdefault(text, []).append(row)
     labels_of: dict[str, set[str]] = {}
-    for text, label in zip(data.texts, data.labels):
+    for text, row, label in zip(data.texts, data.rows, data.labels):
+        rows_of.setdefault(text, []).append(row)
         labels_of.setdefault(text, set()).add(label)
     conflicting = [text for text, labels in labels_of.items() if len(labels) > 1]
     if conflicting:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.encoder import AveragedMembers, EncoderClassifier, record_max_length
+from freezeframe.encoder import AveragedMembers, EncoderClassifier
 from freezeframe.errors import FreezeframeError
 from freezeframe.predict import META_FILE, Classifier, load_classifier
 
@@ -66,7 +66,6 @@ def save_ensemble(models: list, tokenizer, meta: dict, directory: Path) -> None:
     if _one_network(models):
         AveragedMembers(models).save(directory)
         tokenizer.save(directory)
-        record_max_length(directory, meta["settings"]["model"]["max_length"])
         return
     runs = meta["member_runs"]
     meta["member_dirs"] = []

@@ -43,6 +43,7 @@ from freezeframe.storage import (
     check_output_dir,
     check_output_path,
     check_replaceable,
+    export_source,
     make_parent,
     recognize,
 )
@@ -214,11 +215,7 @@ def _check_export_dir(out: Path, config: ExportConfig) -> str:
         raise FreezeframeError(f"{named} {out} exists and is not an export directory (it holds {held}); choose a new path")
     check_replaceable(out, EXPORT_LAYOUT, named)
     own = out.resolve() == (config.model / ONNX_DIR).resolve()
-    try:
-        previous = json.loads((out / EXPORT_META).read_text(encoding="utf-8"))["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        previous = None
-    previous = previous if isinstance(previous, dict) else {}  # unreadable: another model's, as far as can be told
+    previous = export_source(out)  # unreadable: another model's, as far as can be told
     same = previous.get("weights_sha256") == weights_digest(config.model)
     if not (own or same or config.overwrite):
         raise FreezeframeError(f"{named} {out} holds the export of other weights (from {previous.get('directory', 'another model')}); "

@@ -147,8 +147,8 @@ def train_classifier(
     if head_is_new and not any(row.trainable for row in freeze_report.rows if row.block == "classifier"):
         report(f"--freeze {plan.spec} leaves the classifier frozen at its random initialisation; add classifier.* "
                "to the plan to train it")
-    if plan.is_gradual and run.train.epochs <= plan.gradual_depth(model.num_layers):
-        depth = plan.gradual_depth(model.num_layers)
+    depth = plan.gradual_depth(model.num_layers) if plan.is_gradual else 0
+    if run.train.epochs <= depth:
         report(f"--freeze {plan.spec}: {run.train.epochs} epoch(s) unfreeze only {run.train.epochs - 1} of its {depth} "
                f"layers (epoch 1 trains the head, each later epoch one more layer); --epochs {depth + 1} or more reaches "
                "them all")
@@ -273,10 +273,10 @@ def train_classifier(
                 else:
                     model.save(staging)
                     tokenizer.save(staging)
-                    if not run.model.is_baseline:
-                        from freezeframe.encoder import record_max_length
+                if not run.model.is_baseline:  # one tokenizer at the top, for a single model or an ensemble
+                    from freezeframe.encoder import record_max_length
 
-                        record_max_length(staging, run.model.max_length)
+                    record_max_length(staging, run.model.max_length)
                 # what --overwrite may replace later (the tokenizer's files vary with the tokenizer)
                 meta[CONTENTS_KEY] = sorted([META_FILE, *(p.name for p in staging.iterdir())])
                 (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

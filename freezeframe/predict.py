@@ -11,7 +11,7 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import EXPORT_META, META_FILE
+from freezeframe.storage import EXPORT_META, META_FILE, export_source
 from freezeframe.train import choose_device, predict_logits
 
 
@@ -178,10 +178,7 @@ def refuse_export_dir(directory: Path, advice: str = "pass the model directory i
     directory = Path(directory)
     if not (directory / EXPORT_META).is_file() or any(directory.glob("*.safetensors")) or any(directory.glob("*.bin")):
         return
-    try:
-        source = json.loads((directory / EXPORT_META).read_text(encoding="utf-8"))["source"]["directory"]
-    except (OSError, ValueError, KeyError, TypeError):
-        source = "see its export.json"
+    source = export_source(directory).get("directory", "see its export.json")
     raise FreezeframeError(f"{directory} is an ONNX export (no torch weights); {advice.format(source=source)}")
 
 

@@ -73,9 +73,7 @@ class ServeConfig:
     """Open connections beyond this get 503 instead of queueing without bound."""
 
     def __post_init__(self) -> None:
-        not_finite = check_fields(self)
-        if not_finite:
-            raise ValueError("; ".join(not_finite))
+        check_fields(self)
         problems = [f"--{name.replace('_', '-')}: expected a positive number, got {getattr(self, name)}"
                     for name in ("max_texts", "max_chars", "max_batch_texts", "batch_size", "max_concurrency")
                     if getattr(self, name) < 1]

@@ -90,6 +90,16 @@ def _recorded_names(directory: Path, recorded: str | None) -> list[str]:
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
+def export_source(directory: Path) -> dict:
+    """The ``source`` record of an export directory's ``export.json`` (the model directory and the digest of its
+    weights), or ``{}`` when there is none to read: callers only compare or name it."""
+    try:
+        source = json.loads((Path(directory) / EXPORT_META).read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return source if isinstance(source, dict) else {}
+
+
 def _names(*names: str) -> tuple[str, ...]:
     return tuple(re.escape(name) for name in names)
 
