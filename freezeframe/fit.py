@@ -274,7 +274,7 @@ def train_classifier(
                     model.save(staging)
                     tokenizer.save(staging)
                 if not run.model.is_baseline:  # one tokenizer at the top, for a single model or an ensemble
-                    from freezeframe.encoder import record_max_length
+                    from freezeframe.tokenizer import record_max_length
 
                     record_max_length(staging, run.model.max_length)
                 # what --overwrite may replace later (the tokenizer's files vary with the tokenizer)

@@ -182,7 +182,8 @@ def _load_tokenizer(export_dir: Path, kind: str):
 
         return WordTokenizer.load(export_dir)
     from freezeframe.bert import tokenizer_unsupported
-    from freezeframe.encoder import FastTokenizer, SubwordTokenizer, check_tokenizer_files, import_transformers
+    from freezeframe.encoder import import_transformers
+    from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
     check_tokenizer_files(str(export_dir))
     try:

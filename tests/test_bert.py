@@ -66,7 +66,7 @@ def test_gradients_match_transformers_without_dropout(tiny_model_dir, monkeypatc
 def test_tokenizer_matches_transformers(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from freezeframe.encoder import FastTokenizer, SubwordTokenizer
+    from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer
 
     texts = TEXTS + ["UPPER Case, punctuation!", "  ", "camera " * 40, "unseenword villains"]
     ours, theirs = FastTokenizer(tiny_model_dir), SubwordTokenizer(AutoTokenizer.from_pretrained(str(tiny_model_dir)))
@@ -152,7 +152,7 @@ def test_a_bare_vocab_txt_tokenizes_as_transformers_does(tmp_path, settings):
 
     from transformers import AutoTokenizer
 
-    from freezeframe.encoder import FastTokenizer, SubwordTokenizer
+    from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     words = ["camera", "Camera", "cafe", "café", "crème", "creme", "電", "影", "電影", "plot", "##s", "##ing", "the", "!", ","]
@@ -197,8 +197,8 @@ def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data
     with torch.no_grad():
         assert torch.allclose(trained(input_ids, mask), through_transformers(input_ids, mask), atol=1e-5)
     assert trained_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)
-    from freezeframe.encoder import FastTokenizer
     from freezeframe.onnx_backend import _load_tokenizer
+    from freezeframe.tokenizer import FastTokenizer
 
     onnx_tokenizer = _load_tokenizer(tmp_path / "m", "transformer")  # what an export of it would run
     assert isinstance(onnx_tokenizer, FastTokenizer) and onnx_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)

@@ -143,7 +143,7 @@ def test_ctrl_c_while_an_epoch_is_being_saved_still_saves_it(run_cli, uninterrup
 
 def test_ctrl_c_as_the_last_epoch_ends_saves_it_and_during_the_final_write_finishes_the_model(
         run_cli, uninterrupted, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
-    from freezeframe import encoder, train
+    from freezeframe import tokenizer, train
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
     try:
@@ -163,13 +163,13 @@ def test_ctrl_c_as_the_last_epoch_ends_saves_it_and_during_the_final_write_finis
         assert code == 0, err
         assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
 
-        write = encoder.record_max_length
+        write = tokenizer.record_max_length
 
         def ctrl_c_while_writing(*args):
             os.kill(os.getpid(), signal.SIGINT)
             write(*args)
 
-        monkeypatch.setattr(encoder, "record_max_length", ctrl_c_while_writing)
+        monkeypatch.setattr(tokenizer, "record_max_length", ctrl_c_while_writing)
         again = tmp_path / "again"
         code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], again))
         assert code == 130 and "the model was finished first and is saved in" in err, err
