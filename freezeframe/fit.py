@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import platform
-import queue
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -14,16 +13,17 @@ from pathlib import Path
 
 import torch
 
-from freezeframe import __version__, bert
+from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
 from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_checkpoint
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
-from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.errors import logger, report
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport
+from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.splits import report_overlap, split_train_valid
 from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
@@ -185,7 +185,7 @@ def train_classifier(
         models.append(member)
         modules.append(CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member)
     together = (members > 1 and device.type == "cpu" and torch.get_num_threads() > 1 and not plan.is_gradual
-                and all(_own_dropout(m) for m in models))
+                and all(own_dropout(m) for m in models))
 
     finished: list[int] = []
     finishing = threading.Lock()
@@ -195,7 +195,7 @@ def train_classifier(
         if done is not None:  # finished before an interruption
             with finishing:
                 finished.append(k)
-            return _restore_member(models[k], done), done["probe"]
+            return restore_member(models[k], done), done["probe"]
         view = checkpoint.member(k) if checkpoint is not None else None
         if view is not None and view.saved is not None:  # the probe ran before the interruption
             record = view.saved.get("probe")
@@ -220,7 +220,7 @@ def train_classifier(
             seeds = ", ".join(str(run.train.seed + k) for k in range(members))
             logger.info("%d members train at once, one thread each (seeds %s), %s", members, seeds, train_config.precision)
             with progress_display(train_config.show_progress) as display:  # one bar per member
-                outcomes = _train_together(partial(train_member, display=display), members)
+                outcomes = train_together(partial(train_member, display=display), members)
         else:
             outcomes = []
             for k in range(members):
@@ -286,80 +286,6 @@ def train_classifier(
         raise TrainingInterrupted(f"interrupted as training ended; the model was finished first and is saved in {out}")
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
-
-
-def _own_dropout(model: torch.nn.Module) -> bool:
-    """Whether every dropout of ``model`` draws from :func:`bert.dropout_generator` (so that members can train
-    at once, each following its own seed)."""
-    return all(isinstance(m, bert.Dropout) for m in model.modules() if isinstance(m, torch.nn.Dropout))
-
-
-def _train_together(train_member, members: int) -> list:
-    """Train the members at once, in threads that split the CPU's cores: on 2 cores, two members in one
-    thread each take 80 to 90% of the time of one after the other (the Python and memory-bound work
-    of one overlaps the other's matrix products). Ctrl-C stops every member after its current step."""
-    threads = torch.get_num_threads()
-    workers = max(1, min(members, threads))
-    pending = queue.SimpleQueue()
-    for k in range(members):
-        pending.put(k)
-    stop = threading.Event()
-    outcomes: dict[int, tuple] = {}
-    failures: list[BaseException] = []
-    ended = [threading.Event() for _ in range(workers)]
-
-    def work(index: int) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    k = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    outcomes[k] = train_member(k, stop)
-                except KeyboardInterrupt:  # stopped (Ctrl-C reached the main thread) or Ctrl-C inside the thread
-                    stop.set()
-                except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
-                    failures.append(err)
-                    stop.set()
-        finally:
-            ended[index].set()
-
-    torch.set_num_threads(max(1, threads // workers))
-    pool = [threading.Thread(target=work, args=(i,), name=f"freezeframe-member-{i}") for i in range(workers)]
-    try:
-        for thread in pool:
-            thread.start()
-        # Wait on events, not Thread.join: a join that Ctrl-C interrupts can mark a running thread as
-        # ended, and the interpreter then exits under it (a C++ abort, exit 134, instead of 130). Wait in
-        # short steps: a SIGINT the kernel hands to another thread does not wake a blocked main thread,
-        # and only the main thread runs Python's signal handler.
-        while not all(event.is_set() for event in ended):
-            try:
-                for event in ended:
-                    while not event.wait(0.1):
-                        pass
-            except KeyboardInterrupt:
-                stop.set()  # every member stops after its current step; keep waiting for them
-    finally:
-        torch.set_num_threads(threads)
-    if failures:
-        raise failures[0]
-    if len(outcomes) < members:  # stopped by Ctrl-C
-        raise KeyboardInterrupt
-    return [outcomes[k] for k in range(members)]
-
-
-def _restore_member(model: torch.nn.Module, record: dict) -> LoopResult:
-    """Put back an ensemble member that finished before an interruption (its trainable weights); returns its loop."""
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if set(trainable) != set(record["trainable"]):
-        raise FreezeframeError("the checkpoint does not fit this model (its trainable parameters differ); "
-                               "drop --resume and pass --overwrite to start over")
-    with torch.no_grad():
-        for name, value in record["trainable"].items():
-            trainable[name].copy_(value)
-    return LoopResult.from_dict(record["loop"])
 
 
 class _Probe:

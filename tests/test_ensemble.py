@@ -143,7 +143,7 @@ def test_an_interrupted_ensemble_resumes_to_the_same_weights(run_cli, ensemble_d
     from freezeframe.checkpoint import MemberCheckpoint
 
     if not together:
-        monkeypatch.setattr(fit, "_own_dropout", lambda model: False)
+        monkeypatch.setattr(fit, "own_dropout", lambda model: False)
     args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir,
             "--ensemble", "2", "--epochs", "2", "--lr", "1e-3", "--max-length", MAX_LENGTH, "--quiet")
     reference = ensemble_dir
