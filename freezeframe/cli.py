@@ -266,58 +266,10 @@ def inspect(
                                                      "a trained directory keeps its own).")] = None,
 ) -> None:
     """Show, block by block, which parameters a freeze plan trains."""
-    from freezeframe.ensemble import plan_network
-    from freezeframe.freeze import FreezePlan
-    from freezeframe.predict import META_FILE, load_classifier, read_meta, refuse_export_dir
+    from freezeframe.describe import describe_plan
 
     _setup_logging(quiet=True)
-    if num_labels < 2:
-        raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
-    meta: dict = {}
-    described = model
-    if model != "baseline":
-        refuse_export_dir(Path(model), "inspect the model directory it was exported from ({source})")
-    if model != "baseline" and (Path(model) / META_FILE).exists():
-        meta = read_meta(Path(model))
-        trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
-        if pooling is not None and trained_pooling is not None and pooling != trained_pooling:
-            raise FreezeframeError(f"--pooling {pooling}: {model} was trained with {trained_pooling} pooling, which its "
-                                   "weights keep; drop --pooling")
-        loaded = load_classifier(Path(model), device="cpu")
-        meta = loaded.meta
-        network = plan_network(loaded)
-        if meta.get("members"):
-            described = f"{model} (an ensemble of {len(meta.get('member_runs') or []) or meta['members']} members; one is shown)"
-    else:
-        from freezeframe.fit import build_model
-
-        labels = [f"class_{i}" for i in range(num_labels)]
-        config = ModelConfig(model=model, pooling=pooling or DEFAULT_POOLING, freeze=freeze or DEFAULT_FREEZE)
-        # an untrained baseline's vocabulary is its training data's words: show it at its full size
-        words = [" ".join(f"word{i}" for i in range(config.vocab_size))] if config.is_baseline else ["an example text"]
-        network, _ = build_model(config, labels, words)
-        freeze = freeze or config.plan
-        if config.is_baseline:
-            described = f"baseline (untrained; {config.vocab_size:,} training words + <PAD>, <UNK>)"
-    freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
-    plan = FreezePlan(freeze)
-    schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
-    # a trained gradual model shows the last stage it reached, not the plan's full depth
-    report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
-    print(f"model {described}, freeze plan {freeze}\n")
-    print(report.format_table())
-    if schedule and plan.is_gradual:
-        stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
-        print(f"\ngradual, as trained: {stages} (the last stage is shown above)")
-    elif plan.is_gradual:
-        depth = plan.gradual_depth(getattr(network, "num_layers", 0))
-        print(f"\ngradual: epoch 1 trains the head, then one more layer per epoch unfreezes from the top, "
-              f"down to {depth} layers (the final state is shown above)")
-    if meta.get("probe"):
-        probe = meta["probe"]
-        scored = f", validation accuracy {probe['valid_accuracy']:.3f}" if probe.get("valid_accuracy") is not None else ""
-        print(f"\nLP-FT: the classifier was first fitted alone on frozen sentence vectors ({probe['best_epoch']} epochs"
-              f"{scored}), then fine-tuned with the plan above")
+    print(describe_plan(model, freeze, num_labels, pooling))
 
 
 @app.command()

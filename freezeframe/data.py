@@ -1,4 +1,5 @@
-"""Read labelled texts from CSV, TSV or JSON Lines; check and clean them; split them.
+"""Labelled texts from a table file (read by ``tables.py``): the text and label columns checked and cleaned,
+labels normalised, the classes checked against training.
 
 Every problem a person can fix becomes a :class:`FreezeframeError` naming the file, what was
 expected and what was found. Everything handled silently on the user's behalf is reported in
@@ -7,24 +8,26 @@ one line (see :func:`freezeframe.errors.report`).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from freezeframe.config import SAME_COLUMNS
-from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.errors import FreezeframeError, report
+from freezeframe.tables import (
+    SEPARATORS,
+    SURROGATES,
+    TABLE_SUFFIXES,
+    format_names,
+    format_rows,
+    read_table,
+    read_text_file,
+    require_columns,
+    separator_hint,
+)
 
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".ndjson": None}
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
 _HAS_WORD = re.compile(r"\w")
 MAX_CHARS = 200_000
 """Texts are cut to this many characters before tokenizing: far past any ``--max-length`` (at most 512
@@ -57,213 +60,10 @@ class LabelledTexts:
         return sorted(set(self.labels))
 
 
-def _format_rows(rows: list[int], limit: int = 8) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
-
-
-def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
-    """Names for a one-line message: quoted, the first ``limit`` of them, each cut to ``width`` characters."""
-    shown = ", ".join(repr(n if len(n) <= width else n[: width - 1] + "…") for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def read_text_file(path: Path) -> str:
-    """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
-    if str(path) == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        if not path.exists():
-            raise FreezeframeError(f"file not found: {path}")
-        if path.is_dir():
-            raise FreezeframeError(f"{path} is a directory; expected a data file")
-        raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FreezeframeError(f"{path} is UTF-16, not UTF-8; re-save it as UTF-8, e.g. "
-                               "`iconv -f utf-16 -t utf-8 in.csv > out.csv`")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise FreezeframeError(
-            f"{path} is not valid UTF-8 (byte 0x{raw[err.start]:02x} at line {line}); "
-            "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`"
-        ) from None
-    if "\x00" in text:
-        report(f"{path}: removed {text.count(chr(0))} NUL bytes")
-        text = text.replace("\x00", "")
-    return text
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, TSV or JSON Lines file into a frame of strings (missing cells are None)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        raise FreezeframeError(f"{path} is a directory; expected a data file")
-    if suffix not in TABLE_SUFFIXES:
-        raise FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl")
-    text = read_text_file(path)
-    if not text.strip():
-        raise FreezeframeError(f"{path} is empty")
-    if TABLE_SUFFIXES[suffix] is None:
-        frame = pd.DataFrame.from_records(_json_records(text, path))
-    else:
-        frame = _read_delimited(text, path, TABLE_SUFFIXES[suffix])
-    frame.columns = [str(c).strip() for c in frame.columns]
-    _refuse_repeated_names(list(frame.columns), path)
-    return frame.astype(object).where(frame.notna(), None)
-
-
-def _refuse_repeated_names(names: list[str], path: Path, where: str = "") -> None:
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise FreezeframeError(f"{path}{where}: column name {format_names(repeated)} appears more than once "
-                               "(names are compared without surrounding spaces); rename one of them")
-
-
-def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
-    """Parse CSV/TSV text (quoted fields may hold the separator and newlines) into a frame of strings."""
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
-                            skip_blank_lines=True)
-    except pd.errors.EmptyDataError:
-        raise FreezeframeError(f"{path} has no header row") from None
-    except pd.errors.ParserError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
-        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
-        if ragged:
-            expected, line, saw = ragged.groups()
-            detail = (f"line {line} has {saw} fields, the header has {expected}; a text holding the separator "
-                      "must be quoted")
-        raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
-                               f"{_separator_hint(text, sep)}") from None
-    # pandas renames a repeated name ("review", "review.1"), which would hide it from read_table's check
-    header = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
-    if len(header) == len(frame.columns):
-        _refuse_repeated_names([name.strip() for name in header], path)
-    if not isinstance(frame.index, pd.RangeIndex):
-        frame = _unshift(frame, path, _separator_hint(text, sep))
-    _warn_merged_rows(frame, path, sep)
-    return frame
-
-
-def _unshift(frame: pd.DataFrame, path: Path, hint: str = "") -> pd.DataFrame:
-    """Every row had one field more than the header, so pandas made the first column the index and
-    shifted every name by one. A trailing separator (an empty last field) is dropped; anything else is refused."""
-    names = list(frame.columns)
-    values = frame.reset_index()
-    if values.shape[1] != len(names) + 1:
-        raise FreezeframeError(f"{path}: every data row has more fields than the header{hint or '; check the separator'}")
-    values.columns = [*names, "\x00extra"]
-    if (values["\x00extra"].fillna("").astype(str).str.strip() != "").any():
-        raise FreezeframeError(f"{path}: every data row has one field more than the header (which has {len(names)}); "
-                               f"add the missing column name or quote the texts that hold the separator{hint}")
-    report(f"{path}: every row ends in an empty extra field (a trailing separator); ignored")
-    return values.drop(columns="\x00extra")
-
-
-_SEPARATORS = {",": ("commas", "name it .csv"), "\t": ("tabs", "name it .tsv"),
-               ";": ("semicolons", "save it with commas as .csv or with tabs as .tsv")}
-
-
-def _separator_hint(text: str, sep: str) -> str:
-    """When the header is split by another separator than the file type's, the fix."""
-    header = text.splitlines()[0]
-    other = max((mark for mark in _SEPARATORS if mark != sep), key=header.count)
-    if header.count(other) <= header.count(sep):
-        return ""
-    name, fix = _SEPARATORS[other]
-    return f"; its header is separated by {name}: {fix}"
-
-
-def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
-    """An unbalanced quote makes the parser swallow the following lines into one field: say so.
-
-    A quoted text may hold a line break and the separator; two or more of its lines holding the
-    separator look like swallowed rows."""
-    broken = pd.Series(False, index=frame.index)
-    for column in frame.columns:  # only cells with a line break can hold two lines
-        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
-            broken |= frame[column].str.contains("\n", regex=False, na=False)
-    suspects = [int(position) + 1 for position in broken.to_numpy().nonzero()[0]
-                if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= 2
-                       for cell in frame.iloc[position])]
-    if suspects:
-        logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
-                       "quote may have merged several lines into one", path, len(suspects), _format_rows(suspects))
-
-
-class _KeyPairs(dict):
-    """A JSON object as a dict that remembers every key as written, repeats included."""
-
-    def __init__(self, pairs: list[tuple[str, object]]) -> None:
-        super().__init__(pairs)
-        self.keys_in_order = [key for key, _ in pairs]
-
-
-def _json_records(text: str, path: Path) -> list[dict]:
-    """Objects of a JSON Lines file (or of a .json array); every bad line is named at once."""
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            records = json.loads(text, object_pairs_hook=_KeyPairs)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
-        lines = list(enumerate(records, start=1))
-    else:
-        lines = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    lines.append((number, json.loads(line, object_pairs_hook=_KeyPairs)))
-                except (json.JSONDecodeError, RecursionError):
-                    lines.append((number, None))
-    for number, record in lines:  # where a plain dict would keep only the last value of a repeated key
-        if isinstance(record, _KeyPairs):
-            _refuse_repeated_names([str(key).strip() for key in record.keys_in_order], path, f" (record {number})")
-    bad = [number for number, record in lines if not isinstance(record, dict)]
-    if bad:
-        raise FreezeframeError(
-            f"{path}: {len(bad)} of {len(lines)} records are not JSON objects like "
-            f'{{"review": "...", "aspect": "..."}} (line {_format_rows(bad)}); fix or remove them'
-        )
-    return [{_json_cell(key): _json_cell(value) for key, value in record.items()} for _, record in lines]
-
-
-def _json_cell(value: object) -> object:
-    """A JSON value as a table cell: numbers as their usual text (1.0 is "1"), true and false as JSON spells them,
-    lists and objects as JSON."""
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)  # JSON escapes can hold lone surrogates; nothing downstream can
-    if value is None:
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if not math.isfinite(value):  # NaN (an empty cell) or infinity
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str],
-                     options: str = "--text-column / --label-column") -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        found = format_names([str(c) for c in frame.columns]) or "none"
-        sep = TABLE_SUFFIXES.get(path.suffix.lower())
-        hint = _separator_hint(str(frame.columns[0]), sep) if sep and len(frame.columns) == 1 else ""
-        raise FreezeframeError(f"{path}: {'column' if len(missing) == 1 else 'columns'} {format_names(missing)} not found; "
-                               f"columns found: {found} "
-                               f"(choose others with {options}){hint}")
-
-
 def model_text(value: object) -> str:
     """Any value as text a tokenizer accepts: lone surrogates become U+FFFD, at most ``MAX_CHARS`` characters."""
     text = "" if value is None else str(value)
-    return _SURROGATES.sub("\ufffd", text[:MAX_CHARS])
+    return SURROGATES.sub("\ufffd", text[:MAX_CHARS])
 
 
 def clean_text(value: object) -> str:
@@ -322,7 +122,7 @@ def load_labelled(
         raise FreezeframeError(SAME_COLUMNS.format(text_column))
     path = Path(path)
     frame = read_table(path)
-    _require_columns(frame, path, [text_column, label_column])
+    require_columns(frame, path, [text_column, label_column])
     texts = [clean_text(v) for v in frame[text_column]]
     labels = ["" if v is None else str(v) for v in frame[label_column]]
     rows = list(range(1, len(frame) + 1))
@@ -330,9 +130,9 @@ def load_labelled(
     unlabelled = [r for r, t, lab in zip(rows, texts, labels) if t and not clean_text(lab)]
     if empty:
         report(f"{path}: dropped {len(empty)} rows with no text (empty, missing, or only spaces and control "
-               f"characters; data rows {_format_rows(empty)})")
+               f"characters; data rows {format_rows(empty)})")
     if unlabelled:
-        report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {_format_rows(unlabelled)})")
+        report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {format_rows(unlabelled)})")
     keep = [i for i, (t, lab) in enumerate(zip(texts, labels)) if t and clean_text(lab)]
     if not keep:
         raise FreezeframeError(
@@ -415,13 +215,13 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         if text_column not in frame.columns:
             if len(frame.columns) == 1:
                 only = frame.columns[0]
-                if any(mark in only for mark in _SEPARATORS):
+                if any(mark in only for mark in SEPARATORS):
                     raise FreezeframeError(f"{path}: no column {text_column!r}, and its one column {only!r} looks like "
-                                           f"several names run together{_separator_hint(only, TABLE_SUFFIXES[path.suffix.lower()] or ',')}")
+                                           f"several names run together{separator_hint(only, TABLE_SUFFIXES[path.suffix.lower()] or ',')}")
                 report(f"{path}: no column {text_column!r}; classifying its only column, {only!r}")
                 text_column = only
             else:
-                _require_columns(frame, path, [text_column], "--text-column")
+                require_columns(frame, path, [text_column], "--text-column")
         texts = [model_text(v) for v in frame[text_column]]
         rows = frame.to_dict("records")
     if not texts:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.data import check_known_labels, format_names, load_labelled
+from freezeframe.data import check_known_labels, load_labelled
 from freezeframe.errors import logger
+from freezeframe.tables import format_names
 
 
 def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from freezeframe.data import LabelledTexts, format_names
+from freezeframe.data import LabelledTexts
 from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.tables import format_names
 
 
 def same_text(text: str) -> str:

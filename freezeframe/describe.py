@@ -1,0 +1,75 @@
+"""What a freeze plan trains in a model, block by block: the library function behind ``inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, ModelConfig
+from freezeframe.errors import FreezeframeError
+
+
+def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_labels: int = 3,
+                  pooling: str | None = None) -> str:
+    """The per-block table of a freeze plan over an encoder, the baseline, or a trained model directory.
+
+    Args:
+        model: an encoder directory or cached hub id, ``baseline``, or a model directory ``train`` wrote.
+        freeze: the plan to show; default: a trained directory's own plan, else the default plan.
+        num_labels: classes of the head of an untrained encoder.
+        pooling: ``cls`` or ``mean`` for an untrained encoder; a trained directory keeps its own.
+
+    Returns:
+        The text ``freezeframe inspect`` prints: a title line, the table, and for gradual or LP-FT plans
+        how the plan unfolds (or unfolded) in training.
+    """
+    from freezeframe.ensemble import plan_network
+    from freezeframe.freeze import FreezePlan
+    from freezeframe.predict import META_FILE, load_classifier, read_meta, refuse_export_dir
+
+    if num_labels < 2:
+        raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
+    meta: dict = {}
+    described = model
+    if model != "baseline":
+        refuse_export_dir(Path(model), "inspect the model directory it was exported from ({source})")
+    if model != "baseline" and (Path(model) / META_FILE).exists():
+        meta = read_meta(Path(model))
+        trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
+        if pooling is not None and trained_pooling is not None and pooling != trained_pooling:
+            raise FreezeframeError(f"--pooling {pooling}: {model} was trained with {trained_pooling} pooling, which its "
+                                   "weights keep; drop --pooling")
+        loaded = load_classifier(Path(model), device="cpu")
+        meta = loaded.meta
+        network = plan_network(loaded)
+        if meta.get("members"):
+            described = f"{model} (an ensemble of {len(meta.get('member_runs') or []) or meta['members']} members; one is shown)"
+    else:
+        from freezeframe.fit import build_model
+
+        labels = [f"class_{i}" for i in range(num_labels)]
+        config = ModelConfig(model=model, pooling=pooling or DEFAULT_POOLING, freeze=freeze or DEFAULT_FREEZE)
+        # an untrained baseline's vocabulary is its training data's words: show it at its full size
+        words = [" ".join(f"word{i}" for i in range(config.vocab_size))] if config.is_baseline else ["an example text"]
+        network, _ = build_model(config, labels, words)
+        freeze = freeze or config.plan
+        if config.is_baseline:
+            described = f"baseline (untrained; {config.vocab_size:,} training words + <PAD>, <UNK>)"
+    freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
+    plan = FreezePlan(freeze)
+    schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
+    # a trained gradual model shows the last stage it reached, not the plan's full depth
+    report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
+    lines = [f"model {described}, freeze plan {freeze}", "", report.format_table()]
+    if schedule and plan.is_gradual:
+        stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
+        lines += ["", f"gradual, as trained: {stages} (the last stage is shown above)"]
+    elif plan.is_gradual:
+        depth = plan.gradual_depth(getattr(network, "num_layers", 0))
+        lines += ["", ("gradual: epoch 1 trains the head, then one more layer per epoch unfreezes from the top, "
+                      f"down to {depth} layers (the final state is shown above)")]
+    if meta.get("probe"):
+        probe = meta["probe"]
+        scored = f", validation accuracy {probe['valid_accuracy']:.3f}" if probe.get("valid_accuracy") is not None else ""
+        lines += ["", (f"LP-FT: the classifier was first fitted alone on frozen sentence vectors ({probe['best_epoch']} "
+                      f"epochs{scored}), then fine-tuned with the plan above")]
+    return "\n".join(lines)
