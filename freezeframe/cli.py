@@ -26,7 +26,6 @@ from freezeframe.config import (
     TrainConfig,
 )
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import check_writable
 
 app = typer.Typer(
     name="freezeframe", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -184,26 +183,10 @@ def evaluate(
     plots: Annotated[Path | None, typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
 ) -> None:
     """Score a saved model on labelled data: accuracy, macro and per-class scores, confusion matrix."""
-    from freezeframe.evaluate import evaluate_model, format_metrics, plot_confusion_matrices, plot_learning_curves
-    from freezeframe.predict import read_meta
+    from freezeframe.evaluate import evaluate_model, format_metrics
 
     _setup_logging(quiet=as_json)
-    if plots is not None:
-        existing = next(p for p in (plots, *plots.parents) if p.exists())
-        if not existing.is_dir():
-            raise FreezeframeError(f"--plots {plots}: {existing} is a file; give a directory for the PNGs")
-        check_writable(plots, f"--plots {plots}")
-    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels)
-    if plots is not None:
-        try:
-            plots.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
-        plot_confusion_matrices({model.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
-        meta = read_meta(model)
-        if meta.get("history"):
-            name = model.name + (f" ({meta['history_of']})" if meta.get("history_of") else "")
-            plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
+    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels, plots=plots)
     if as_json:
         print(json.dumps(metrics))
     else:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from freezeframe.data import check_known_labels, load_labelled
-from freezeframe.errors import logger
+from freezeframe.errors import FreezeframeError, logger
+from freezeframe.storage import check_output_path, check_writable
 from freezeframe.tables import format_names
 
 
@@ -70,15 +71,23 @@ def format_metrics(metrics: dict) -> str:
 
 def evaluate_model(
     model_dir: Path, data_path: Path, text_column: str = "review", label_column: str = "aspect",
-    normalize_labels: bool = False, batch_size: int = 64,
+    normalize_labels: bool = False, batch_size: int = 64, plots: Path | None = None,
 ) -> dict:
     """Load a saved classifier and score it on a labelled file.
+
+    Args:
+        plots: a directory to write ``confusion_matrix.png`` (and ``learning_curve.png`` when the model
+            recorded its epochs) into; it is checked before any work.
 
     Returns:
         The metrics of :func:`compute_metrics`.
     """
     from freezeframe.predict import load_classifier
 
+    model_dir, plots = Path(model_dir), Path(plots) if plots is not None else None
+    if plots is not None:
+        check_output_path(plots, "--plots")
+        check_writable(plots, f"--plots {plots}")  # an existing plots directory is written into, not replaced
     classifier = load_classifier(model_dir)
     data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
     check_known_labels(data, classifier.labels)
@@ -88,7 +97,21 @@ def evaluate_model(
                        data_path, format_names(absent), "it" if len(absent) == 1 else "them")
     probabilities = classifier.predict_proba(data.texts, batch_size=batch_size)
     index = {label: i for i, label in enumerate(classifier.labels)}
-    return compute_metrics([index[y] for y in data.labels], probabilities.argmax(1).tolist(), classifier.labels)
+    metrics = compute_metrics([index[y] for y in data.labels], probabilities.argmax(1).tolist(), classifier.labels)
+    if plots is not None:
+        _write_plots(model_dir, classifier.meta, metrics, plots)
+    return metrics
+
+
+def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> None:
+    try:
+        plots.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
+    plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
+    if meta.get("history"):
+        name = model_dir.name + (f" ({meta['history_of']})" if meta.get("history_of") else "")
+        plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
 
 
 def plot_confusion_matrices(matrices: dict[str, list[list[int]]], labels: list[str], path: Path) -> None:

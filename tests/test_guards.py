@@ -189,12 +189,12 @@ def test_inspect_shows_a_trained_directorys_own_plan(run_cli, head_model):
 
 
 def test_evaluate_plots_path_is_checked_before_scoring(run_cli, head_model, tiny_data, tmp_path, monkeypatch):
-    import freezeframe.evaluate
+    import freezeframe.predict
 
     def never(*args, **kwargs):
-        raise AssertionError("scored before checking --plots")
+        raise AssertionError("loaded the model before checking --plots")
 
-    monkeypatch.setattr(freezeframe.evaluate, "evaluate_model", never)
+    monkeypatch.setattr(freezeframe.predict, "load_classifier", never)
     afile = tmp_path / "afile.png"
     afile.write_text("x")
     code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", afile / "plots")
