@@ -209,7 +209,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
     """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
-    from freezeframe.data import load_text_rows
+    from freezeframe.data import texts_to_classify
     from freezeframe.errors import logger
     from freezeframe.predict import check_output_file, load_predictor, prediction_records, write_predictions
 
@@ -220,11 +220,7 @@ def predict(
         raise FreezeframeError(f"--batch-size must be at least 1, got {batch_size}")
     if output is not None:
         check_output_file(output, overwrite, input)
-    items, rows = list(texts or []), [{"text": text} for text in texts or []]
-    if input is not None:
-        read, table = load_text_rows(input, text_column)
-        items += read
-        rows += table if table is not None else [{"text": text} for text in read]
+    items, rows = texts_to_classify(texts or [], input, text_column)
     classifier = load_predictor(model, backend, quantize)
     blank = [number for number, text in enumerate(items, 1) if not text.strip()]
     if blank:

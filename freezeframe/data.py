@@ -201,8 +201,24 @@ def load_texts(path: Path, text_column: str = "review") -> list[str]:
     return load_text_rows(path, text_column)[0]
 
 
-def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], list[dict] | None]:
-    """Texts to classify and, for a table, its rows (every column, in file order) to write back with them."""
+def texts_to_classify(texts: list[str], path: Path | None = None, text_column: str = "review") -> tuple[list[str], list[dict]]:
+    """The texts ``predict`` classifies, given texts first and then the file's, each with the row written back
+    beside its prediction: a table's rows keep every column in file order, and a given text fills the table's
+    text column (its other columns left empty), so every row has the same columns in the same place."""
+    items = list(texts)
+    if path is None:
+        return items, [{"text": text} for text in items]
+    read, table, column = load_text_rows(path, text_column, with_column=True)
+    if table is None:
+        return items + read, [{"text": text} for text in items + read]
+    blank = dict.fromkeys(table[0]) if table else {column: None}
+    return items + read, [blank | {column: text} for text in items] + table
+
+
+def load_text_rows(path: Path, text_column: str = "review", with_column: bool = False) -> tuple:
+    """Texts to classify and, for a table, its rows (every column, in file order) to write back with them;
+    ``with_column`` adds the column the texts came from (a table's only column stands in for a missing
+    ``text_column``; ``None`` for a text file)."""
     path = Path(path)
     rows = None
     if str(path) == "-" or path.suffix.lower() in (".txt", ""):
@@ -211,7 +227,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
     else:
         if path.suffix.lower() not in TABLE_SUFFIXES and not path.is_dir():
             raise FreezeframeError(f"{path}: unsupported file type {path.suffix.lower()!r}; use .csv, .tsv, .jsonl or .txt")
-        frame = read_table(path)
+        frame, written = read_table(path, as_written=True)
         if text_column not in frame.columns:
             if len(frame.columns) == 1:
                 only = frame.columns[0]
@@ -223,7 +239,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
             else:
                 require_columns(frame, path, [text_column], "--text-column")
         texts = [model_text(v) for v in frame[text_column]]
-        rows = frame.to_dict("records")
+        rows = written
     if not texts:
         raise FreezeframeError(f"{path}: no texts to classify")
-    return texts, rows
+    return (texts, rows, text_column if rows is not None else None) if with_column else (texts, rows)

@@ -138,7 +138,13 @@ def write_predictions(path: Path, records: list[dict]) -> None:
     else:
         import pandas as pd
 
-        text = pd.DataFrame.from_records(records).to_csv(sep=separator, index=False, lineterminator="\n")
+        from freezeframe.tables import json_cell
+
+        # a JSON input's values as their cells in a table (true, lists as JSON); numbers stay numbers, and
+        # dtype=object keeps a whole number a whole number in a column with gaps
+        cells = [{key: value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else json_cell(value)
+                  for key, value in record.items()} for record in records]
+        text = pd.DataFrame(cells, dtype=object).to_csv(sep=separator, index=False, lineterminator="\n")
     make_parent(path)
     try:
         atomic_write_bytes(path, text.encode("utf-8"))

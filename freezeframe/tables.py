@@ -62,8 +62,16 @@ def read_text_file(path: Path) -> str:
     return text
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, TSV or JSON Lines file into a frame of strings (missing cells are None)."""
+def read_table(path: Path, as_written: bool = False):
+    """Read a CSV, TSV or JSON Lines file into a frame of strings (missing cells are None).
+
+    Args:
+        as_written: also return each row as a dict of every column in file order, with a JSON file's
+            values as JSON had them (numbers, booleans, lists), for writing back beside predictions.
+
+    Returns:
+        The frame, or with ``as_written`` the frame and the rows.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
@@ -73,13 +81,21 @@ def read_table(path: Path) -> pd.DataFrame:
     text = read_text_file(path)
     if not text.strip():
         raise FreezeframeError(f"{path} is empty")
+    records = None
     if TABLE_SUFFIXES[suffix] is None:
-        frame = pd.DataFrame.from_records(_json_records(text, path))
+        records = [{str(json_cell(key)).strip(): value for key, value in record.items()}
+                   for record in _json_records(text, path)]
+        frame = pd.DataFrame.from_records([{key: json_cell(value) for key, value in record.items()} for record in records])
     else:
         frame = _read_delimited(text, path, TABLE_SUFFIXES[suffix])
     frame.columns = [str(c).strip() for c in frame.columns]
     refuse_repeated_names(list(frame.columns), path)
-    return frame.astype(object).where(frame.notna(), None)
+    frame = frame.astype(object).where(frame.notna(), None)
+    if not as_written:
+        return frame
+    if records is None:
+        return frame, frame.to_dict("records")
+    return frame, [{column: json_value(record.get(column)) for column in frame.columns} for record in records]
 
 
 def refuse_repeated_names(names: list[str], path: Path, where: str = "") -> None:
@@ -170,7 +186,7 @@ class _KeyPairs(dict):
 
 
 def _json_records(text: str, path: Path) -> list[dict]:
-    """Objects of a JSON Lines file (or of a .json array); every bad line is named at once."""
+    """Objects of a JSON Lines file (or of a .json array), as parsed; every bad line is named at once."""
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
             records = json.loads(text, object_pairs_hook=_KeyPairs)
@@ -194,10 +210,10 @@ def _json_records(text: str, path: Path) -> list[dict]:
             f"{path}: {len(bad)} of {len(lines)} records are not JSON objects like "
             f'{{"review": "...", "aspect": "..."}} (line {format_rows(bad)}); fix or remove them'
         )
-    return [{_json_cell(key): _json_cell(value) for key, value in record.items()} for _, record in lines]
+    return [record for _, record in lines]
 
 
-def _json_cell(value: object) -> object:
+def json_cell(value: object) -> object:
     """A JSON value as a table cell: numbers as their usual text (1.0 is "1"), true and false as JSON spells them,
     lists and objects as JSON."""
     if isinstance(value, str):
@@ -212,7 +228,7 @@ def _json_cell(value: object) -> object:
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int):
         return str(value)
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(json_value(value), ensure_ascii=False)
 
 
 def require_columns(frame: pd.DataFrame, path: Path, columns: list[str],
@@ -225,3 +241,17 @@ def require_columns(frame: pd.DataFrame, path: Path, columns: list[str],
         raise FreezeframeError(f"{path}: {'column' if len(missing) == 1 else 'columns'} {format_names(missing)} not found; "
                                f"columns found: {found} "
                                f"(choose others with {options}){hint}")
+
+
+def json_value(value: object) -> object:
+    """A JSON value as written, made safe to write again: lone surrogates (JSON escapes can hold them)
+    replaced, NaN and infinity (Python's JSON reads them) become None."""
+    if isinstance(value, str):
+        return SURROGATES.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {json_value(str(key)): json_value(item) for key, item in value.items()}
+    return value

@@ -139,6 +139,27 @@ def test_predict_output_file_keeps_the_input_columns(run_cli, trained, tmp_path)
     assert code == 0 and json.loads((tmp_path / "args.jsonl").read_text())["text"] == "an argument text"
 
 
+def test_predict_output_of_argument_texts_and_a_file_shares_the_files_columns(run_cli, trained, tmp_path):
+    """Argument texts fill the file's text column, so every row has the same columns in the same place;
+    a JSON Lines file's values come back as JSON had them."""
+    source = tmp_path / "reviews.jsonl"
+    rows = [{"id": 7, "review": "the camera shot", "ok": True, "tags": ["a"], "weight": 1.5},
+            {"review": "a villain role", "id": None}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    target = tmp_path / "out.jsonl"
+    code, _, err = run_cli("predict", "--model", trained, "an argument text", "--input", source, "--output", target)
+    assert code == 0, err
+    records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [list(r)[:5] for r in records] == [["id", "review", "ok", "tags", "weight"]] * 3
+    assert [r["review"] for r in records] == ["an argument text", "the camera shot", "a villain role"]
+    assert records[0]["id"] is None and {key: records[1][key] for key in rows[0]} == rows[0]
+    target = tmp_path / "out.csv"
+    code, _, err = run_cli("predict", "--model", trained, "an argument text", "--input", source, "--output", target)
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert code == 0 and lines[0].startswith("id,review,ok,tags,weight,predicted_label,score_")
+    assert lines[1].startswith(",an argument text,,,,") and lines[2].startswith('7,the camera shot,true,"[""a""]",1.5,')
+
+
 @pytest.mark.parametrize(("name", "extra", "message"), [
     ("taken.csv", [], "exists; pass --overwrite"),
     ("reviews.csv", ["--overwrite"], "is the input file"),
