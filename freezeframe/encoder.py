@@ -81,7 +81,26 @@ def resolve_model(name: str) -> str:
         return str(path)
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise FreezeframeError(f"model directory not found: {name}")
-    return name
+    snapshot = cached_snapshot(name)
+    return str(snapshot) if snapshot is not None else name
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The local Hugging Face cache's snapshot directory of ``repo_id`` (its ``main`` revision), if it holds one.
+
+    Loading the directory rather than the id lets a cached BERT (TinyBERT's download, say) run on
+    :mod:`freezeframe.bert` like any local directory: as an id, transformers would load it, at about
+    four times the training time.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # transformers needs huggingface_hub, so only a broken install lands here
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repository id; transformers says so in its own words
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def encoder_depth(name: str) -> int:

@@ -158,3 +158,11 @@ class FastTokenizer:
         for name in TOKENIZER_FILES:
             if (self.directory / name).is_file():
                 shutil.copyfile(self.directory / name, directory / name)
+        settings_file = Path(directory) / "tokenizer_config.json"
+        settings = bert.read_json(settings_file)
+        if "tokenizer_class" not in settings:
+            # Without it transformers picks the tokenizer by model type, and a mean-pooled model's type
+            # (freezeframe_bert) names none: a bare vocab.txt (TinyBERT's download) would not load in pipeline().
+            # This module runs only BERT's WordPiece, which transformers' BertTokenizer reads with these defaults.
+            settings["tokenizer_class"] = "BertTokenizer"
+            settings_file.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

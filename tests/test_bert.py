@@ -204,6 +204,39 @@ def test_a_tinybert_layout_trains_without_transformers(tiny_model_dir, tiny_data
     assert isinstance(onnx_tokenizer, FastTokenizer) and onnx_tokenizer.encode(TEXTS, 64) == tokenizer.encode(TEXTS, 64)
 
 
+def test_a_cached_hub_id_runs_on_the_lean_path_and_its_model_loads_in_pipeline(
+        tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """A hub id found in the local cache loads from its snapshot directory, so a cached TinyBERT (config.json,
+    pytorch_model.bin and vocab.txt: no tokenizer files beyond the vocabulary) trains on the lean path like a
+    directory; the mean-pooled model it writes loads in pipeline() and predicts what freezeframe predicts."""
+    import huggingface_hub.constants
+    from transformers import pipeline
+
+    from freezeframe import bert
+    from freezeframe.cli import main
+    from freezeframe.encoder import load_pretrained, resolve_model
+    from freezeframe.predict import load_classifier
+
+    snapshot = tmp_path / "hub" / "models--org--tiny-bert" / "snapshots" / "0123abcd"
+    build = _tinybert_layout(tiny_model_dir, tmp_path / "build")
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "vocab.txt", "pytorch_model.bin"):
+        (build / name).rename(snapshot / name)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model("org/tiny-bert") == str(snapshot) and resolve_model("org/absent") == "org/absent"
+    model, _ = load_pretrained("org/tiny-bert", ["a", "b"], "mean")
+    assert isinstance(model.hf, bert.BertForSequenceClassification)
+    out = tmp_path / "m"
+    main(["train", "--train", str(tiny_data["train"]), "--model", "org/tiny-bert", "--out", str(out),
+          "--epochs", "1", "--ensemble", "1", "--quiet"])
+    texts = ["camera lighting shot", "villain hero role"]
+    expected = [max(row["scores"].values()) for row in load_classifier(out).predict(texts)]
+    scored = pipeline("text-classification", model=str(out), trust_remote_code=True, truncation=True)(texts)
+    assert [row["score"] for row in scored] == pytest.approx(expected, abs=1e-5)
+
+
 def test_what_the_lean_path_leaves_to_transformers(tiny_model_dir, tmp_path):
     import json
 
