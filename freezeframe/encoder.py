@@ -24,7 +24,7 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MODEL
-from freezeframe.errors import FreezeframeError
+from freezeframe.errors import FreezeframeError, report
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
@@ -137,7 +137,11 @@ class EncoderClassifier(nn.Module):
                                                     (hf_model, "classifier"), (hf_model, "dropout")])
         self.staged = self.staged and hasattr(self.base.encoder, "layer")
         if pooling == "mean" and not self.staged:
-            raise FreezeframeError(f"--pooling mean needs a BERT-style model, got {type(hf_model).__name__}")
+            # The stages (and so mean pooling, and the cache) follow BERT's modules; other families run whole,
+            # through their own head, which reads the first token as --pooling cls does.
+            report(f"mean pooling needs BERT's layout; {type(hf_model).__name__} classifies with its own head over "
+                   "the first token (--pooling cls), and trains without the frozen-prefix cache")
+            self.pooling = "cls"
 
     def plan_parameters(self):
         """Named parameters as freeze plans see them (the Hugging Face names, e.g. ``bert.pooler.dense.weight``)."""
@@ -150,7 +154,11 @@ class EncoderClassifier(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        return len(self.base.encoder.layer) if self.staged else 0
+        if self.staged:
+            return len(self.base.encoder.layer)
+        from freezeframe.freeze import count_layers
+
+        return count_layers(name for name, _ in self.plan_parameters())
 
     @property
     def layer_prefix(self) -> str:

@@ -141,6 +141,8 @@ def train_classifier(
         check_known_labels(valid_data, labels)
     seed_everything(run.train.seed)
     model, tokenizer = build_model(run.model, labels, train_data.texts)
+    if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
+        run = replace(run, model=replace(run.model, pooling=model.pooling))
     plan = FreezePlan(run.model.plan)
     freeze_report = plan.apply(model)
     head_is_new = not run.model.is_baseline and not (Path(run.model.model) / META_FILE).is_file()

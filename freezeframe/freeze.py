@@ -26,7 +26,9 @@ from torch import nn
 
 from freezeframe.errors import FreezeframeError, logger
 
-_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)(?:layers?|albert_layer_groups)\.(\d+)\.")
+"""An encoder layer's index in a parameter name: ``bert.encoder.layer.3.``, DistilBERT's ``transformer.layer.3.``,
+ALBERT's group of shared layers ``albert_layer_groups.0.`` (one set of weights that every depth reuses)."""
 _PRESET_LAST = re.compile(r"^last-(\d+)$")
 _PRESET_GRADUAL = re.compile(r"^gradual(?:-(\d+))?$")
 
@@ -38,7 +40,9 @@ def named_plan_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def block_of(name: str) -> str:
-    """The block a parameter belongs to: ``embeddings``, ``layer N``, ``pooler`` or its head module."""
+    """The block a parameter belongs to: ``embeddings``, ``layer N``, ``pooler`` or its head module
+    (the top-level module outside the encoder: ``classifier`` for BERT's ``classifier.weight`` and for
+    RoBERTa's ``classifier.dense.weight`` alike, DistilBERT's ``pre_classifier``)."""
     match = _LAYER.search(name)
     if match:
         return f"layer {int(match.group(1))}"
@@ -46,8 +50,7 @@ def block_of(name: str) -> str:
         return "embeddings"
     if ".pooler." in f".{name}":
         return "pooler"
-    parts = name.split(".")
-    return parts[-2] if len(parts) >= 2 else parts[0]
+    return name.split(".")[0]
 
 
 def layer_index(name: str) -> int | None:

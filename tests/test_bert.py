@@ -118,6 +118,36 @@ def test_other_checkpoints_train_through_transformers(tiny_model_dir, tiny_data,
     assert all(not isinstance(m.hf, bert.BertForSequenceClassification) and m.pooling == "mean" for m in trained.members)
 
 
+def test_another_family_trains_with_its_own_head_and_every_plan(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """A DistilBERT (no BERT stages) takes the default mean pooling as its own [CLS] head, says so and records it;
+    gradual unfreezing walks its layers (its depth once read as 0, so only the head trained)."""
+    import json
+
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from freezeframe.freeze import block_of
+
+    source = tmp_path / "distilbert"
+    bert_config = json.loads((tiny_model_dir / "config.json").read_text())
+    DistilBertModel(DistilBertConfig(vocab_size=bert_config["vocab_size"], dim=32, n_layers=3, n_heads=2, hidden_dim=64,
+                                     max_position_embeddings=160)).save_pretrained(source)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copyfile(tiny_model_dir / name, source / name)
+    out = tmp_path / "m"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", out,
+                           "--freeze", "gradual", "--epochs", "4", "--ensemble", "1")
+    assert code == 0 and "mean pooling needs BERT's layout; DistilBertForSequenceClassification" in err, err
+    meta = json.loads((out / "freezeframe.json").read_text())
+    assert meta["settings"]["model"]["pooling"] == "cls"
+    assert [stage["plan"] for stage in meta["freeze"]["schedule"]] == ["last-0", "last-1", "last-2", "last-3"]
+    code, shown, _ = run_cli("inspect", "--model", out)
+    assert code == 0 and "layer 2" in shown and "pre_classifier" in shown
+    # heads and layers of other families, by their parameter names
+    assert block_of("classifier.dense.weight") == block_of("classifier.out_proj.bias") == "classifier"
+    assert block_of("albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight") == "layer 0"
+    assert block_of("distilbert.transformer.layer.2.ffn.lin1.weight") == "layer 2"
+
+
 def test_a_broken_checkpoint_is_one_clear_error(tiny_model_dir, tmp_path):
     from freezeframe.encoder import load_pretrained
     from freezeframe.errors import FreezeframeError
