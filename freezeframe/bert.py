@@ -334,15 +334,22 @@ class BertForSequenceClassification(nn.Module):
             model = cls(config)
         expected = model.state_dict()
         state = {}
+        model.replaced_head = None
         for key, tensor in weights.items():
             key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
             key = key if key.startswith(("bert.", "classifier.")) else f"bert.{key}"
             if key not in expected:  # e.g. a pretraining head, position_ids
                 continue
             if tensor.shape != expected[key].shape:
+                if key == "classifier.weight" and not trained:  # a classifier for other classes: a new head replaces it
+                    model.replaced_head = int(tensor.shape[0])
+                    continue
+                if key == "classifier.bias" and not trained:
+                    continue
                 raise ValueError(f"{key} has shape {tuple(tensor.shape)} in {source}, expected {tuple(expected[key].shape)}")
             state[key] = tensor.float()
         missing = [k for k in expected if k not in state]
+        model.new_weights = missing  # initialised below as transformers would: the checkpoint lacked them
         lacking = missing if trained else [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]
         if lacking:
             raise ValueError(f"{Path(source).name} lacks {lacking[0]}" + (" (not a trained classifier)" if trained else ""))

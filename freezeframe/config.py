@@ -158,6 +158,8 @@ class ModelConfig:
         if isinstance(self.model, os.PathLike):  # a model directory given as a Path
             self.model = os.fspath(self.model)
         check_fields(self)
+        if not self.model.strip():
+            raise ValueError("--model is empty; give a model directory, a hub id in the local cache, or baseline")
         if self.freeze.strip() in ("last-0", "gradual-0"):
             raise ValueError(f"--freeze {self.freeze.strip()} trains no encoder layer; use --freeze head for a linear probe")
         if self.pooling not in ("cls", "mean"):

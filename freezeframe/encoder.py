@@ -74,10 +74,16 @@ def resolve_model(name: str) -> str:
     """Turn ``--model`` into something ``from_pretrained`` can load without the network."""
     if name == DEFAULT_MODEL:
         return str(packaged_model_dir())
+    if not name.strip():
+        raise FreezeframeError("--model is empty; give a model directory, a hub id in the local cache, or baseline")
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise FreezeframeError(f"{path} is not a Hugging Face model directory (no config.json)")
+        try:
+            bert.read_json(path / "config.json")
+        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
+            raise FreezeframeError(f"{path / 'config.json'} is damaged (not valid JSON)") from None
         return str(path)
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise FreezeframeError(f"model directory not found: {name}")
@@ -108,10 +114,7 @@ def encoder_depth(name: str) -> int:
     source = resolve_model(name)
     path = Path(source) / "config.json"
     if path.is_file():
-        try:
-            config = bert.read_json(path)
-        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
-            raise FreezeframeError(f"{path} is damaged (not valid JSON)") from None
+        config = bert.read_json(path)  # resolve_model refused it if it is not JSON
     else:
         with _load_errors(name):
             config = import_transformers().AutoConfig.from_pretrained(source).to_dict()
@@ -132,6 +135,8 @@ class EncoderClassifier(nn.Module):
         super().__init__()
         self.hf = hf_model
         self.pooling = pooling
+        self.new_weights: set[str] = set()
+        """Parameters the pretrained checkpoint lacked (a new classifier, a masked-LM checkpoint's pooler)."""
         self.base = hf_model.base_model
         self.staged = all(hasattr(x, a) for x, a in [(self.base, "embeddings"), (self.base, "encoder"),
                                                     (hf_model, "classifier"), (hf_model, "dropout")])
@@ -302,7 +307,8 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     if runs_natively(source):
         with _load_errors(name):
             model = bert.BertForSequenceClassification.from_pretrained(Path(source), overrides)
-            return EncoderClassifier(model, pooling), FastTokenizer(Path(source))
+            tokenizer = FastTokenizer(Path(source))
+        return _with_new_weights(EncoderClassifier(model, pooling), model.new_weights, model.replaced_head, name), tokenizer
     transformers = import_transformers()
     from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
 
@@ -316,9 +322,47 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         else:
             model_class = transformers.AutoModelForSequenceClassification
         # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
-        hf_model = model_class.from_pretrained(source, config=config, dtype=torch.float32)
+        hf_model, loading = model_class.from_pretrained(source, config=config, dtype=torch.float32,
+                                                        output_loading_info=True, ignore_mismatched_sizes=True)
+        mismatched = {key: tuple(shape) for key, shape, _ in loading.get("mismatched_keys") or ()}
+        other = sorted(key for key in mismatched if not key.startswith("classifier."))
+        if other:  # only a classifier for other classes may be replaced; anything else is another model's weights
+            raise ValueError(f"{other[0]} has shape {mismatched[other[0]]} in the checkpoint, not what its config.json says")
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-    return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
+    replaced = next((shape[0] for key, shape in mismatched.items() if key.endswith(".weight")), None)
+    new_weights = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
+    return _with_new_weights(EncoderClassifier(hf_model, pooling), new_weights, replaced, name), SubwordTokenizer(tokenizer)
+
+
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer"}
+"""Model types whose position ids start after the padding id, so that two positions are never used."""
+
+
+def check_fits(model: EncoderClassifier, tokenizer: FastTokenizer | SubwordTokenizer, max_length: int, name: str) -> None:
+    """Refuse, before any training, a ``--max-length`` past the model's positions, or a tokenizer whose ids
+    run past the model's embeddings (either would fail in the first batch)."""
+    config = model.hf.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    if positions is not None and max_length > positions:
+        raise FreezeframeError(f"--max-length {max_length}: {name} has {positions} positions; "
+                               f"use --max-length {positions} or less")
+    vocabulary = getattr(config, "vocab_size", None)
+    if vocabulary is not None and tokenizer.vocab_size > vocabulary:
+        raise FreezeframeError(f"{name}: its tokenizer has {tokenizer.vocab_size:,} tokens but the model embeds only "
+                               f"{vocabulary:,}; the tokenizer files belong to another model")
+
+
+def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,
+                      name: str) -> EncoderClassifier:
+    """Record which weights start untrained (freeze plans must not leave them frozen); say when a checkpoint's
+    classifier for other classes gave way to a new one."""
+    model.new_weights = set(new_weights)
+    if replaced_head is not None:
+        report(f"{name} has a classifier for {replaced_head} classes; a new one for this data's "
+               f"{model.hf.config.num_labels} replaces it")
+    return model
 
 
 def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, FastTokenizer | SubwordTokenizer]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 logger = logging.getLogger("freezeframe")
 
@@ -19,3 +21,15 @@ class FreezeframeError(Exception):
 def report(message: str) -> None:
     """Tell the user about something that was handled on their behalf (one line on stderr)."""
     logger.warning(message)
+
+
+@contextlib.contextmanager
+def reports_held_back() -> Iterator[None]:
+    """Drop the reports of a block that repeats work already reported (an ensemble's second member loading
+    the same checkpoint says what the first said)."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -20,9 +20,9 @@ from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_ch
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
-from freezeframe.errors import logger, report
+from freezeframe.errors import logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
-from freezeframe.freeze import FreezePlan, FreezeReport
+from freezeframe.freeze import FreezePlan, FreezeReport, block_of, named_plan_parameters
 from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.splits import report_overlap, split_train_valid
@@ -141,14 +141,15 @@ def train_classifier(
         check_known_labels(valid_data, labels)
     seed_everything(run.train.seed)
     model, tokenizer = build_model(run.model, labels, train_data.texts)
+    if not run.model.is_baseline:
+        from freezeframe.encoder import check_fits
+
+        check_fits(model, tokenizer, run.model.max_length, run.model.model)
     if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
         run = replace(run, model=replace(run.model, pooling=model.pooling))
     plan = FreezePlan(run.model.plan)
     freeze_report = plan.apply(model)
-    head_is_new = not run.model.is_baseline and not (Path(run.model.model) / META_FILE).is_file()
-    if head_is_new and not any(row.trainable for row in freeze_report.rows if row.block == "classifier"):
-        report(f"--freeze {plan.spec} leaves the classifier frozen at its random initialisation; add classifier.* "
-               "to the plan to train it")
+    _warn_untrained_frozen(model, plan)
     depth = plan.gradual_depth(model.num_layers) if plan.is_gradual else 0
     if run.train.epochs <= depth:
         report(f"--freeze {plan.spec}: {run.train.epochs} epoch(s) unfreeze only {run.train.epochs - 1} of its {depth} "
@@ -182,7 +183,8 @@ def train_classifier(
     use_cache = cache_info["used"] and not plan.is_gradual
     for k in range(1, members):  # every member sees the same split and the same cached frozen prefix; only its seed differs
         seed_everything(run.train.seed + k)
-        member, _ = build_model(run.model, labels, train_data.texts)
+        with reports_held_back():  # the first member's load said it all
+            member, _ = build_model(run.model, labels, train_data.texts)
         plan.apply(member, quiet=True)  # the same plan as the first member's, reported once
         models.append(member)
         modules.append(CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member)
@@ -331,6 +333,19 @@ class _Probe:
         logger.info("linear probe: %s after %d epochs (%.1fs); fine-tuning from it", scored, loop.best_epoch, loop.seconds)
         return {"lr": config.lr, "best_epoch": loop.best_epoch, "epochs_run": len(loop.history),
                 "valid_loss": best.valid_loss, "valid_accuracy": best.valid_accuracy, "seconds": loop.seconds}
+
+
+def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
+    """Say when the plan freezes weights that start random (the checkpoint lacked them) where the model reads them."""
+    pooling = getattr(model, "pooling", "mean")
+    frozen = {block_of(name) for name, param in named_plan_parameters(model) if not param.requires_grad
+              and name in getattr(model, "new_weights", ()) and (pooling == "cls" or block_of(name) != "pooler")}
+    if "classifier" in frozen:
+        report(f"--freeze {plan.spec} leaves the classifier frozen at its random initialisation; add classifier.* "
+               "to the plan to train it")
+    if "pooler" in frozen:
+        report(f"--freeze {plan.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
+               "no pooler weights, as masked-LM checkpoints do not); use --pooling mean, or a plan that trains it (last-N)")
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,

@@ -107,6 +107,11 @@ class SubwordTokenizer:
         return _truncate_long(full, texts, max_length,
                               lambda long: self.tokenizer(long, truncation=True, max_length=max_length)["input_ids"])
 
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the tokenizer can produce (added tokens included)."""
+        return len(self.tokenizer)
+
     def save(self, directory: Path) -> None:
         self.tokenizer.save_pretrained(directory)
 
@@ -143,6 +148,11 @@ class FastTokenizer:
             return [], 0
         full = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
         return _truncate_long(full, texts, max_length, self._encode_truncated(max_length))
+
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the tokenizer can produce (added tokens included)."""
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def _encode_truncated(self, max_length: int) -> Callable[[list[str]], list[list[int]]]:
         def encode(long: list[str]) -> list[list[int]]:

@@ -56,13 +56,17 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header=("review", "aspect
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random 4-layer BERT (hidden 32) with a WordPiece tokenizer over the fixture's words."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     directory = tmp_path_factory.mktemp("tiny-bert")
     vocab = SPECIALS + sorted({w for ws in WORDS.values() for w in ws} | set(FILLER)) + ["##s", "##ing"]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # Loaded through the config, as a hub download is: transformers 5's BertTokenizerFast(vocab_file=...) saves a
+    # tokenizer.json holding only the special tokens, which maps every word to [UNK]
+    (directory / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
     tokenizer.save_pretrained(directory)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("camera")["input_ids"]) == ["[CLS]", "camera", "[SEP]"]
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=160,

@@ -148,6 +148,53 @@ def test_another_family_trains_with_its_own_head_and_every_plan(run_cli, tiny_mo
     assert block_of("distilbert.transformer.layer.2.ffn.lin1.weight") == "layer 2"
 
 
+@pytest.mark.parametrize("backend", ["lean", "transformers"])
+def test_checkpoints_that_do_not_fit_the_data_or_the_settings(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                             monkeypatch, backend):
+    """A classifier for other classes gets a new head (said); a masked-LM checkpoint's missing pooler, frozen
+    under cls pooling, is warned about; too few positions or too small an embedding is one line before training."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    if backend == "transformers":
+        monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    weights = load_file(str(tiny_model_dir / "model.safetensors"))
+
+    def variant(name, settings=None, state=None):
+        directory = tmp_path / name
+        shutil.copytree(tiny_model_dir, directory)
+        (directory / "config.json").write_text(json.dumps({**config, **(settings or {})}))
+        save_file(state if state is not None else weights, str(directory / "model.safetensors"))
+        return directory
+
+    hidden = config["hidden_size"]
+    two_classes = variant("two", {"architectures": ["BertForSequenceClassification"], "id2label": {"0": "neg", "1": "pos"},
+                                  "label2id": {"neg": 0, "pos": 1}},
+                          {**{f"bert.{k}": v for k, v in weights.items()},  # the fixture is a bare BertModel
+                           "classifier.weight": torch.zeros(2, hidden), "classifier.bias": torch.zeros(2)})
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", two_classes, "--out", tmp_path / "out-two",
+                           "--epochs", "1", "--ensemble", "2")
+    assert code == 0 and err.count("has a classifier for 2 classes; a new one for this data's 3 replaces it") == 1, err
+    no_pooler = variant("mlm", state={k: v for k, v in weights.items() if "pooler" not in k})
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", no_pooler, "--out", tmp_path / "out-mlm",
+                           "--epochs", "1", "--pooling", "cls", "--freeze", "head", "--valid-fraction", "0")
+    assert code == 0 and "leaves the [CLS] pooler frozen at its random initialisation" in err, err
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", no_pooler, "--out", tmp_path / "out-mlm2",
+                           "--epochs", "1", "--pooling", "cls", "--freeze", "last-1")
+    assert code == 0 and "pooler frozen" not in err, err
+    short = variant("short", {"max_position_embeddings": 64},
+                    {**weights, "embeddings.position_embeddings.weight": weights["embeddings.position_embeddings.weight"][:64]})
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", short, "--out", tmp_path / "out-short")
+    assert code == 2 and f"--max-length 128: {short} has 64 positions; use --max-length 64 or less" in err, err
+    assert not (tmp_path / "out-short").exists()
+    words = weights["embeddings.word_embeddings.weight"]
+    small = variant("small", {"vocab_size": 8}, {**weights, "embeddings.word_embeddings.weight": words[:8]})
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", small, "--out", tmp_path / "out-small")
+    assert code == 2 and "tokens but the model embeds only 8; the tokenizer files belong to another model" in err, err
+
+
 def test_a_broken_checkpoint_is_one_clear_error(tiny_model_dir, tmp_path):
     from freezeframe.encoder import load_pretrained
     from freezeframe.errors import FreezeframeError
