@@ -41,17 +41,30 @@ class LabelledTexts:
     texts: list[str]
     labels: list[str]
     rows: list[int]
-    source: str = ""
+    file: str = ""
+    """The file the texts were read from."""
+    part: str = ""
+    """Which part of the file they are once it was split (e.g. ``validation part``); empty for all of it."""
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, indices: list[int]) -> LabelledTexts:
+    @property
+    def source(self) -> str:
+        """The texts as messages name them: the file, and the part of it after a split, so that a count
+        ("5 of 314 texts") is not read as the size of the whole file."""
+        return f"{self.file} ({self.part})" if self.part else self.file
+
+    def subset(self, indices: list[int], part: str | None = None) -> LabelledTexts:
+        """The texts at ``indices``; ``part`` names them within the file (within the part this is, if any)."""
+        if part is not None and self.part:
+            part = f"{part} of {self.part}"
         return LabelledTexts(
             [self.texts[i] for i in indices],
             [self.labels[i] for i in indices],
             [self.rows[i] for i in indices],
-            self.source,
+            self.file,
+            self.part if part is None else part,
         )
 
     @property

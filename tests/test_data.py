@@ -324,6 +324,33 @@ def test_a_validation_file_sharing_texts_with_the_training_data_is_named(run_cli
     assert code == 0 and f"{rows} of {rows} --valid texts also appear in the training data" in err
 
 
+def test_the_parts_of_a_split_file_are_named_as_parts(tmp_path):
+    from conftest import make_rows, write_csv
+
+    from freezeframe.splits import make_splits
+
+    path = write_csv(tmp_path / "d.csv", make_rows(10, seed=4))
+    data = load_labelled(path)
+    fit, valid = split_train_valid(data, 0.2, 0)
+    assert (data.source, fit.source, valid.source) == (str(path), f"{path} (training part)", f"{path} (validation part)")
+    fold = make_splits(data, None, 3, 1)[0]
+    assert (fold.train.source, fold.test.source) == (f"{path} (fold 1's training part)", f"{path} (fold 1's test part)")
+    assert split_train_valid(fold.train, 0.2, 0)[1].source == f"{path} (validation part of fold 1's training part)"
+
+
+def test_truncation_counts_name_the_part_of_a_split_file(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    rows = len(tiny_data["train"].read_text().splitlines()) - 1
+    common = ["--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "head", "--max-length", "8",
+              "--epochs", "1", "--quiet"]
+    code, _, err = run_cli("train", *common, "--valid-fraction", "0.3", "--out", tmp_path / "split")
+    valid = round(rows * 0.3)
+    assert code == 0, err
+    assert re.search(rf"train\.csv \(training part\): \d+ of {rows - valid} texts are longer than 8 tokens", err), err
+    assert re.search(rf"train\.csv \(validation part\): \d+ of {valid} texts are longer than 8 tokens", err), err
+    code, _, err = run_cli("train", *common, "--valid-fraction", "0", "--out", tmp_path / "whole")
+    assert code == 0 and re.search(rf"train\.csv: \d+ of {rows} texts are longer than 8 tokens", err), err
+
+
 def test_a_validation_split_says_when_repeated_texts_shrink_it(tmp_path, reports):
     from conftest import make_rows, write_csv
 
