@@ -96,6 +96,24 @@ def test_nul_bytes_and_control_characters_in_labels(tmp_path, reports):
     assert any("dropped 1 rows with no label" in r for r in reports)
 
 
+def test_control_characters_in_texts_are_counted_once_per_file(tmp_path, reports):
+    payload = HEADER + GOOD + 'a bell\x07 shot,Cinematography\n"\x1b[1mbold\x1b[0m plot",Story\n"tab\there",Story\n'
+    data = load_labelled(write(tmp_path, payload))
+    assert "a bell  shot" in data.texts and " [1mbold [0m plot" not in data.texts  # outer spaces go too
+    assert "tab\there" in data.texts  # tabs and line breaks are text, not control characters to report
+    lines = [r for r in reports if "control characters" in r]
+    assert lines == [f"{tmp_path / 'data.csv'}: 2 texts hold control characters (e.g. '\\x07' in data row 13); "
+                     + "replaced by spaces"]
+
+
+def test_control_characters_in_texts_to_classify_are_counted_and_kept(tmp_path, reports):
+    texts = load_texts(write(tmp_path, 'review\n"a bell\x07 shot"\nplain\n"form\x0cfeed\x0c"\n', "texts.csv"))
+    assert texts == ["a bell\x07 shot", "plain", "form\x0cfeed\x0c"]  # classified as written, as pipeline() would
+    assert [r for r in reports if "control characters" in r] == [
+        f"{tmp_path / 'texts.csv'}: 2 texts hold control characters (e.g. '\\x07'); classified as written "
+        + "(a BERT tokenizer drops them)"]
+
+
 def test_extremely_long_texts_are_cut_and_counted(tmp_path, reports):
     data = load_labelled(write(tmp_path, HEADER + GOOD + "camera " * (MAX_CHARS // 5) + ",Cinematography\n"))
     assert max(map(len, data.texts)) <= MAX_CHARS
@@ -187,6 +205,7 @@ def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tin
 
 @pytest.mark.parametrize("payload, name, expected", [
     ("one\n\n  two  \n", "texts.txt", ["one", "two"]),
+    ("one\x0cstill one\x1cand one\r\ntwo\rthree\n", "texts.txt", ["one\x0cstill one\x1cand one", "two", "three"]),
     ('{"review": "a \\ud800 b"}\n', "texts.jsonl", ["a \ufffd b"]),
     ("review\n\n", "texts.csv", None),
 ])
