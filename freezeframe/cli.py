@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -344,6 +345,18 @@ _EXITS = (click.exceptions.Exit, typer.Exit)
 _ABORTS = (click.exceptions.Abort, typer.Abort)
 
 
+def _suggest_by_name(err: Exception) -> None:
+    """Suggest options for an unknown one by their names alone: click compares them with their leading
+    dashes, which every option shares, so that `--bogus` was offered `--out`."""
+    ctx = getattr(err, "ctx", None)
+    name = getattr(err, "option_name", None)
+    if type(err).__name__ != "NoSuchOption" or ctx is None or not name or not name.startswith("--"):
+        return
+    options = {option.lstrip("-"): option for param in ctx.command.get_params(ctx)
+               for option in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())) if option.startswith("--")}
+    err.possibilities = [options[match] for match in difflib.get_close_matches(name.lstrip("-"), options)]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
     command = typer.main.get_command(app)
@@ -358,6 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         if type(err).__name__ == "NoArgsIsHelpError":  # bare `freezeframe` or `freezeframe COMMAND`: the help
             print(err.format_message(), file=sys.stderr)
             sys.exit(2)
+        _suggest_by_name(err)
         message = err.format_message() if hasattr(err, "format_message") else err
         print(f"freezeframe: error: {_one_line(message)} (see --help)", file=sys.stderr)
         sys.exit(2)

@@ -29,6 +29,7 @@ from freezeframe.tables import (
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _HAS_WORD = re.compile(r"\w")
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 MAX_CHARS = 200_000
 """Texts are cut to this many characters before tokenizing: far past any ``--max-length`` (at most 512
 tokens), and it keeps a many-megabyte cell from stalling the tokenizer."""
@@ -41,17 +42,30 @@ class LabelledTexts:
     texts: list[str]
     labels: list[str]
     rows: list[int]
-    source: str = ""
+    file: str = ""
+    """The file the texts were read from."""
+    part: str = ""
+    """Which part of the file they are once it was split (e.g. ``validation part``); empty for all of it."""
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, indices: list[int]) -> LabelledTexts:
+    @property
+    def source(self) -> str:
+        """The texts as messages name them: the file, and the part of it after a split, so that a count
+        ("5 of 314 texts") is not read as the size of the whole file."""
+        return f"{self.file} ({self.part})" if self.part else self.file
+
+    def subset(self, indices: list[int], part: str | None = None) -> LabelledTexts:
+        """The texts at ``indices``; ``part`` names them within the file (within the part this is, if any)."""
+        if part is not None and self.part:
+            part = f"{part} of {self.part}"
         return LabelledTexts(
             [self.texts[i] for i in indices],
             [self.labels[i] for i in indices],
             [self.rows[i] for i in indices],
-            self.source,
+            self.file,
+            self.part if part is None else part,
         )
 
     @property
@@ -141,6 +155,8 @@ def load_labelled(
     cut = sum(1 for v in frame[text_column] if v is not None and len(str(v)) > MAX_CHARS)
     if cut:
         report(f"{path}: {cut} texts are longer than {MAX_CHARS:,} characters; cut to that length before tokenizing")
+    _report_control_characters([model_text(frame[text_column].iloc[i]) for i in keep], path,
+                               "replaced by spaces", [rows[i] for i in keep])
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
     data.labels = _clean_labels(data.labels, path, normalize_labels, known)
     if all(re.fullmatch(r"[-+]?\d+(\.\d+)?", label) for label in data.labels):
@@ -154,6 +170,16 @@ def load_labelled(
     if wordless:
         report(f"{path}: {wordless} texts have no letters or digits (only symbols or emoji; kept)")
     return data
+
+
+def _report_control_characters(texts: list[str], path: Path, outcome: str, rows: list[int] | None = None) -> None:
+    """Say how many texts hold control characters (tabs and line breaks aside) and what became of them: they are
+    rarely meant (a terminal's colour codes, a bell, a form feed) and change what the model reads."""
+    found = [(i, match.group()) for i, text in enumerate(texts) if (match := _CONTROL_CHARS.search(text))]
+    if found:
+        i, char = found[0]
+        where = f" in data row {rows[i]}" if rows is not None else ""
+        report(f"{path}: {len(found)} texts hold control characters (e.g. {char!r}{where}); {outcome}")
 
 
 def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
@@ -222,7 +248,8 @@ def load_text_rows(path: Path, text_column: str = "review", with_column: bool = 
     path = Path(path)
     rows = None
     if str(path) == "-" or path.suffix.lower() in (".txt", ""):
-        lines = read_text_file(path).splitlines()
+        # line breaks only: str.splitlines would also cut a text at a form feed or other control character
+        lines = _LINE_BREAKS.split(read_text_file(path))
         texts = [line.strip() for line in lines if line.strip()]
     else:
         if path.suffix.lower() not in TABLE_SUFFIXES and not path.is_dir():
@@ -242,4 +269,7 @@ def load_text_rows(path: Path, text_column: str = "review", with_column: bool = 
         rows = written
     if not texts:
         raise FreezeframeError(f"{path}: no texts to classify")
+    # unlike training data, texts to classify reach the model as written (so predict agrees with transformers'
+    # pipeline on them); what the tokenizer makes of the characters is its own affair
+    _report_control_characters(texts, path, "classified as written (a BERT tokenizer drops them)")
     return (texts, rows, text_column if rows is not None else None) if with_column else (texts, rows)

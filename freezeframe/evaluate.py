@@ -110,7 +110,9 @@ def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> Non
         raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
     plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
     if meta.get("history"):
-        name = model_dir.name + (f" ({meta['history_of']})" if meta.get("history_of") else "")
+        # "member 0": the first member, as models saved before members were counted from 1 name it
+        of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
+        name = model_dir.name + (f" ({of})" if of else "")
         plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
 
 

@@ -267,7 +267,7 @@ def train_classifier(
             meta["members"] = members
             meta["member_runs"] = [dict(seed=run.train.seed + k, **({"probe": p} if p else {}), **lp.to_dict())
                                    for k, (lp, p) in enumerate(zip(loops, probes))]
-            meta["history_of"] = "member 0"  # history and best_epoch above are the first member's; each member's are in member_runs
+            meta["history_of"] = "member 1"  # history and best_epoch above are the first member's; each member's are in member_runs
             meta["train_seconds"] = round(seconds, 3)  # the members' wall-clock time, which they may share
         if out is not None:
             # open_checkpoint has checked --out; what is there now is this run's checkpoint or may be replaced

@@ -216,9 +216,10 @@ def _cost_sentence(configs: dict, best: str) -> str:
     for name, c in configs.items():
         share = c["trainable_parameters"] / c["total_parameters"] if c["total_parameters"] else 0.0
         parts.append(f"{name} trains {c['trainable_parameters']:,} of {c['total_parameters']:,} parameters "
-                     f"({100 * share:.2f}%) in {c['train_seconds']['mean']:.1f} s per run")
+                     f"({100 * share:.2f}%) in {c['train_seconds']['mean']:.1f} s")
     cheapest = min(configs, key=lambda n: configs[n]["train_seconds"]["mean"])
-    return ("Cost: " + "; ".join(parts) + f". The fastest to train was {cheapest}"
+    return ("Cost, in training seconds per run (loading the model, the frozen-prefix pass and the epochs; scoring "
+            "the test part is not counted): " + "; ".join(parts) + f". The fastest to train was {cheapest}"
             + (", which was also the most accurate." if cheapest == best else "."))
 
 

@@ -57,7 +57,8 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[
     if len(kept) < len(chosen):
         report(f"{data.source}: {len(chosen) - len(kept)} rows drawn for validation repeat a training text and train "
                f"instead; {len(kept)} rows validate")
-    return data.subset([i for i in range(len(data)) if i not in kept]), data.subset(sorted(kept))
+    return (data.subset([i for i in range(len(data)) if i not in kept], "training part"),
+            data.subset(sorted(kept), "validation part"))
 
 
 def _stratified_quotas(counts: Counter, n_valid: int) -> dict[str, int]:
@@ -119,5 +120,6 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
         else:
             parts = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(train.texts, train.labels)
         for fold, (train_idx, test_idx) in enumerate(parts, start=1):
-            splits.append(Split(seed, fold, train.subset(list(train_idx)), train.subset(list(test_idx)), list(test_idx)))
+            splits.append(Split(seed, fold, train.subset(list(train_idx), f"fold {fold}'s training part"),
+                                train.subset(list(test_idx), f"fold {fold}'s test part"), list(test_idx)))
     return splits

@@ -285,6 +285,21 @@ def test_usage_errors_are_one_line_with_exit_code_2(run_cli, args, message):
     assert len(err.strip().splitlines()) == 1 and message in err and "internal error" not in err
 
 
+@pytest.mark.parametrize(("option", "suggested"), [
+    ("--bogus", None),  # click compared "--bogus" with "--out" dashes and all, and offered it
+    ("--ouut", "(Possible options: --out)"),
+    ("--trian", "(Possible options: --train)"),
+    ("--seeds", "(Possible options: --seed)"),
+])
+def test_an_unknown_option_is_matched_by_its_name_without_dashes(run_cli, option, suggested):
+    code, _, err = run_cli("train", "--train", "ok.csv", "--out", "o", option)
+    assert code == 2 and f"No such option: {option}" in err and len(err.strip().splitlines()) == 1
+    if suggested is None:
+        assert "Possible options" not in err
+    else:
+        assert suggested in err
+
+
 def test_version_and_bare_command(run_cli):
     from freezeframe import __version__
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,6 +69,10 @@ def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny
     assert "[1/4] baseline" in err and "left" in err, "progress names the run and the time left"
     assert "McNemar" in stdout
     results = json.loads((out / "results.json").read_text())
+    # each run's progress line shows the training seconds that results.json and report.md average, and the rest apart
+    trained = [float(s) for s in re.findall(r"\(best epoch \d+, trained in ([\d.]+)s, tested in [\d.]+s\)", err)]
+    runs = [results["configs"][name]["train_seconds"]["runs"] for name in ("baseline", "head")]
+    assert trained == pytest.approx([seconds for pair in zip(*runs) for seconds in pair], abs=0.051), err
     assert results["n_items"] == 18 and results["settings"]["seeds"] == [0, 1]
     lines = (out / "predictions.csv").read_text().splitlines()
     assert lines[0] == "seed,fold,item,baseline,head" and len(lines) == 1 + 2 * 18
@@ -117,6 +122,12 @@ def test_each_configuration_uses_its_training_part_as_train_would(report_dir):
     markdown = (report_dir / "report.md").read_text()
     assert "baseline, head held out a stratified 15% of each training part for early stopping" in markdown
     assert "last-1 trained on all of it for its fixed schedule" in markdown
+
+
+def test_the_report_says_which_seconds_it_counts(report_dir):
+    markdown = (report_dir / "report.md").read_text()
+    assert "Cost, in training seconds per run (loading the model, the frozen-prefix pass and the epochs; " \
+           "scoring the test part is not counted): baseline trains" in markdown
 
 
 def test_the_still_improving_hint_needs_validation_data(report_dir):

@@ -96,6 +96,24 @@ def test_nul_bytes_and_control_characters_in_labels(tmp_path, reports):
     assert any("dropped 1 rows with no label" in r for r in reports)
 
 
+def test_control_characters_in_texts_are_counted_once_per_file(tmp_path, reports):
+    payload = HEADER + GOOD + 'a bell\x07 shot,Cinematography\n"\x1b[1mbold\x1b[0m plot",Story\n"tab\there",Story\n'
+    data = load_labelled(write(tmp_path, payload))
+    assert "a bell  shot" in data.texts and " [1mbold [0m plot" not in data.texts  # outer spaces go too
+    assert "tab\there" in data.texts  # tabs and line breaks are text, not control characters to report
+    lines = [r for r in reports if "control characters" in r]
+    assert lines == [f"{tmp_path / 'data.csv'}: 2 texts hold control characters (e.g. '\\x07' in data row 13); "
+                     + "replaced by spaces"]
+
+
+def test_control_characters_in_texts_to_classify_are_counted_and_kept(tmp_path, reports):
+    texts = load_texts(write(tmp_path, 'review\n"a bell\x07 shot"\nplain\n"form\x0cfeed\x0c"\n', "texts.csv"))
+    assert texts == ["a bell\x07 shot", "plain", "form\x0cfeed\x0c"]  # classified as written, as pipeline() would
+    assert [r for r in reports if "control characters" in r] == [
+        f"{tmp_path / 'texts.csv'}: 2 texts hold control characters (e.g. '\\x07'); classified as written "
+        + "(a BERT tokenizer drops them)"]
+
+
 def test_extremely_long_texts_are_cut_and_counted(tmp_path, reports):
     data = load_labelled(write(tmp_path, HEADER + GOOD + "camera " * (MAX_CHARS // 5) + ",Cinematography\n"))
     assert max(map(len, data.texts)) <= MAX_CHARS
@@ -187,6 +205,7 @@ def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tin
 
 @pytest.mark.parametrize("payload, name, expected", [
     ("one\n\n  two  \n", "texts.txt", ["one", "two"]),
+    ("one\x0cstill one\x1cand one\r\ntwo\rthree\n", "texts.txt", ["one\x0cstill one\x1cand one", "two", "three"]),
     ('{"review": "a \\ud800 b"}\n', "texts.jsonl", ["a \ufffd b"]),
     ("review\n\n", "texts.csv", None),
 ])
@@ -322,6 +341,33 @@ def test_a_validation_file_sharing_texts_with_the_training_data_is_named(run_cli
                            "--freeze", "head", "--out", tmp_path / "out", "--epochs", "1", "--quiet")
     rows = len(tiny_data["train"].read_text().splitlines()) - 1
     assert code == 0 and f"{rows} of {rows} --valid texts also appear in the training data" in err
+
+
+def test_the_parts_of_a_split_file_are_named_as_parts(tmp_path):
+    from conftest import make_rows, write_csv
+
+    from freezeframe.splits import make_splits
+
+    path = write_csv(tmp_path / "d.csv", make_rows(10, seed=4))
+    data = load_labelled(path)
+    fit, valid = split_train_valid(data, 0.2, 0)
+    assert (data.source, fit.source, valid.source) == (str(path), f"{path} (training part)", f"{path} (validation part)")
+    fold = make_splits(data, None, 3, 1)[0]
+    assert (fold.train.source, fold.test.source) == (f"{path} (fold 1's training part)", f"{path} (fold 1's test part)")
+    assert split_train_valid(fold.train, 0.2, 0)[1].source == f"{path} (validation part of fold 1's training part)"
+
+
+def test_truncation_counts_name_the_part_of_a_split_file(run_cli, tmp_path, tiny_model_dir, tiny_data):
+    rows = len(tiny_data["train"].read_text().splitlines()) - 1
+    common = ["--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "head", "--max-length", "8",
+              "--epochs", "1", "--quiet"]
+    code, _, err = run_cli("train", *common, "--valid-fraction", "0.3", "--out", tmp_path / "split")
+    valid = round(rows * 0.3)
+    assert code == 0, err
+    assert re.search(rf"train\.csv \(training part\): \d+ of {rows - valid} texts are longer than 8 tokens", err), err
+    assert re.search(rf"train\.csv \(validation part\): \d+ of {valid} texts are longer than 8 tokens", err), err
+    code, _, err = run_cli("train", *common, "--valid-fraction", "0", "--out", tmp_path / "whole")
+    assert code == 0 and re.search(rf"train\.csv: \d+ of {rows} texts are longer than 8 tokens", err), err
 
 
 def test_a_validation_split_says_when_repeated_texts_shrink_it(tmp_path, reports):

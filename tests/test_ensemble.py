@@ -34,6 +34,7 @@ def test_an_ensemble_is_one_model_directory_whose_predictions_average_its_member
     meta = json.loads((ensemble_dir / "freezeframe.json").read_text())
     assert meta["kind"] == "ensemble" and meta["members"] == 2
     assert [r["seed"] for r in meta["member_runs"]] == [0, 1]
+    assert meta["history_of"] == "member 1"  # counted from 1, as train's output counts them
     config = json.loads((ensemble_dir / "config.json").read_text())
     assert config["model_type"] == "freezeframe_ensemble" and config["members"] == 2
     assert not any(p.is_dir() for p in ensemble_dir.iterdir())  # one network, no member directories
@@ -88,6 +89,24 @@ def test_pipeline_loads_an_ensemble_without_freezeframe(ensemble_dir, tmp_path):
                           stdin=subprocess.DEVNULL, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in {"Characters", "Cinematography", "Story"}
+
+
+@pytest.mark.parametrize("recorded", ["member 1", "member 0"])  # member 0: a model saved before members counted from 1
+def test_the_learning_curve_plot_names_the_first_member_as_member_1(run_cli, ensemble_dir, tiny_data, tmp_path,
+                                                                   monkeypatch, recorded):
+    import shutil
+
+    from freezeframe import evaluate
+
+    model = tmp_path / "ensemble"
+    shutil.copytree(ensemble_dir, model)
+    meta = json.loads((model / "freezeframe.json").read_text())
+    (model / "freezeframe.json").write_text(json.dumps({**meta, "history_of": recorded}))
+    titles = []
+    monkeypatch.setattr(evaluate, "plot_learning_curves", lambda curves, path: titles.extend(curves))
+    code, _, err = run_cli("evaluate", "--model", model, "--data", tiny_data["test"], "--plots", tmp_path / "plots")
+    assert code == 0, err
+    assert titles == ["ensemble (member 1)"]
 
 
 @pytest.mark.parametrize("backend", ["freezeframe", "transformers"])
