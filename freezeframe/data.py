@@ -26,8 +26,8 @@ from freezeframe.tables import (
     require_columns,
     separator_hint,
 )
+from freezeframe.tokenizer import CONTROL_CHARS
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _HAS_WORD = re.compile(r"\w")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 MAX_CHARS = 200_000
@@ -82,7 +82,7 @@ def model_text(value: object) -> str:
 
 def clean_text(value: object) -> str:
     """A cell as text with control characters turned into spaces and outer spaces removed."""
-    return _CONTROL_CHARS.sub(" ", model_text(value)).strip()
+    return CONTROL_CHARS.sub(" ", model_text(value)).strip()
 
 
 def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[str] | None = None) -> list[str]:
@@ -175,7 +175,7 @@ def load_labelled(
 def _report_control_characters(texts: list[str], path: Path, outcome: str, rows: list[int] | None = None) -> None:
     """Say how many texts hold control characters (tabs and line breaks aside) and what became of them: they are
     rarely meant (a terminal's colour codes, a bell, a form feed) and change what the model reads."""
-    found = [(i, match.group()) for i, text in enumerate(texts) if (match := _CONTROL_CHARS.search(text))]
+    found = [(i, match.group()) for i, text in enumerate(texts) if (match := CONTROL_CHARS.search(text))]
     if found:
         i, char = found[0]
         where = f" in data row {rows[i]}" if rows is not None else ""
@@ -271,5 +271,5 @@ def load_text_rows(path: Path, text_column: str = "review", with_column: bool = 
         raise FreezeframeError(f"{path}: no texts to classify")
     # unlike training data, texts to classify reach the model as written (so predict agrees with transformers'
     # pipeline on them); what the tokenizer makes of the characters is its own affair
-    _report_control_characters(texts, path, "classified as written (a BERT tokenizer drops them)")
+    _report_control_characters(texts, path, "read as spaces, as in training")
     return (texts, rows, text_column if rows is not None else None) if with_column else (texts, rows)

@@ -412,14 +412,14 @@ def _load_averaged(directory: Path) -> tuple[AveragedMembers, FastTokenizer | Su
         prefix = f"members.{k}."
         state = {name.removeprefix(prefix): tensor for name, tensor in weights.items() if name.startswith(prefix)}
         if not state:
-            raise ValueError(f"{source.name} has no weights for member {k}")
+            raise ValueError(f"{source.name} has no weights for member {k + 1} (members.{k}.*)")
         if native:
-            network = bert.BertForSequenceClassification.from_state(values, state, f"member {k} in {source.name}", trained=True)
+            network = bert.BertForSequenceClassification.from_state(values, state, f"member {k + 1} (members.{k}.*) in {source.name}", trained=True)
         else:
             network = build_member(values)
             missing, unexpected = network.load_state_dict(state, strict=False)
             if missing or unexpected:
-                raise ValueError(f"member {k} in {source.name} " + (f"lacks {missing[0]}" if missing else f"has an unknown {unexpected[0]}"))
+                raise ValueError(f"member {k + 1} (members.{k}.*) in {source.name} " + (f"lacks {missing[0]}" if missing else f"has an unknown {unexpected[0]}"))
         members.append(EncoderClassifier(network, values.get("freezeframe_pooling", "cls")))
     if native:
         return AveragedMembers(members), FastTokenizer(directory)

@@ -8,6 +8,7 @@ transformers loads. Both count the texts they truncate.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,16 @@ from pathlib import Path
 from freezeframe import bert
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import TOKENIZER_FILES
+
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Control characters other than tabs and line breaks. Both tokenizers read them as spaces, as training data
+is cleaned, so that ``predict`` and ``evaluate`` label a text alike (BERT's own normaliser would drop them,
+joining the words on either side)."""
+
+
+def _spaced(texts: list[str]) -> list[str]:
+    return [CONTROL_CHARS.sub(" ", text) for text in texts]
+
 
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
                           "sentencepiece.bpe.model")
@@ -103,6 +114,7 @@ class SubwordTokenizer:
         """Token ids per text (with special tokens, truncated to ``max_length``) and how many were cut."""
         if not texts:
             return [], 0
+        texts = _spaced(texts)
         full = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return _truncate_long(full, texts, max_length,
                               lambda long: self.tokenizer(long, truncation=True, max_length=max_length)["input_ids"])
@@ -146,6 +158,7 @@ class FastTokenizer:
         """Token ids per text (with special tokens, truncated to ``max_length``) and how many were cut."""
         if not texts:
             return [], 0
+        texts = _spaced(texts)
         full = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
         return _truncate_long(full, texts, max_length, self._encode_truncated(max_length))
 

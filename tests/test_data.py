@@ -106,12 +106,16 @@ def test_control_characters_in_texts_are_counted_once_per_file(tmp_path, reports
                      + "replaced by spaces"]
 
 
-def test_control_characters_in_texts_to_classify_are_counted_and_kept(tmp_path, reports):
+def test_control_characters_in_texts_to_classify_are_counted_and_read_as_in_training(tmp_path, reports, tiny_model_dir):
+    from freezeframe.tokenizer import FastTokenizer
+
     texts = load_texts(write(tmp_path, 'review\n"a bell\x07 shot"\nplain\n"form\x0cfeed\x0c"\n', "texts.csv"))
-    assert texts == ["a bell\x07 shot", "plain", "form\x0cfeed\x0c"]  # classified as written, as pipeline() would
+    assert texts == ["a bell\x07 shot", "plain", "form\x0cfeed\x0c"]  # the output file shows them as given
     assert [r for r in reports if "control characters" in r] == [
-        f"{tmp_path / 'texts.csv'}: 2 texts hold control characters (e.g. '\\x07'); classified as written "
-        + "(a BERT tokenizer drops them)"]
+        f"{tmp_path / 'texts.csv'}: 2 texts hold control characters (e.g. '\\x07'); read as spaces, as in training"]
+    # the model reads what training and evaluate read: a space, not the two words joined (BERT's normaliser)
+    tokenizer = FastTokenizer(tiny_model_dir)
+    assert tokenizer.encode(["the\x07camera\x1bshot"], 64) == tokenizer.encode(["the camera shot"], 64)
 
 
 def test_extremely_long_texts_are_cut_and_counted(tmp_path, reports):

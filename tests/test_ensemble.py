@@ -116,7 +116,7 @@ def test_an_ensemble_member_without_its_classifier_is_refused(run_cli, ensemble_
     monkeypatch.setenv("FREEZEFRAME_BERT", backend)
     broken = without_weight(ensemble_dir, tmp_path / "headless", "members.1.classifier.bias")
     code, out, err = run_cli("predict", "--model", broken, "camera shot")
-    assert code == 2 and out == "" and "member 1" in err and "classifier.bias" in err
+    assert code == 2 and out == "" and "member 2 (members.1.*)" in err and "classifier.bias" in err
 
 
 def test_an_ensemble_is_not_a_starting_point_for_training(run_cli, ensemble_dir, tiny_data, tmp_path):
