@@ -118,6 +118,8 @@ class RunRecord:
     """Wall time of training: loading the model, the frozen-prefix pass and the epochs (not the scoring)."""
     trainable_parameters: int
     total_parameters: int
+    members: int = 1
+    """Ensemble members; ``history`` and ``best_epoch`` are the first member's."""
 
 
 def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
@@ -140,7 +142,7 @@ def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
     return RunRecord(
         spec, split.seed, split.fold, metrics, predictions, split.test_items,
         [asdict(r) for r in outcome.loop.history], outcome.loop.best_epoch, run.train.epochs,
-        seconds, outcome.freeze.trainable, outcome.freeze.total,
+        seconds, outcome.freeze.trainable, outcome.freeze.total, max(1, len(outcome.members)),
     )
 
 

@@ -193,3 +193,15 @@ def test_the_copies_of_a_repeated_text_share_a_fold_and_a_side_of_the_validation
     unique = load_labelled(write_csv(tmp_path / "u.csv", rows))
     expected = [sorted(test) for _, test in StratifiedKFold(4, shuffle=True, random_state=0).split(unique.texts, unique.labels)]
     assert [s.test_items for s in make_splits(unique, None, 4, 1)] == expected
+
+
+def test_the_learning_curve_of_an_ensemble_says_it_is_the_first_members():
+    from freezeframe.compare import RunRecord
+    from freezeframe.report import _example_histories
+
+    def record(config, members, seed=0, fold=1):
+        return RunRecord(config, seed, fold, {}, [], [], [{"epoch": 1}], 1, 2, 1.0, 10, 100, members)
+
+    records = [record("encoder", 2), record("head", 1), record("encoder", 2, seed=1)]
+    assert list(_example_histories(records, ["encoder", "head"])) == [
+        "encoder (seed 0, fold 1, member 1 of 2)", "head (seed 0, fold 1)"]
