@@ -299,11 +299,9 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         if _is_ensemble(Path(source)):
             raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
                                    "(the default, or a model directory such as TinyBERT's)")
-    overrides = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
-    if dropout is not None:
-        overrides["classifier_dropout"] = dropout
-    if encoder_dropout is not None:
-        overrides.update(hidden_dropout_prob=encoder_dropout, attention_probs_dropout_prob=encoder_dropout)
+    labelled = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
+    overrides = {**labelled, **_dropout_settings(bert.read_json(Path(source) / "config.json") if Path(source).is_dir()
+                                                 else None, dropout, encoder_dropout)}
     if runs_natively(source):
         with _load_errors(name):
             model = bert.BertForSequenceClassification.from_pretrained(Path(source), overrides)
@@ -332,6 +330,35 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     replaced = next((shape[0] for key, shape in mismatched.items() if key.endswith(".weight")), None)
     new_weights = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
     return _with_new_weights(EncoderClassifier(hf_model, pooling), new_weights, replaced, name), SubwordTokenizer(tokenizer)
+
+
+_DROPOUT_KEYS = {
+    "dropout": ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob"),
+    "encoder_dropout": ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"),
+}
+"""Where each family's ``config.json`` keeps the dropouts ``--dropout`` and ``--encoder-dropout`` set: BERT,
+RoBERTa and ELECTRA's names first, then DistilBERT's and ALBERT's."""
+
+
+def _dropout_settings(config: dict | None, dropout: float | None, encoder_dropout: float | None) -> dict:
+    """The ``config.json`` values that apply the dropout options to this model's family (BERT's keys for a
+    hub id, whose configuration is read later); a family without such a key is refused, not silently ignored."""
+    settings = {}
+    for option, value in (("dropout", dropout), ("encoder_dropout", encoder_dropout)):
+        if value is None:
+            continue
+        keys = _DROPOUT_KEYS[option][: 1 if option == "dropout" else 2] if config is None else [
+            key for key in _DROPOUT_KEYS[option] if key in config or (key == "classifier_dropout" and _bert_like(config))]
+        if not keys:
+            raise FreezeframeError(f"--{option.replace('_', '-')}: model type {config.get('model_type')!r} has no "
+                                   f"dropout setting freezeframe knows ({', '.join(_DROPOUT_KEYS[option])}); drop it")
+        settings.update(dict.fromkeys(keys, value))
+    return settings
+
+
+def _bert_like(config: dict) -> bool:
+    """BERT, RoBERTa and ELECTRA configurations may omit ``classifier_dropout`` (``None``: the hidden dropout)."""
+    return "hidden_dropout_prob" in config and "classifier_dropout_prob" not in config
 
 
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer"}

@@ -20,7 +20,7 @@ from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_ch
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
-from freezeframe.errors import logger, report, reports_held_back
+from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport, block_of, named_plan_parameters
 from freezeframe.members import own_dropout, restore_member, train_together
@@ -145,6 +145,9 @@ def train_classifier(
         from freezeframe.encoder import check_fits
 
         check_fits(model, tokenizer, run.model.max_length, run.model.model)
+    why = _probe_unavailable(run, model) if run.train.probe else None
+    if why:
+        raise FreezeframeError(f"--probe: {why}; drop --probe")
     if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
         run = replace(run, model=replace(run.model, pooling=model.pooling))
     plan = FreezePlan(run.model.plan)
@@ -303,14 +306,14 @@ class _Probe:
 
     def __init__(self, run: RunConfig, plan: FreezePlan, module: torch.nn.Module, train_set: ExampleSet,
                  valid_set: ExampleSet | None, device: torch.device) -> None:
-        self.enabled = run.train.probe and not run.model.is_baseline and not plan.is_gradual and plan.spec != "head"
+        self.enabled = run.train.probe  # where it cannot run, train_classifier refused it before any work
         self.run, self.module, self.device = run, module, device
         self.train_set, self.valid_set = train_set, valid_set
         self.vectors: tuple[ExampleSet, ExampleSet | None] | None = None
 
     def fit(self, model: torch.nn.Module, seed: int) -> dict | None:
         """Train ``model``'s classifier on the vectors; its trainable set is as before on return."""
-        if not self.enabled or not getattr(model, "staged", False):
+        if not self.enabled:
             return None
         if self.vectors is None:
             self.vectors = (sentence_vectors(self.module, self.train_set, self.device),
@@ -340,12 +343,28 @@ def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
     pooling = getattr(model, "pooling", "mean")
     frozen = {block_of(name) for name, param in named_plan_parameters(model) if not param.requires_grad
               and name in getattr(model, "new_weights", ()) and (pooling == "cls" or block_of(name) != "pooler")}
-    if "classifier" in frozen:
-        report(f"--freeze {plan.spec} leaves the classifier frozen at its random initialisation; add classifier.* "
-               "to the plan to train it")
+    head = sorted(block for block in frozen if block != "pooler")  # the classifier, DistilBERT's pre_classifier
+    if head:
+        report(f"--freeze {plan.spec} leaves {' and '.join('the ' + block for block in head)} frozen at "
+               f"{'its' if len(head) == 1 else 'their'} random initialisation; add {','.join(b + '.*' for b in head)} "
+               "to the plan to train {}".format("it" if len(head) == 1 else "them"))
     if "pooler" in frozen:
         report(f"--freeze {plan.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
                "no pooler weights, as masked-LM checkpoints do not); use --pooling mean, or a plan that trains it (last-N)")
+
+
+def _probe_unavailable(run: RunConfig, model: torch.nn.Module) -> str | None:
+    """Why LP-FT cannot run for this model and plan (said, not skipped silently), or ``None``."""
+    plan = FreezePlan(run.model.plan)
+    if run.model.is_baseline:
+        return "the baseline has no pretrained encoder to probe"
+    if plan.spec == "head":
+        return "with --freeze head the classifier alone trains, which is the probe itself"
+    if plan.is_gradual:
+        return "gradual unfreezing trains the classifier alone first already (its epoch 1)"
+    if not getattr(model, "staged", False):
+        return f"it fits on sentence vectors computed through BERT's stages, which {type(model.hf).__name__} does not have"
+    return None
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,

@@ -101,7 +101,8 @@ class FreezePlan:
         if depth > n_layers:
             if n_layers == 0:
                 raise FreezeframeError(f"{option} {self.spec}: {model} has no encoder layers; use full or head")
-            raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder layers")
+            raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder "
+                                   f"layer{'s' if n_layers > 1 else ''}")
 
     def stage(self, epoch: int, n_layers: int) -> FreezePlan:
         """The plan in force during ``epoch`` (1-based): a gradual plan grows by one layer per epoch."""

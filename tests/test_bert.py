@@ -142,6 +142,13 @@ def test_another_family_trains_with_its_own_head_and_every_plan(run_cli, tiny_mo
     assert [stage["plan"] for stage in meta["freeze"]["schedule"]] == ["last-0", "last-1", "last-2", "last-3"]
     code, shown, _ = run_cli("inspect", "--model", out)
     assert code == 0 and "layer 2" in shown and "pre_classifier" in shown
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "p", "--probe")
+    assert code == 2 and "--probe: it fits on sentence vectors computed through BERT's stages" in err, err
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "g",
+                           "--freeze", "classifier.*", "--dropout", "0.3", "--encoder-dropout", "0", "--epochs", "1")
+    assert code == 0 and "leaves the pre_classifier frozen at its random initialisation" in err, err
+    saved = json.loads((tmp_path / "g" / "config.json").read_text())  # DistilBERT's own dropout keys, not BERT's
+    assert (saved["seq_classif_dropout"], saved["dropout"], saved["attention_dropout"]) == (0.3, 0.0, 0.0)
     # heads and layers of other families, by their parameter names
     assert block_of("classifier.dense.weight") == block_of("classifier.out_proj.bias") == "classifier"
     assert block_of("albert.encoder.albert_layer_groups.0.albert_layers.0.attention.query.weight") == "layer 0"

@@ -82,3 +82,14 @@ def test_a_resumed_run_keeps_the_probe_record(run_cli, tmp_path, tiny_model_dir,
         return {k: v for k, v in record.items() if k != "seconds"}
 
     assert timeless(resumed["probe"]) == timeless(reference["probe"]) and resumed["probe"]["epochs_run"] == 60
+
+
+def test_probe_where_it_cannot_run_is_refused_not_skipped(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """It was skipped silently and recorded as run: with the head plan, gradual unfreezing and the baseline."""
+    for extra, reason in [(["--freeze", "head"], "the classifier alone trains, which is the probe itself"),
+                          (["--freeze", "gradual"], "gradual unfreezing trains the classifier alone first already"),
+                          (["--model", "baseline"], "the baseline has no pretrained encoder to probe")]:
+        args = ["--model", tiny_model_dir, *extra] if extra[0] != "--model" else extra
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", tmp_path / "m", "--probe", *args)
+        assert code == 2 and "--probe: " in err and reason in err and "drop --probe" in err, err
+        assert not (tmp_path / "m").exists()
