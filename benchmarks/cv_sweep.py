@@ -206,7 +206,7 @@ def _trainer_full(train_part, test_part, model_name: str, seed: int, device: str
         TrainingArguments,
     )
 
-    from freezeframe.encoder import packaged_model_dir
+    from freezeframe.source import packaged_model_dir
 
     source = str(packaged_model_dir()) if model_name == "all-MiniLM-L6-v2" else model_name
     labels = sorted(set(train_part.labels))

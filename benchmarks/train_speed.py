@@ -52,7 +52,7 @@ def run_hf_trainer(args: argparse.Namespace, out: Path) -> dict:
         TrainingArguments,
     )
 
-    from freezeframe.encoder import packaged_model_dir
+    from freezeframe.source import packaged_model_dir
 
     train, valid = _split(args.data, args.seed)
     labels = train.label_names

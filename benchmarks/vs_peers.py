@@ -48,7 +48,7 @@ def child_setfit(train: Path, out: Path, seed: int) -> None:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    from freezeframe.encoder import packaged_model_dir
+    from freezeframe.source import packaged_model_dir
 
     frame = pd.read_csv(train)
     dataset = Dataset.from_dict({"text": frame["review"].tolist(), "label": frame["aspect"].tolist()})
@@ -70,7 +70,7 @@ def child_trainer_full(train: Path, out: Path, seed: int) -> None:
         TrainingArguments,
     )
 
-    from freezeframe.encoder import packaged_model_dir
+    from freezeframe.source import packaged_model_dir
 
     frame = pd.read_csv(train)
     labels = sorted(set(frame["aspect"]))

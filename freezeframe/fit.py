@@ -142,7 +142,7 @@ def train_classifier(
     seed_everything(run.train.seed)
     model, tokenizer = build_model(run.model, labels, train_data.texts)
     if not run.model.is_baseline:
-        from freezeframe.encoder import check_fits
+        from freezeframe.source import check_fits
 
         check_fits(model, tokenizer, run.model.max_length, run.model.model)
     why = _probe_unavailable(run, model) if run.train.probe else None

