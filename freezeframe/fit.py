@@ -345,9 +345,10 @@ def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
               and name in getattr(model, "new_weights", ()) and (pooling == "cls" or block_of(name) != "pooler")}
     head = sorted(block for block in frozen if block != "pooler")  # the classifier, DistilBERT's pre_classifier
     if head:
-        report(f"--freeze {plan.spec} leaves {' and '.join('the ' + block for block in head)} frozen at "
-               f"{'its' if len(head) == 1 else 'their'} random initialisation; add {','.join(b + '.*' for b in head)} "
-               "to the plan to train {}".format("it" if len(head) == 1 else "them"))
+        named, patterns = " and ".join(f"the {block}" for block in head), ",".join(f"{block}.*" for block in head)
+        its, it = ("its", "it") if len(head) == 1 else ("their", "them")
+        report(f"--freeze {plan.spec} leaves {named} frozen at {its} random initialisation; add {patterns} to the plan "
+               f"to train {it}")
     if "pooler" in frozen:
         report(f"--freeze {plan.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
                "no pooler weights, as masked-LM checkpoints do not); use --pooling mean, or a plan that trains it (last-N)")
