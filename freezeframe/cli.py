@@ -144,8 +144,6 @@ def train(
     from freezeframe.fit import train_classifier
 
     _setup_logging(quiet)
-    if valid is not None and valid_fraction is not None:
-        raise FreezeframeError("--valid FILE and --valid-fraction both choose the validation data; give one of them")
     run = RunConfig(
         DataConfig(train, valid, valid_fraction, text_column, label_column, normalize_labels),
         ModelConfig(model, freeze, pooling, max_length, padding, vocab_size, embedding_dim, dropout, encoder_dropout),

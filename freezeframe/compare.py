@@ -221,6 +221,10 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
     """
     from freezeframe.storage import REPORT_LAYOUT, check_output_dir
 
+    if not isinstance(settings, CompareConfig):
+        raise TypeError(f"compare_configs takes a CompareConfig, e.g. CompareConfig('train.csv'), got "
+                        f"{type(settings).__name__}")
+
     if out is not None:
         check_output_dir(Path(out), overwrite, REPORT_LAYOUT, (settings.train, settings.test))
     check_before_training(settings)

@@ -122,6 +122,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.valid is not None and self.valid_fraction is not None:
+            raise ValueError("--valid FILE and --valid-fraction both choose the validation data; give one of them")
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
         if not self.text_column or not self.label_column:
@@ -330,7 +332,7 @@ class RunConfig:
             self.train.lr = defaults["lr"]
         if self.train.epochs is None:
             self.train.epochs = defaults["epochs"]
-        if self.data.valid_fraction is None:
+        if self.data.valid_fraction is None and self.data.valid is None:  # a --valid file is the validation data
             self.data.valid_fraction = defaults["valid_fraction"]
         if self.train.ensemble is None:
             self.train.ensemble = default_members(self.model, self.train)

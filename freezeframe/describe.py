@@ -26,6 +26,8 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     from freezeframe.freeze import FreezePlan
     from freezeframe.predict import META_FILE, load_classifier, read_meta, refuse_export_dir
 
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int):
+        raise TypeError(f"num_labels must be an int, got {type(num_labels).__name__} {num_labels!r}")
     if num_labels < 2:
         raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
     meta: dict = {}

@@ -243,6 +243,9 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         The staged classifier and its tokenizer.
     """
     source = resolve_model(name)
+    from freezeframe.predict import refuse_export_dir
+
+    refuse_export_dir(Path(source), "train from the encoder or model directory it was exported from ({source})")
     check_tokenizer_files(source)
     with _load_errors(name):
         if _is_ensemble(Path(source)):

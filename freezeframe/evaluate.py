@@ -76,6 +76,11 @@ def evaluate_model(
     """Load a saved classifier and score it on a labelled file.
 
     Args:
+        model_dir: a model directory ``train`` wrote (or any Hugging Face sequence classifier).
+        data_path: the labelled file to score (.csv, .tsv, .jsonl); the classifier's labels must cover its labels.
+        text_column, label_column: its columns.
+        normalize_labels: merge labels that differ only in case.
+        batch_size: texts per forward pass.
         plots: a directory to write ``confusion_matrix.png`` (and ``learning_curve.png`` when the model
             recorded its epochs) into; it is checked before any work.
 
@@ -84,6 +89,8 @@ def evaluate_model(
     """
     from freezeframe.predict import load_classifier
 
+    if not isinstance(data_path, (str, Path)):
+        raise TypeError(f"data_path takes the path of a labelled file, got {type(data_path).__name__}")
     model_dir, plots = Path(model_dir), Path(plots) if plots is not None else None
     if plots is not None:
         check_output_path(plots, "--plots")

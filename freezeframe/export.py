@@ -78,6 +78,8 @@ class ExportConfig:
             raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"--quantize: expected one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}")
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int):
+            raise TypeError(f"ExportConfig.opset must be an int, got {type(self.opset).__name__} {self.opset!r}")
         if not 17 <= self.opset <= 23:
             raise ValueError(f"--opset: expected 17 to 23, got {self.opset}")
 
@@ -150,6 +152,8 @@ def export_model(config: ExportConfig) -> ExportResult:
     Returns:
         The files written and the largest logit difference between ONNX (fp32) and torch.
     """
+    if not isinstance(config, ExportConfig):
+        raise TypeError(f"export_model takes an ExportConfig, e.g. ExportConfig('runs/minilm'), got {type(config).__name__}")
     out = config.out if config.out is not None else config.model / ONNX_DIR
     single_file = out.suffix.lower() == ".onnx"
     check_model_dir(config.model)

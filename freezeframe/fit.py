@@ -128,10 +128,19 @@ def train_classifier(
 
     Returns:
         The outcome, including validation metrics of the kept (best) epoch when there was validation data.
+
+    Seeding sets the global random generators of Python, numpy and torch from ``run.train.seed`` (that is
+    what makes a run repeatable), so a caller's own random draws after this call follow that seed too.
     """
     if not isinstance(run, RunConfig):
         raise TypeError(f"train_classifier takes a RunConfig, e.g. RunConfig(DataConfig('train.csv'), ModelConfig(), "
                         f"TrainConfig()), got {type(run).__name__}")
+    for name, data in (("train_data", train_data), ("valid_data", valid_data)):
+        if data is not None and not isinstance(data, LabelledTexts):
+            raise TypeError(f"{name} takes LabelledTexts (freezeframe.data.load_labelled(path) reads a file), got "
+                            f"{type(data).__name__}; or leave it out and name the file in DataConfig")
+    if valid_data is not None and train_data is None:
+        raise ValueError("valid_data is used only with train_data; name the validation file in DataConfig(valid=...)")
     members = run.train.ensemble
     checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint, members) if out is not None else None
     if train_data is None:

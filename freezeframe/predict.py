@@ -74,6 +74,8 @@ def checked_texts(texts, batch_size: int) -> list[str]:
     """
     if isinstance(texts, (str, bytes)):
         raise TypeError("texts must be a list of strings, not one string: predict([text])")
+    if hasattr(texts, "columns") and hasattr(texts, "iloc"):  # iterating a DataFrame gives its column names
+        raise TypeError("texts is a DataFrame; pass its text column, e.g. predict(frame['review'])")
     try:
         texts = list(texts)
     except TypeError:

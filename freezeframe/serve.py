@@ -182,6 +182,9 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
         config: limits and batching.
         model_dir: shown by ``/info``.
     """
+    if not hasattr(classifier, "predict_proba"):
+        raise TypeError(f"create_app takes a loaded classifier, e.g. create_app(load_classifier(directory)), got "
+                        f"{type(classifier).__name__}; serve_model(directory, ServeConfig()) serves a directory")
     config = config or ServeConfig()
     batcher = MicroBatcher(lambda texts: classifier.predict_proba(texts, config.batch_size),
                            config.batch_wait_ms, config.max_batch_texts)

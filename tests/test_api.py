@@ -1,0 +1,49 @@
+"""The Python API refuses the natural mistakes of a notebook user with a clear exception, before any work."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from freezeframe.config import DataConfig, RunConfig
+
+
+def test_a_dataframe_where_texts_or_a_file_belong_is_named(head_model, tiny_data):
+    from freezeframe.data import load_labelled
+    from freezeframe.evaluate import evaluate_model
+    from freezeframe.fit import train_classifier
+    from freezeframe.predict import load_classifier
+
+    frame = pd.read_csv(tiny_data["test"])
+    classifier = load_classifier(head_model)
+    for call in (classifier.predict, classifier.predict_proba):  # iterating a frame gave its column names
+        with pytest.raises(TypeError, match=r"texts is a DataFrame; pass its text column, e.g. predict\(frame\['review'\]\)"):
+            call(frame)
+    assert len(classifier.predict(frame["review"])) == len(frame)
+    with pytest.raises(TypeError, match="train_data takes LabelledTexts"):
+        train_classifier(RunConfig(DataConfig(tiny_data["train"])), train_data=frame)
+    with pytest.raises(ValueError, match="valid_data is used only with train_data"):  # it was ignored silently
+        train_classifier(RunConfig(DataConfig(tiny_data["train"])), valid_data=load_labelled(tiny_data["test"]))
+    with pytest.raises(TypeError, match="data_path takes the path of a labelled file"):
+        evaluate_model(head_model, frame)
+
+
+def test_entry_points_name_the_settings_they_take(head_model, tiny_data):
+    from freezeframe.compare import compare_configs
+    from freezeframe.describe import describe_plan
+    from freezeframe.export import ExportConfig, export_model
+    from freezeframe.serve import create_app
+
+    with pytest.raises(TypeError, match=r"export_model takes an ExportConfig, e.g. ExportConfig\('runs/minilm'\), got str"):
+        export_model(str(head_model))
+    with pytest.raises(TypeError, match="ExportConfig.opset must be an int, got str"):
+        ExportConfig(head_model, opset="18")
+    with pytest.raises(TypeError, match="compare_configs takes a CompareConfig"):
+        compare_configs(str(tiny_data["train"]))
+    with pytest.raises(TypeError, match=r"create_app takes a loaded classifier, e.g. create_app\(load_classifier"):
+        create_app(str(head_model))
+    with pytest.raises(TypeError, match="num_labels must be an int, got str"):
+        describe_plan(str(head_model), num_labels="3")
+    with pytest.raises(ValueError, match="--valid FILE and --valid-fraction both choose the validation data"):
+        DataConfig(tiny_data["train"], valid=tiny_data["test"], valid_fraction=0.2)  # the CLI alone refused it
+    assert RunConfig(DataConfig(tiny_data["train"], valid=tiny_data["test"])).data.valid_fraction is None
