@@ -341,10 +341,8 @@ class BertForSequenceClassification(nn.Module):
             if key not in expected:  # e.g. a pretraining head, position_ids
                 continue
             if tensor.shape != expected[key].shape:
-                if key == "classifier.weight" and not trained:  # a classifier for other classes: a new head replaces it
+                if key.startswith("classifier.") and not trained:  # a classifier for other classes: a new head replaces it
                     model.replaced_head = int(tensor.shape[0])
-                    continue
-                if key == "classifier.bias" and not trained:
                     continue
                 raise ValueError(f"{key} has shape {tuple(tensor.shape)} in {source}, expected {tuple(expected[key].shape)}")
             state[key] = tensor.float()

@@ -234,17 +234,17 @@ def texts_to_classify(texts: list[str], path: Path | None = None, text_column: s
     items = list(texts)
     if path is None:
         return items, [{"text": text} for text in items]
-    read, table, column = load_text_rows(path, text_column, with_column=True)
+    read, table, column = load_text_rows(path, text_column)
     if table is None:
         return items + read, [{"text": text} for text in items + read]
     blank = dict.fromkeys(table[0]) if table else {column: None}
     return items + read, [blank | {column: text} for text in items] + table
 
 
-def load_text_rows(path: Path, text_column: str = "review", with_column: bool = False) -> tuple:
-    """Texts to classify and, for a table, its rows (every column, in file order) to write back with them;
-    ``with_column`` adds the column the texts came from (a table's only column stands in for a missing
-    ``text_column``; ``None`` for a text file)."""
+def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], list[dict] | None, str | None]:
+    """Texts to classify; for a table, its rows (every column, in file order) to write back with them; and the
+    column the texts came from (a table's only column stands in for a missing ``text_column``; ``None`` for a
+    text file)."""
     path = Path(path)
     rows = None
     if str(path) == "-" or path.suffix.lower() in (".txt", ""):
@@ -269,7 +269,6 @@ def load_text_rows(path: Path, text_column: str = "review", with_column: bool = 
         rows = written
     if not texts:
         raise FreezeframeError(f"{path}: no texts to classify")
-    # unlike training data, texts to classify reach the model as written (so predict agrees with transformers'
-    # pipeline on them); what the tokenizer makes of the characters is its own affair
+    # kept in the texts (the output file shows them as given); the tokenizers read them as spaces
     _report_control_characters(texts, path, "read as spaces, as in training")
-    return (texts, rows, text_column if rows is not None else None) if with_column else (texts, rows)
+    return texts, rows, text_column if rows is not None else None

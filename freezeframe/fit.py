@@ -154,12 +154,12 @@ def train_classifier(
         from freezeframe.source import check_fits
 
         check_fits(model, tokenizer, run.model.max_length, run.model.model)
-    why = _probe_unavailable(run, model) if run.train.probe else None
+    plan = FreezePlan(run.model.plan)
+    why = _probe_unavailable(run, plan, model) if run.train.probe else None
     if why:
         raise FreezeframeError(f"--probe: {why}; drop --probe")
     if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
         run = replace(run, model=replace(run.model, pooling=model.pooling))
-    plan = FreezePlan(run.model.plan)
     freeze_report = plan.apply(model)
     _warn_untrained_frozen(model, plan)
     depth = plan.gradual_depth(model.num_layers) if plan.is_gradual else 0
@@ -190,7 +190,7 @@ def train_classifier(
             return None
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
 
-    probe = _Probe(run, plan, trained_module, loop_train, loop_valid, device)
+    probe = _Probe(run, trained_module, loop_train, loop_valid, device)
     models, modules = [model], [trained_module]
     use_cache = cache_info["used"] and not plan.is_gradual
     for k in range(1, members):  # every member sees the same split and the same cached frozen prefix; only its seed differs
@@ -313,7 +313,7 @@ class _Probe:
     members, which differ only in the head's initialisation.
     """
 
-    def __init__(self, run: RunConfig, plan: FreezePlan, module: torch.nn.Module, train_set: ExampleSet,
+    def __init__(self, run: RunConfig, module: torch.nn.Module, train_set: ExampleSet,
                  valid_set: ExampleSet | None, device: torch.device) -> None:
         self.enabled = run.train.probe  # where it cannot run, train_classifier refused it before any work
         self.run, self.module, self.device = run, module, device
@@ -349,9 +349,10 @@ class _Probe:
 
 def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
     """Say when the plan freezes weights that start random (the checkpoint lacked them) where the model reads them."""
-    pooling = getattr(model, "pooling", "mean")
-    frozen = {block_of(name) for name, param in named_plan_parameters(model) if not param.requires_grad
-              and name in getattr(model, "new_weights", ()) and (pooling == "cls" or block_of(name) != "pooler")}
+    new = getattr(model, "new_weights", ())
+    frozen = {block_of(name) for name, param in named_plan_parameters(model) if not param.requires_grad and name in new}
+    if getattr(model, "pooling", "mean") != "cls":
+        frozen.discard("pooler")  # mean pooling never reads it
     head = sorted(block for block in frozen if block != "pooler")  # the classifier, DistilBERT's pre_classifier
     if head:
         named, patterns = " and ".join(f"the {block}" for block in head), ",".join(f"{block}.*" for block in head)
@@ -363,9 +364,8 @@ def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
                "no pooler weights, as masked-LM checkpoints do not); use --pooling mean, or a plan that trains it (last-N)")
 
 
-def _probe_unavailable(run: RunConfig, model: torch.nn.Module) -> str | None:
+def _probe_unavailable(run: RunConfig, plan: FreezePlan, model: torch.nn.Module) -> str | None:
     """Why LP-FT cannot run for this model and plan (said, not skipped silently), or ``None``."""
-    plan = FreezePlan(run.model.plan)
     if run.model.is_baseline:
         return "the baseline has no pretrained encoder to probe"
     if plan.spec == "head":

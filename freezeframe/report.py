@@ -73,8 +73,12 @@ def _example_histories(records: list, names: list[str]) -> dict[str, tuple[list[
     first = min((r.seed, r.fold) for r in records)
     chosen = {r.config: r for r in records if (r.seed, r.fold) == first}
     label = f"seed {first[0]}, fold {first[1]}"
-    return {f"{name} ({label}" + (f", member 1 of {chosen[name].members})" if chosen[name].members > 1 else ")"):
-            (chosen[name].history, chosen[name].best_epoch) for name in names}
+
+    def title(name: str) -> str:
+        members = chosen[name].members
+        return f"{name} ({label}" + (f", member 1 of {members}" if members > 1 else "") + ")"
+
+    return {title(name): (chosen[name].history, chosen[name].best_epoch) for name in names}
 
 
 def plot_accuracy_runs(results: dict, path: Path) -> None:

@@ -79,12 +79,13 @@ RoBERTa and ELECTRA's names first, then DistilBERT's and ALBERT's."""
 def dropout_settings(config: dict | None, dropout: float | None, encoder_dropout: float | None) -> dict:
     """The ``config.json`` values that apply the dropout options to this model's family (BERT's keys for a
     hub id, whose configuration is read later); a family without such a key is refused, not silently ignored."""
+    if config is None:  # read by transformers later; taken for BERT's, whose keys every family but two shares
+        config = {"hidden_dropout_prob": None, "attention_probs_dropout_prob": None}
     settings = {}
     for option, value in (("dropout", dropout), ("encoder_dropout", encoder_dropout)):
         if value is None:
             continue
-        keys = _DROPOUT_KEYS[option][: 1 if option == "dropout" else 2] if config is None else [
-            key for key in _DROPOUT_KEYS[option] if key in config or (key == "classifier_dropout" and _bert_like(config))]
+        keys = [key for key in _DROPOUT_KEYS[option] if key in config or (key == "classifier_dropout" and _bert_like(config))]
         if not keys:
             raise FreezeframeError(f"--{option.replace('_', '-')}: model type {config.get('model_type')!r} has no "
                                    f"dropout setting freezeframe knows ({', '.join(_DROPOUT_KEYS[option])}); drop it")

@@ -53,7 +53,7 @@ def test_probe_does_not_touch_the_encoder(tiny_model_dir, tiny_data):
     train, valid = split_train_valid(load_labelled(tiny_data["train"]), 0.15, 0)
     sets = [encode_examples(tokenizer, d, train.label_names, run.model) for d in (train, valid)]
     before = {n: p.detach().clone() for n, p in model.plan_parameters()}
-    _Probe(run, plan, model, *sets, torch.device("cpu")).fit(model, 0)
+    _Probe(run, model, *sets, torch.device("cpu")).fit(model, 0)
     changed = {n for n, p in model.plan_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("classifier.") for n in changed)
 
