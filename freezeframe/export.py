@@ -238,10 +238,23 @@ def _failures_named(what: str, kinds: type[BaseException] | tuple[type[BaseExcep
     except FreezeframeError:
         raise
     except kinds as err:  # torch.export and onnxruntime raise many kinds; the user needs one line
+        if _caused_by_ctrl_c(err):  # torch's exporter wraps a Ctrl-C that lands inside it (mid-import) in its own error
+            raise KeyboardInterrupt from None
         detail = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
         if len(detail) > 320:  # onnxruntime's statuses quote C++ signatures between the cause and the node
             detail = f"{detail[:150]} ... {detail[-150:]}"
         raise FreezeframeError(f"{what} failed: {detail}") from None
+
+
+def _caused_by_ctrl_c(err: BaseException | None) -> bool:
+    """Whether a ``KeyboardInterrupt`` is among the exceptions that led to ``err``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _export_meta(classifier: Classifier, config: ExportConfig, quantize: str, diff: float, int8_diff: float | None) -> dict:

@@ -226,6 +226,24 @@ def test_exporter_and_onnxruntime_failures_are_one_line(baseline_model, run_cli,
     assert not list(tmp_path.iterdir())
 
 
+def test_ctrl_c_inside_the_exporter_is_an_interrupt_not_a_failure(baseline_model, run_cli, tmp_path, monkeypatch):
+    """Before: a Ctrl-C during torch.export's first import of torch._dynamo surfaced as torch's TorchExportError
+    (from an AttributeError of the half-imported module), reported as "ONNX export ... failed", exit 2."""
+    def interrupted_inside_torch(*args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            try:
+                raise AttributeError("module 'torch._dynamo' has no attribute 'exc'")
+            except AttributeError as err:
+                raise RuntimeError("Failed to export the model with torch.export.") from err
+
+    monkeypatch.setattr("freezeframe.export.export_graph", interrupted_inside_torch)
+    code, out, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx")
+    assert code == 130 and out == "" and err.strip() == "freezeframe: interrupted", err
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_graph_file_that_cannot_be_written_is_refused_before_any_work(baseline_model, run_cli, tmp_path, monkeypatch):
     """Before: internal errors (IsADirectoryError, FileExistsError, FileNotFoundError) after the export, and an
     upper-case suffix made a directory named like a graph."""
