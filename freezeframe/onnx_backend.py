@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from freezeframe.storage import EXPORT_META, ONNX_DIR
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 QUANTIZE_CHOICES = ("none", "int8")
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colour codes
 
 
 def weights_digest(directory: Path) -> str:
@@ -195,5 +197,6 @@ def _load_tokenizer(export_dir: Path, kind: str):
 
 
 def first_line(err: Exception) -> str:
-    text = str(err).strip()
+    """The first line of an error's message, without the terminal colour codes torch's exporter puts in it."""
+    text = _COLOURS.sub("", str(err)).strip()
     return text.splitlines()[0] if text else type(err).__name__

@@ -226,6 +226,15 @@ def test_exporter_and_onnxruntime_failures_are_one_line(baseline_model, run_cli,
     assert not list(tmp_path.iterdir())
 
 
+def test_exporter_failures_lose_their_terminal_colour_codes(baseline_model, run_cli, tmp_path, monkeypatch):
+    def fail(*args):
+        raise RuntimeError("Failed to export the model with torch.export. \x1b[96mThis is step 1/3\x1b[0m of exporting")
+
+    monkeypatch.setattr("freezeframe.export.export_graph", fail)
+    code, _, err = run_cli("export", "--model", baseline_model, "--out", tmp_path / "graph.onnx")
+    assert code == 2 and "\x1b" not in err and "torch.export. This is step 1/3 of exporting" in err, err
+
+
 def test_ctrl_c_inside_the_exporter_is_an_interrupt_not_a_failure(baseline_model, run_cli, tmp_path, monkeypatch):
     """Before: a Ctrl-C during torch.export's first import of torch._dynamo surfaced as torch's TorchExportError
     (from an AttributeError of the half-imported module), reported as "ONNX export ... failed", exit 2."""
