@@ -231,7 +231,9 @@ def texts_to_classify(texts: list[str], path: Path | None = None, text_column: s
     """The texts ``predict`` classifies, given texts first and then the file's, each with the row written back
     beside its prediction: a table's rows keep every column in file order, and a given text fills the table's
     text column (its other columns left empty), so every row has the same columns in the same place."""
-    items = list(texts)
+    # bytes of an argument that are not UTF-8 arrive as lone surrogates, which no output can encode: the model reads
+    # them as U+FFFD (model_text), and so does the output, as with a JSON input's lone surrogates
+    items = [SURROGATES.sub("\ufffd", text) for text in texts]
     if path is None:
         return items, [{"text": text} for text in items]
     read, table, column = load_text_rows(path, text_column)

@@ -160,6 +160,19 @@ def test_predict_output_of_argument_texts_and_a_file_shares_the_files_columns(ru
     assert lines[1].startswith(",an argument text,,,,") and lines[2].startswith('7,the camera shot,true,"[""a""]",1.5,')
 
 
+def test_predict_writes_an_argument_that_is_not_utf8_as_the_model_reads_it(run_cli, trained, tmp_path):
+    """Before: bytes that are not UTF-8 in an argument (a Latin-1 terminal: os.fsdecode gives lone surrogates)
+    stopped --output with "'utf-8' codec can't encode character '\\udce9' ...", and stdout carried the raw byte."""
+    import os
+
+    text = os.fsdecode(b"caf\xe9 camera")
+    code, out, err = run_cli("predict", "--model", trained, text, "--output", tmp_path / "out.jsonl")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))["text"] == "caf\ufffd camera"
+    code, out, err = run_cli("predict", "--model", trained, text)
+    assert code == 0 and json.loads(out)["text"] == "caf\ufffd camera"
+
+
 @pytest.mark.parametrize(("name", "extra", "message"), [
     ("taken.csv", [], "exists; pass --overwrite"),
     ("reviews.csv", ["--overwrite"], "is the input file"),
