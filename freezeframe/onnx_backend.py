@@ -20,7 +20,7 @@ from freezeframe.data import model_text
 from freezeframe.ensemble import has_member_dirs
 from freezeframe.errors import FreezeframeError, report
 from freezeframe.predict import META_FILE, Classifier, check_model_dir, read_meta
-from freezeframe.storage import EXPORT_META, ONNX_DIR
+from freezeframe.storage import EXPORT_META, ONNX_DIR, export_source
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -134,7 +134,7 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
     export_dir = find_export_dir(directory)
     graph = export_dir / (INT8_FILE if quantize == "int8" else FP32_FILE)
     is_default_dir = export_dir == directory / ONNX_DIR
-    source = directory if is_default_dir else read_export_meta(export_dir).get("source", {}).get("directory", "TRAINED_DIR")
+    source = directory if is_default_dir else export_source(export_dir).get("directory", "TRAINED_DIR")
     hint = (f"freezeframe export --model {source} --format onnx" + ("" if is_default_dir else f" --out {export_dir}")
             + (" --quantize int8" if quantize == "int8" else ""))
     if is_default_dir and graph.is_file() and _is_stale(directory, export_dir):
@@ -157,7 +157,7 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
     export_meta = read_export_meta(export_dir)
     tokenizer = _load_tokenizer(export_dir, export_meta.get("kind", "transformer"))
     labels = export_meta.get("labels") or meta.get("labels")
-    if not labels:
+    if not (isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels)):
         raise FreezeframeError(f"{export_dir / EXPORT_META} lists no labels; re-run `{hint}`")
     return OnnxClassifier(open_session(graph, threads), tokenizer, labels, int(export_meta.get("max_length", 128)),
                           meta, graph)
@@ -166,15 +166,18 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
 def read_export_meta(export_dir: Path) -> dict:
     path = export_dir / EXPORT_META
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FreezeframeError(f"{export_dir} has no {EXPORT_META}; it was not written by freezeframe export") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise FreezeframeError(f"{path} is damaged (not valid JSON); re-run freezeframe export") from None
+    if not isinstance(meta, dict):
+        raise FreezeframeError(f"{path} is damaged (not a JSON object); re-run freezeframe export")
+    return meta
 
 
 def _is_stale(model_dir: Path, export_dir: Path) -> bool:
-    recorded = read_export_meta(export_dir).get("source", {}).get("weights_sha256")
+    recorded = export_source(export_dir).get("weights_sha256")
     return bool(recorded) and recorded != weights_digest(model_dir)
 
 

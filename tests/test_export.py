@@ -199,6 +199,26 @@ def test_stale_or_missing_export_is_refused(cls_model, tmp_path):
         load_onnx_classifier(copy, export_if_missing=False)
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ("[]", "export.json is damaged (not a JSON object)"),
+    ('{"labels": 5, "source": 5}', "export.json lists no labels"),
+    ('{"source": 5}', None),  # the source only tells a stale export; the labels come from freezeframe.json
+])
+def test_an_export_json_of_the_wrong_shape_is_one_line(cls_model, run_cli, tmp_path, body, message):
+    """Before: valid JSON of another shape in a hand-edited export.json was an internal error (AttributeError,
+    TypeError) in predict --backend onnx."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(cls_model, copy)
+    (copy / "onnx" / "export.json").write_text(body)
+    code, out, err = run_cli("predict", "--model", copy, "--backend", "onnx", "the camera")
+    if message is None:
+        assert code == 0 and json.loads(out)["label"], err
+    else:
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_opset_23_exports_a_transformer_with_parity(cls_model, run_cli, tmp_path):
     """Before: onnxruntime's Attention (opset 23) refused the [batch, 1, 1, sequence] mask: an internal error."""
     import onnxruntime
