@@ -11,7 +11,7 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import EXPORT_META, META_FILE, export_source
+from freezeframe.storage import EXPORT_META, META_FILE, check_output_path, export_source
 from freezeframe.train import choose_device, predict_logits
 
 
@@ -112,6 +112,7 @@ def check_output_file(path: Path, overwrite: bool, source: Path | None = None) -
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise FreezeframeError(f"--output {path}: unsupported file type {path.suffix or '(none)'!r}; "
                                f"use {', '.join(OUTPUT_SUFFIXES)}")
+    check_output_path(path, "--output", directory=False)  # a file where a folder belongs, a place no one can write
     if source is not None and str(source) != "-" and source.exists() and path.exists() and path.samefile(source):
         raise FreezeframeError(f"--output {path} is the input file; choose another path")
     if path.exists() and not overwrite:

@@ -193,6 +193,18 @@ def test_predict_output_refusals_leave_files_alone(run_cli, trained, tmp_path, n
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
+def test_predict_refuses_an_output_under_a_file_before_any_work(run_cli, trained, tmp_path, monkeypatch):
+    """Before: `--output notes.csv/out.csv` classified every text, then stopped with "cannot create notes.csv: File
+    exists"."""
+    (tmp_path / "notes.csv").write_text("mine\n", encoding="utf-8")
+    monkeypatch.setattr("freezeframe.predict.load_predictor",
+                        lambda *args, **kwargs: pytest.fail("loaded the model before checking --output"))
+    code, out, err = run_cli("predict", "--model", trained, "the camera", "--output", tmp_path / "notes.csv" / "out.csv")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "notes.csv is a file, not a directory" in err
+    assert (tmp_path / "notes.csv").read_text(encoding="utf-8") == "mine\n"
+
+
 def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
     meta = json.loads((trained / "freezeframe.json").read_text())
     code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
