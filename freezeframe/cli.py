@@ -210,7 +210,13 @@ def predict(
     """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
     from freezeframe.data import texts_to_classify
     from freezeframe.errors import logger
-    from freezeframe.predict import check_output_file, load_predictor, prediction_records, write_predictions
+    from freezeframe.predict import (
+        check_output_columns,
+        check_output_file,
+        load_predictor,
+        prediction_records,
+        write_predictions,
+    )
 
     _setup_logging(quiet=True)
     if not texts and input is None:
@@ -221,6 +227,8 @@ def predict(
         check_output_file(output, overwrite, input)
     items, rows = texts_to_classify(texts or [], input, text_column)
     classifier = load_predictor(model, backend, quantize)
+    if output is not None:
+        check_output_columns(rows, classifier.labels)  # before the texts are classified, not after
     blank = [number for number, text in enumerate(items, 1) if not text.strip()]
     if blank:
         logger.warning(

@@ -119,16 +119,20 @@ def check_output_file(path: Path, overwrite: bool, source: Path | None = None) -
         raise FreezeframeError(f"--output {path} exists; pass --overwrite to replace it")
 
 
+def check_output_columns(inputs: list[dict], labels: list[str]) -> None:
+    """Refuse input rows holding a column that the output's ``predicted_label`` or ``score_<label>`` would replace."""
+    columns = {key for given in inputs for key in given}
+    clash = [name for name in ("predicted_label", *(f"score_{label}" for label in labels)) if name in columns]
+    if clash:
+        raise FreezeframeError(f"the input already has a column {clash[0]!r}; rename it before predicting")
+
+
 def prediction_records(predictions: list[dict], inputs: list[dict]) -> list[dict]:
     """Each input row's own columns, then ``predicted_label`` and a ``score_<label>`` per class."""
-    records = []
-    for given, row in zip(inputs, predictions):
-        added = {"predicted_label": row["label"]} | {f"score_{label}": p for label, p in row["scores"].items()}
-        clash = sorted(set(given) & set(added))
-        if clash:
-            raise FreezeframeError(f"the input already has a column {clash[0]!r}; rename it before predicting")
-        records.append(given | added)
-    return records
+    if predictions:
+        check_output_columns(inputs, list(predictions[0]["scores"]))
+    return [given | {"predicted_label": row["label"]} | {f"score_{label}": p for label, p in row["scores"].items()}
+            for given, row in zip(inputs, predictions)]
 
 
 def write_predictions(path: Path, records: list[dict]) -> None:

@@ -205,6 +205,18 @@ def test_predict_refuses_an_output_under_a_file_before_any_work(run_cli, trained
     assert (tmp_path / "notes.csv").read_text(encoding="utf-8") == "mine\n"
 
 
+def test_predict_refuses_a_clashing_input_column_before_classifying(run_cli, trained, tmp_path, monkeypatch):
+    """Before: an input column named like an output column (here score_Story) was refused after every text of the
+    file had been classified."""
+    source = tmp_path / "scored.csv"
+    source.write_text("review,score_Story\nthe camera shot,0.5\n", encoding="utf-8")
+    monkeypatch.setattr("freezeframe.predict.Classifier.predict",
+                        lambda *args, **kwargs: pytest.fail("classified before checking the columns"))
+    code, out, err = run_cli("predict", "--model", trained, "--input", source, "--output", tmp_path / "out.csv")
+    assert code == 2 and out == "" and "already has a column 'score_Story'" in err, err
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
     meta = json.loads((trained / "freezeframe.json").read_text())
     code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
