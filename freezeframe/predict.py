@@ -11,6 +11,7 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
+from freezeframe.source import plain_max_length
 from freezeframe.storage import EXPORT_META, META_FILE, check_output_path, export_source
 from freezeframe.train import choose_device, predict_logits
 
@@ -229,7 +230,7 @@ def load_classifier(directory: Path, device: str = "auto") -> Classifier:
 
         model, tokenizer = load_trained(directory)
         labels = meta.get("labels") or model.label_names
-    max_length = meta.get("settings", {}).get("model", {}).get("max_length", 128)
+    max_length = meta.get("settings", {}).get("model", {}).get("max_length") or plain_max_length(directory)
     return Classifier(model, tokenizer, labels, max_length, meta, device)
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from freezeframe import bert
-from freezeframe.config import DEFAULT_MODEL
+from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL
 from freezeframe.errors import FreezeframeError
 
 if TYPE_CHECKING:  # the loaders import this module
@@ -102,17 +103,34 @@ _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "d
 """Model types whose position ids start after the padding id, so that two positions are never used."""
 
 
-def check_fits(model: EncoderClassifier, tokenizer: FastTokenizer | SubwordTokenizer, max_length: int, name: str) -> None:
-    """Refuse, before any training, a ``--max-length`` past the model's positions, or a tokenizer whose ids
-    run past the model's embeddings (either would fail in the first batch)."""
-    config = model.hf.config
+def usable_positions(config) -> int | None:
+    """How many tokens a model with this configuration (an object with its ``config.json`` keys as
+    attributes) can read, or ``None`` when it does not say."""
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and getattr(config, "model_type", "") in _OFFSET_POSITIONS:
         positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return positions
+
+
+def plain_max_length(directory: Path) -> int:
+    """The length a classifier directory that freezeframe did not train is read at: its tokenizer's
+    ``model_max_length``, where ``pipeline(..., truncation=True)`` cuts, when the model has positions for it
+    (a tokenizer that sets none says 10**30); else freezeframe's default of 128."""
+    wanted = bert.read_json(directory / "tokenizer_config.json").get("model_max_length")
+    positions = usable_positions(SimpleNamespace(**bert.read_json(directory / "config.json"))) or 512
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and 8 <= wanted <= positions:
+        return wanted
+    return DEFAULT_MAX_LENGTH
+
+
+def check_fits(model: EncoderClassifier, tokenizer: FastTokenizer | SubwordTokenizer, max_length: int, name: str) -> None:
+    """Refuse, before any training, a ``--max-length`` past the model's positions, or a tokenizer whose ids
+    run past the model's embeddings (either would fail in the first batch)."""
+    positions = usable_positions(model.hf.config)
     if positions is not None and max_length > positions:
         raise FreezeframeError(f"--max-length {max_length}: {name} has {positions} positions; "
                                f"use --max-length {positions} or less")
-    vocabulary = getattr(config, "vocab_size", None)
+    vocabulary = getattr(model.hf.config, "vocab_size", None)
     if vocabulary is not None and tokenizer.vocab_size > vocabulary:
         raise FreezeframeError(f"{name}: its tokenizer has {tokenizer.vocab_size:,} tokens but the model embeds only "
                                f"{vocabulary:,}; the tokenizer files belong to another model")

@@ -92,11 +92,23 @@ def wordpiece_from_vocab(vocab_file: Path, settings: dict):
 def record_max_length(directory: Path, max_length: int) -> None:
     """Set ``model_max_length`` in a saved tokenizer's ``tokenizer_config.json`` to the length the model was
     trained at (the pretrained encoder's file says what its positions allow, e.g. 512), so that transformers'
-    tokenizer, asked to truncate, cuts where freezeframe does."""
+    tokenizer, asked to truncate, cuts where freezeframe does; and the same length in ``tokenizer.json``'s
+    own truncation and fixed padding (all-MiniLM-L6-v2's say 128), which the ``tokenizers`` library applies
+    when it reads that file alone."""
     path = Path(directory) / "tokenizer_config.json"
     settings = bert.read_json(path)
     settings["model_max_length"] = max_length
     path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = Path(directory) / "tokenizer.json"
+    pipeline = bert.read_json(path)
+    truncation, padding = pipeline.get("truncation"), pipeline.get("padding")
+    lengths = [(truncation, "max_length")] if isinstance(truncation, dict) else []
+    if isinstance(padding, dict) and isinstance(padding.get("strategy"), dict) and "Fixed" in padding["strategy"]:
+        lengths.append((padding["strategy"], "Fixed"))
+    if any(setting[key] != max_length for setting, key in lengths):
+        for setting, key in lengths:
+            setting[key] = max_length
+        path.write_text(json.dumps(pipeline, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class SubwordTokenizer:

@@ -85,3 +85,53 @@ def test_the_saved_tokenizer_truncates_at_the_trained_max_length(tmp_path, tiny_
           "--freeze", "head", "--epochs", "1", "--max-length", "12", "--quiet"])
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 12
     assert json.loads((tiny_model_dir / "tokenizer_config.json").read_text()).get("model_max_length") != 12
+
+
+def test_the_saved_tokenizer_json_truncates_and_pads_at_the_trained_max_length(tmp_path, tiny_model_dir, tiny_data):
+    """A source tokenizer.json with its own truncation and fixed padding (all-MiniLM-L6-v2's say 128) is saved with
+    the --max-length the model trained at, so the tokenizers library reading that file alone cuts where freezeframe does."""
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    from freezeframe.cli import main
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_model_dir, source)
+    settings = json.loads((source / "tokenizer.json").read_text())
+    settings["truncation"] = {"direction": "Right", "max_length": 128, "strategy": "LongestFirst", "stride": 0}
+    settings["padding"] = {"strategy": {"Fixed": 128}, "direction": "Right", "pad_to_multiple_of": None,
+                           "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+    (source / "tokenizer.json").write_text(json.dumps(settings))
+    out = tmp_path / "model"
+    main(["train", "--train", str(tiny_data["train"]), "--model", str(source), "--out", str(out),
+          "--freeze", "head", "--epochs", "1", "--max-length", "12", "--quiet"])
+    saved = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert [len(e.ids) for e in saved.encode_batch([LONG_TEXTS[0], "camera"])] == [12, 12]
+    assert len(Tokenizer.from_file(str(source / "tokenizer.json")).encode("camera").ids) == 128
+
+
+def test_a_classifier_freezeframe_did_not_train_is_read_at_its_tokenizers_length(tmp_path, tiny_model_dir):
+    """A plain Hugging Face classifier directory (no freezeframe.json) is truncated where pipeline(truncation=True)
+    truncates it: at its tokenizer's model_max_length; without one, at freezeframe's default of 128."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, pipeline
+
+    from freezeframe.predict import load_classifier
+
+    config = BertConfig.from_pretrained(str(tiny_model_dir), num_labels=3)
+    model = BertForSequenceClassification.from_pretrained(str(tiny_model_dir), config=config)
+    plain = tmp_path / "plain"
+    model.save_pretrained(plain)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir), model_max_length=MAX_LENGTH)
+    tokenizer.save_pretrained(plain)
+    classifier = load_classifier(plain, device="cpu")
+    assert classifier.max_length == MAX_LENGTH
+    classify = pipeline("text-classification", model=str(plain), device="cpu", top_k=None, truncation=True)
+    expected = {s["label"]: s["score"] for s in classify([LONG_TEXTS[0]])[0]}
+    got = classifier.predict_proba([LONG_TEXTS[0]])[0]
+    assert got == pytest.approx([expected[label] for label in classifier.labels], abs=1e-5)
+
+    settings = json.loads((plain / "tokenizer_config.json").read_text())
+    del settings["model_max_length"]
+    (plain / "tokenizer_config.json").write_text(json.dumps(settings))
+    assert load_classifier(plain, device="cpu").max_length == 128
