@@ -17,6 +17,7 @@ from freezeframe.config import SAME_COLUMNS
 from freezeframe.errors import FreezeframeError, report
 from freezeframe.tables import (
     SEPARATORS,
+    STDIN,
     SURROGATES,
     TABLE_SUFFIXES,
     format_names,
@@ -269,8 +270,9 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 require_columns(frame, path, [text_column], "--text-column")
         texts = [model_text(v) for v in frame[text_column]]
         rows = written
+    shown = STDIN if str(path) == "-" else path
     if not texts:
-        raise FreezeframeError(f"{path}: no texts to classify")
+        raise FreezeframeError(f"{shown}: no texts to classify")
     # kept in the texts (the output file shows them as given); the tokenizers read them as spaces
-    _report_control_characters(texts, path, "read as spaces, as in training")
+    _report_control_characters(texts, shown, "read as spaces, as in training")
     return texts, rows, text_column if rows is not None else None

@@ -35,10 +35,15 @@ def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+STDIN = "standard input"
+"""How messages name ``-``, the file that reads standard input."""
+
+
 def read_text_file(path: Path) -> str:
     """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
+        path = STDIN
     else:
         if not path.exists():
             raise FreezeframeError(f"file not found: {path}")

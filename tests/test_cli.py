@@ -355,3 +355,21 @@ def test_predict_speed_names_a_missing_model_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == f"predict_speed.py: error: model directory not found: {tmp_path / 'missing'}"
+
+
+def test_predict_reads_standard_input_and_names_it(trained, run_cli, monkeypatch):
+    """`--input -` reads one text per line from standard input; its problems name it as standard input, not '-'."""
+    import io
+    import json as json_module
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"the camera shot\n\nthe plot ending\n")))
+    code, out, err = run_cli("predict", "--model", trained, "--input", "-")
+    assert code == 0, err
+    assert [json_module.loads(line)["text"] for line in out.splitlines()] == ["the camera shot", "the plot ending"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 camera\n")))
+    code, out, err = run_cli("predict", "--model", trained, "--input", "-")
+    assert code == 2 and err.startswith("freezeframe: error: standard input is not valid UTF-8"), err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n  \n")))
+    code, out, err = run_cli("predict", "--model", trained, "--input", "-")
+    assert code == 2 and "standard input: no texts to classify" in err, err
