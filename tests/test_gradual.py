@@ -54,3 +54,31 @@ def test_a_schedule_too_short_for_its_depth_is_said_and_inspect_shows_what_train
     assert code == 0 and "gradual, as trained: last-0 from epoch 1, last-1 from epoch 2" in shown
     trained_layers = [line.split()[1] for line in shown.splitlines() if line.startswith("layer ") and "trainable" in line]
     assert trained_layers == ["3"], shown  # the last stage reached (last-1), not the plan's full depth
+
+
+def _schedule(out) -> list[tuple[int, str, int]]:
+    meta = json.loads((out / "freezeframe.json").read_text())
+    return [(s["from_epoch"], s["plan"], s["trainable_parameters"]) for s in meta["freeze"]["schedule"]]
+
+
+def test_the_schedule_is_recorded_once_for_an_ensemble_and_whole_after_a_resume(run_cli, tmp_path, tiny_model_dir,
+                                                                               tiny_data, ctrl_c_after):
+    """Each member's hook appended its stages (an ensemble of two listed every stage twice), and a resumed run
+    recorded only the stages from the epoch it resumed at."""
+    args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "gradual-2",
+            "--epochs", "3", "--lr", "1e-3", "--quiet")
+    code, _, err = run_cli(*args, "--out", tmp_path / "one", "--ensemble", "1")
+    assert code == 0, err
+    expected = _schedule(tmp_path / "one")
+    assert [stage[:2] for stage in expected] == [(1, "last-0"), (2, "last-1"), (3, "last-2")]
+    code, _, err = run_cli(*args, "--out", tmp_path / "two", "--ensemble", "2")
+    assert code == 0, err
+    assert _schedule(tmp_path / "two") == expected
+    code, shown, _ = run_cli("inspect", "--model", tmp_path / "two")
+    assert "as trained: last-0 from epoch 1, last-1 from epoch 2, last-2 from epoch 3 (" in shown, shown
+    resumed = tmp_path / "resumed"
+    with ctrl_c_after(2):
+        assert run_cli(*args, "--out", resumed, "--ensemble", "1")[0] == 130
+    code, _, err = run_cli(*args, "--out", resumed, "--ensemble", "1", "--resume")
+    assert code == 0, err
+    assert _schedule(resumed) == expected
