@@ -33,9 +33,10 @@ from freezeframe.config import (
     check_fields,
 )
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
-from freezeframe.errors import FreezeframeError, logger
+from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
-from freezeframe.splits import Split, make_splits, report_overlap
+from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
+from freezeframe.tables import format_names
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
@@ -207,6 +208,24 @@ def check_before_training(settings: CompareConfig) -> None:
         FreezePlan(name).check_depth(depth, settings.model, "--configs")
 
 
+def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]) -> None:
+    """Refuse, before the first run, a training part that lacks a class (the copies of a repeated text share a
+    fold) or that a configuration's early-stopping share cannot be split from: either would fail part-way."""
+    for split in splits:
+        missing = [label for label in labels if label not in set(split.train.labels)]
+        if missing:
+            fix = "pass a smaller --folds" if (settings.folds or 0) > 2 else "add examples of it"
+            raise FreezeframeError(f"{split.train.source}: no example of {format_names(missing)} (the copies of a "
+                                   f"repeated text share a fold); {fix} or pass a --test FILE")
+        for name in settings.configs:
+            fraction = settings.run_config(name, split.seed).data.valid_fraction
+            if fraction:
+                with reports_held_back():  # the run itself reports what the split does
+                    split_train_valid(split.train, fraction, split.seed,
+                                      f"--configs {name} holds out {fraction:.0%} of it for early stopping: pass "
+                                      "--valid-fraction 0, a smaller --folds or a --test FILE")
+
+
 def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite: bool = False) -> dict:
     """Train every configuration on identical splits, test each on the same items, and report.
 
@@ -238,6 +257,7 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
         report_overlap(test, train, "--test")
     labels = train.label_names
     splits = make_splits(train, test, settings.folds, settings.seeds)
+    check_splits(settings, splits, labels)
     evaluated = test if test is not None else train
     records = _run_all(settings, splits, labels)
     results = summarize(settings, records, labels, evaluated)

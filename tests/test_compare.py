@@ -205,3 +205,30 @@ def test_the_learning_curve_of_an_ensemble_says_it_is_the_first_members():
     records = [record("encoder", 2), record("head", 1), record("encoder", 2, seed=1)]
     assert list(_example_histories(records, ["encoder", "head"])) == [
         "encoder (seed 0, fold 1, member 1 of 2)", "head (seed 0, fold 1)"]
+
+
+@pytest.mark.parametrize(("rows", "configs", "message"), [
+    # the rarest class has 2 examples: a fold's training part keeps 1, which the baseline's hold-out cannot split
+    (2, "encoder,baseline", ("class 'Other' has fewer than 2 examples, too few to split into training and validation; "
+                             "--configs baseline holds out 15% of it for early stopping: pass --valid-fraction 0")),
+    # three copies of one text share a fold: the other fold's training part has none of them
+    (3, "encoder", ("no example of 'Other' (the copies of a repeated text share a fold); add examples of it or pass a "
+                    "--test FILE")),
+])
+def test_a_fold_no_configuration_could_train_on_is_refused_before_the_first_run(run_cli, tiny_model_dir, tmp_path,
+                                                                               monkeypatch, rows, configs, message):
+    """Both failed part-way, after earlier runs had trained (the first told to pass train's --valid FILE)."""
+    from conftest import make_rows, write_csv
+
+    import freezeframe.compare
+
+    def never(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    other = [("a lone example", "Other")] * rows if rows == 3 else [("a lone example", "Other"), ("another one", "Other")]
+    data = write_csv(tmp_path / "d.csv", [*make_rows(4), *other])
+    monkeypatch.setattr(freezeframe.compare, "_run_all", never)
+    code, _, err = run_cli("compare", "--train", data, "--model", tiny_model_dir, "--folds", "2", "--configs", configs,
+                           "--out", tmp_path / "report", "--quiet")
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "report").exists()
