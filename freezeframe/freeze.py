@@ -95,10 +95,12 @@ class FreezePlan:
         return n_layers if depth is None else int(depth)
 
     def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze") -> None:
-        """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``."""
+        """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``, and any
+        gradual plan of a model without encoder layers (the baseline)."""
         last = _PRESET_LAST.match(self.spec)
         depth = int(last.group(1)) if last else self.gradual_depth(n_layers) if self.is_gradual else 0
-        if depth > n_layers:
+        # a plain ``gradual`` is as deep as the model: without layers it has nothing to unfreeze after epoch 1
+        if depth > n_layers or (self.is_gradual and n_layers == 0):
             if n_layers == 0:
                 raise FreezeframeError(f"{option} {self.spec}: {model} has no encoder layers; use full or head")
             raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder "

@@ -82,3 +82,15 @@ def test_the_schedule_is_recorded_once_for_an_ensemble_and_whole_after_a_resume(
     code, _, err = run_cli(*args, "--out", resumed, "--ensemble", "1", "--resume")
     assert code == 0, err
     assert _schedule(resumed) == expected
+
+
+def test_gradual_unfreezing_of_the_baseline_is_refused_in_one_line(run_cli, tmp_path, tiny_data):
+    """The baseline has no encoder layers to unfreeze: train stopped on an AttributeError (an internal error), and
+    inspect showed a plan 'down to 0 layers'."""
+    out = tmp_path / "baseline"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "baseline", "--out", out,
+                           "--freeze", "gradual", "--epochs", "2", "--quiet")
+    assert code == 2 and err.strip() == "freezeframe: error: --freeze gradual: the model has no encoder layers; use full or head"
+    assert not out.exists()
+    code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "gradual")
+    assert code == 2 and "--freeze gradual: the model has no encoder layers" in err
