@@ -152,8 +152,11 @@ class FreezePlan:
     def apply(self, model: nn.Module, quiet: bool = False) -> FreezeReport:
         """Set ``requires_grad`` on every parameter of ``model`` and log the counts (at debug level when ``quiet``)."""
         trainable = self.trainable_names(model)
-        if not trainable:
-            raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train")
+        # a mean-pooled head never reads the pooler: training it alone would leave the loss without a gradient
+        unread = {n for n in trainable if block_of(n) == "pooler"} if getattr(model, "pooling", "cls") == "mean" else set()
+        if not trainable - unread:
+            why = " (mean pooling never reads the [CLS] pooler it trains; add classifier.* or use --pooling cls)" if unread else ""
+            raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train{why}")
         for name, param in named_plan_parameters(model):
             param.requires_grad_(name in trainable)
         freeze_report = FreezeReport.of(model, self.spec)
