@@ -255,6 +255,10 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
                              train.label_names)
         check_known_labels(test, train.label_names)
         report_overlap(test, train, "--test")
+        absent = [label for label in train.label_names if label not in set(test.labels)]
+        if absent:
+            logger.warning("%s has no examples of %s; recall 0 for %s counts in the macro-F1 (accuracy is unaffected)",
+                           settings.test, format_names(absent), "it" if len(absent) == 1 else "them")
     labels = train.label_names
     splits = make_splits(train, test, settings.folds, settings.seeds)
     check_splits(settings, splits, labels)
@@ -336,12 +340,14 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
     for name in settings.configs:
         runs = [r for r in records if r.config == name]
         matrix = np.sum([r.metrics["confusion_matrix"] for r in runs], axis=0)
-        recall = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        support = matrix.sum(axis=1)
+        # a class absent from the test items has no recall (None), not a recall of 0
+        recall = [float(hits / n) if n else None for hits, n in zip(matrix.diagonal(), support)]
         configs[name] = {
             "kind": "baseline" if name == BASELINE_MODEL else "encoder",
             "accuracy": _spread([r.metrics["accuracy"] for r in runs]),
             "macro_f1": _spread([r.metrics["macro_f1"] for r in runs]),
-            "per_class_recall": {label: float(v) for label, v in zip(labels, recall)},
+            "per_class_recall": dict(zip(labels, recall)),
             "confusion_matrix": matrix.tolist(),
             "train_seconds": _spread([r.train_seconds for r in runs]),
             "best_epoch": _spread([r.best_epoch for r in runs]),

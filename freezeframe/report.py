@@ -152,7 +152,7 @@ def report_blocks(results: dict) -> list[Block]:
                     for name, c in configs.items()]),
         Block("h2", "Recall per class (all runs pooled)"),
         Block("table", header=["configuration", *labels],
-              rows=[[name, *(f"{c['per_class_recall'][label]:.3f}" for label in labels)] for name, c in configs.items()]),
+              rows=[[name, *(_recall(c["per_class_recall"][label]) for label in labels)] for name, c in configs.items()]),
         Block("h2", "Paired significance test"),
         Block("p", _significance_text(results["significance"])),
         Block("h2", "Accuracy of every run"),
@@ -163,6 +163,10 @@ def report_blocks(results: dict) -> list[Block]:
         Block("image", CURVES_PNG),
     ]
     return blocks
+
+
+def _recall(value: float | None) -> str:
+    return "no test items" if value is None else f"{value:.3f}"
 
 
 def _significance_text(test: dict) -> str:
@@ -231,7 +235,7 @@ def _cost_sentence(configs: dict, best: str) -> str:
 def _hardest_class_sentence(results: dict, best: str) -> str:
     labels, config = results["labels"], results["configs"][best]
     recall = config["per_class_recall"]
-    hardest = min(labels, key=lambda label: recall[label])
+    hardest = min((label for label in labels if recall[label] is not None), key=lambda label: recall[label])
     row = config["confusion_matrix"][labels.index(hardest)]
     confusions = [(count, labels[j]) for j, count in enumerate(row) if labels[j] != hardest]
     count, other = max(confusions) if confusions else (0, "")

@@ -232,3 +232,21 @@ def test_a_fold_no_configuration_could_train_on_is_refused_before_the_first_run(
                            "--out", tmp_path / "report", "--quiet")
     assert code == 2 and message in err, err
     assert not (tmp_path / "report").exists()
+
+
+def test_a_class_the_test_file_lacks_has_no_recall_and_is_not_called_the_hardest(run_cli, tiny_data, tiny_model_dir,
+                                                                                 tmp_path):
+    """Its recall was reported as 0.000, and the report's reading named it the hardest class, without a warning."""
+    from conftest import make_rows, write_csv
+
+    test = write_csv(tmp_path / "test.csv", [row for row in make_rows(6, seed=2) if row[1] != "Story"])
+    out = tmp_path / "report"
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", test, "--model", tiny_model_dir,
+                           "--configs", "baseline", "--epochs", "2", "--out", out, "--quiet")
+    assert code == 0, err
+    assert f"warning: {test} has no examples of 'Story'; recall 0 for it counts in the macro-F1" in err
+    recall = json.loads((out / "results.json").read_text())["configs"]["baseline"]["per_class_recall"]
+    assert recall["Story"] is None and 0 <= recall["Characters"] <= 1
+    markdown = (out / "report.md").read_text()
+    assert "| baseline | " in markdown and "| no test items |" in markdown
+    assert "the hardest class was Story" not in markdown and "the hardest class was C" in markdown
