@@ -90,6 +90,10 @@ class CompareConfig:
         unknown = [c for c in self.configs if not COMPARE_CONFIG.match(c)]
         if unknown:
             problems.append(f"--configs: unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N, encoder or full")
+        plans = [c for c in self.configs if c != BASELINE_MODEL]
+        if self.model == BASELINE_MODEL and plans:
+            problems.append(f"--model baseline: freeze plans ({', '.join(plans)}) apply to a pretrained encoder; the "
+                            "baseline is a configuration of its own (--configs baseline), so name an encoder as --model")
         if len(set(self.configs)) != len(self.configs):
             problems.append(f"configs repeat a name: {','.join(self.configs)}")
         if problems:

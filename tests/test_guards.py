@@ -226,6 +226,8 @@ def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, 
     (["--seeds", "0"], "--seeds must be at least 1, got 0"),
     (["--configs", ","], "--configs is empty"),
     (["--configs", "head,bogus"], "--configs: unknown configuration 'bogus'"),
+    # it said the model 'baseline' was neither a local directory nor in the Hugging Face cache
+    (["--model", "baseline", "--configs", "baseline,head"], "--model baseline: freeze plans (head) apply to a pretrained"),
 ])
 def test_compare_refuses_before_the_first_run(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch, args, message):
     import freezeframe.compare
