@@ -177,8 +177,8 @@ def train_classifier(
     cache_info: dict = {"used": False, "reason": "--no-cache"}
     budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
     trained_module, loop_train, loop_valid = model, train_set, valid_set
-    if plan.is_gradual:
-        cache_info = {"used": run.train.cache, "level": "rebuilt when a layer unfreezes"}
+    if plan.is_gradual and run.train.cache:
+        cache_info = {"used": True, "level": "rebuilt when a layer unfreezes"}
     elif run.train.cache:
         trained_module, loop_train, loop_valid, cache_info = cached_training_data(
             model, train_set, valid_set, device, run.train.cache_dtype, budget

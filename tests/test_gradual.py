@@ -25,6 +25,7 @@ def test_gradual_training_unfreezes_top_down(run_cli, tmp_path, tiny_model_dir, 
     assert [s["plan"] for s in schedule] == ["last-0", "last-1", "last-2"]
     assert [s["from_epoch"] for s in schedule] == [1, 2, 3]
     assert schedule[0]["trainable_parameters"] < schedule[1]["trainable_parameters"] < schedule[2]["trainable_parameters"]
+    assert meta["cache"] == {"used": True, "level": "rebuilt when a layer unfreezes"}
     from freezeframe.encoder import load_pretrained
     from freezeframe.predict import load_classifier
 
@@ -71,9 +72,11 @@ def test_the_schedule_is_recorded_once_for_an_ensemble_and_whole_after_a_resume(
     assert code == 0, err
     expected = _schedule(tmp_path / "one")
     assert [stage[:2] for stage in expected] == [(1, "last-0"), (2, "last-1"), (3, "last-2")]
-    code, _, err = run_cli(*args, "--out", tmp_path / "two", "--ensemble", "2")
+    code, _, err = run_cli(*args, "--out", tmp_path / "two", "--ensemble", "2", "--no-cache")
     assert code == 0, err
     assert _schedule(tmp_path / "two") == expected
+    # it recorded a cache "rebuilt when a layer unfreezes" that --no-cache had turned off
+    assert json.loads((tmp_path / "two" / "freezeframe.json").read_text())["cache"] == {"used": False, "reason": "--no-cache"}
     code, shown, _ = run_cli("inspect", "--model", tmp_path / "two")
     assert "as trained: last-0 from epoch 1, last-1 from epoch 2, last-2 from epoch 3 (" in shown, shown
     resumed = tmp_path / "resumed"
