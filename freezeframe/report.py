@@ -189,8 +189,11 @@ def reading(results: dict) -> list[str]:
     for name in ranked[1:]:
         gap = top["accuracy"]["mean"] - configs[name]["accuracy"]["mean"]
         spread = max(top["accuracy"]["std"], configs[name]["accuracy"]["std"])
-        firm = ("a gap smaller than the run-to-run standard deviation, so this ordering is not firm"
-                if gap <= spread else "more than the run-to-run standard deviation")
+        if runs < 2:  # one run has no run-to-run spread: its std of 0 would call any gap firm
+            firm = "one run each, so there is no run-to-run spread to judge this gap by"
+        else:
+            firm = ("a gap smaller than the run-to-run standard deviation, so this ordering is not firm"
+                    if gap <= spread else "more than the run-to-run standard deviation")
         sentences.append(f"{name} reached {_pm(configs[name]['accuracy'])}, {_points(gap)} below {best} ({firm}).")
     test = results["significance"]
     if test.get("p_value") is not None:

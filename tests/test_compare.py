@@ -141,6 +141,19 @@ def test_the_still_improving_hint_needs_validation_data(report_dir):
     assert [s.split()[0] for s in hinted] == ["baseline", "head"]
 
 
+def test_a_single_run_per_configuration_is_not_called_a_gap_beyond_the_spread(report_dir):
+    """With one run each (a --test file, one seed) every std is 0, and every gap read as 'more than the run-to-run
+    standard deviation'."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    for config in results["configs"].values():
+        value = config["accuracy"]["runs"][0]
+        config["accuracy"] = {"mean": value, "std": 0.0, "runs": [value]}
+    gaps = [s for s in reading(results) if " below " in s and "percentage points" in s and "reached" in s]
+    assert len(gaps) == 2 and all("no run-to-run spread to judge this gap by" in s for s in gaps), gaps
+
+
 def test_a_test_file_sharing_texts_with_the_training_data_is_named(run_cli, tiny_data, tiny_model_dir, tmp_path,
                                                                    monkeypatch):
     import freezeframe.compare
