@@ -125,6 +125,8 @@ class RunRecord:
     total_parameters: int
     members: int = 1
     """Ensemble members; ``history`` and ``best_epoch`` are the first member's."""
+    true_labels: list[int] = field(default_factory=list)
+    """The true class of each test item, in the order of ``test_items``."""
 
 
 def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
@@ -142,12 +144,13 @@ def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
     index = {label: i for i, label in enumerate(labels)}
     probabilities = outcome.classifier().predict_proba(split.test.texts)
     predictions = probabilities.argmax(1).tolist()
-    metrics = compute_metrics([index[y] for y in split.test.labels], predictions, labels)
+    truth = [index[y] for y in split.test.labels]
+    metrics = compute_metrics(truth, predictions, labels)
     spec = run.model.model if run.model.is_baseline else run.model.freeze
     return RunRecord(
         spec, split.seed, split.fold, metrics, predictions, split.test_items,
         [asdict(r) for r in outcome.loop.history], outcome.loop.best_epoch, run.train.epochs,
-        seconds, outcome.freeze.trainable, outcome.freeze.total, max(1, len(outcome.members)),
+        seconds, outcome.freeze.trainable, outcome.freeze.total, max(1, len(outcome.members)), truth,
     )
 
 

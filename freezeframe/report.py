@@ -59,11 +59,12 @@ def _write_predictions(results: dict, records: list, path: Path) -> None:
     labels, names = results["labels"], list(results["configs"])
     rows: dict[tuple[int, int], dict] = {}
     for record in records:
-        for item, predicted in zip(record.test_items, record.predictions):
-            row = rows.setdefault((record.seed, item), {"seed": record.seed, "fold": record.fold, "item": item})
+        for item, predicted, true in zip(record.test_items, record.predictions, record.true_labels):
+            row = rows.setdefault((record.seed, item), {"seed": record.seed, "fold": record.fold, "item": item,
+                                                        "label": labels[true]})
             row[record.config] = labels[predicted]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["seed", "fold", "item", *names])
+        writer = csv.DictWriter(handle, ["seed", "fold", "item", "label", *names])
         writer.writeheader()
         writer.writerows(rows[key] for key in sorted(rows))
 

@@ -75,7 +75,18 @@ def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny
     assert trained == pytest.approx([seconds for pair in zip(*runs) for seconds in pair], abs=0.051), err
     assert results["n_items"] == 18 and results["settings"]["seeds"] == [0, 1]
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "seed,fold,item,baseline,head" and len(lines) == 1 + 2 * 18
+    assert lines[0] == "seed,fold,item,label,baseline,head" and len(lines) == 1 + 2 * 18
+    # the true label is in the file (its docstring said so; it was missing), so it scores itself
+    import csv
+
+    from freezeframe.data import load_labelled
+
+    truth = load_labelled(tiny_data["test"]).labels
+    rows = list(csv.DictReader(lines))
+    assert all(row["label"] == truth[int(row["item"])] for row in rows)
+    for name in ("baseline", "head"):
+        accuracy = [np.mean([row[name] == row["label"] for row in rows if row["seed"] == str(seed)]) for seed in (0, 1)]
+        assert accuracy == pytest.approx(results["configs"][name]["accuracy"]["runs"])
 
 
 def test_bad_settings_are_one_line_errors(run_cli, tiny_data, tmp_path):
