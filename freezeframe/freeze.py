@@ -141,7 +141,7 @@ class FreezePlan:
         for pattern in self.patterns:
             matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
             if not matched:
-                examples = ", ".join(names[:2] + names[-2:])
+                examples = ", ".join(dict.fromkeys(names[:2] + names[-2:]))  # a model of 3 names lists each once
                 raise FreezeframeError(
                     f"--freeze pattern {pattern!r} matches no parameter; names look like: {examples} "
                     "(or use a preset: head, last-N, encoder, full)"
