@@ -16,7 +16,7 @@ import torch
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
-from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_checkpoint
+from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, ctrl_c_deferred, open_checkpoint
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
@@ -246,6 +246,10 @@ def train_classifier(
         if checkpoint is None:
             raise
         raise checkpoint.interrupted(train_config.epochs) from None
+    except TrainingDiverged:
+        if checkpoint is not None:  # resuming its saved epochs would only diverge again
+            checkpoint.discard()
+        raise
     # training is over: a Ctrl-C from here on waits until the model is written whole
     with ctrl_c_deferred(deliver=False) as ctrl_c:
         seconds = time.perf_counter() - started
