@@ -53,6 +53,11 @@ class TrainingInterrupted(FreezeframeError):
     exit_code = 130
 
 
+class TrainingDiverged(FreezeframeError):
+    """The weights stopped being finite numbers: no model is written, and the epochs saved before are of no use
+    (resuming with the same settings diverges again)."""
+
+
 def run_fingerprint(run: RunConfig) -> dict:
     """What must not change between an interrupted run and its resumption: settings and data contents."""
     ignored = _IGNORED_SETTINGS | (set() if run.model.is_baseline else _BASELINE_ONLY)
@@ -119,6 +124,8 @@ class CheckpointStore:
         self._replaces = replaces
         """An earlier run's checkpoint is in ``directory``: removed at this run's first save, so that
         stopping before then leaves it as it was."""
+        self._made_out = not self.out.exists()
+        """``out`` did not exist before this run: :meth:`discard` may remove it again."""
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
@@ -187,6 +194,17 @@ class CheckpointStore:
             err, self._failure = self._failure, None
             reason = err.strerror or err if isinstance(err, OSError) else err
             raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {reason}")
+
+    def discard(self) -> None:
+        """Remove what this run saved, and ``out`` when this run created it (a diverged run leaves nothing behind);
+        an earlier run's checkpoint that this run has not yet replaced stays."""
+        with contextlib.suppress(FreezeframeError):  # a failed write leaves nothing worth naming now
+            self.flush()
+        if not self._replaces:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if self._made_out:
+            with contextlib.suppress(OSError):  # only when nothing else is in it
+                self.out.rmdir()
 
     def move_into(self, directory: Path) -> None:
         """Move the checkpoint into ``directory`` (the staged final model) to keep it."""

@@ -33,9 +33,10 @@ from freezeframe.config import (
     check_fields,
 )
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
-from freezeframe.errors import FreezeframeError, logger
+from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
-from freezeframe.splits import Split, make_splits, report_overlap
+from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
+from freezeframe.tables import format_names
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
@@ -89,6 +90,10 @@ class CompareConfig:
         unknown = [c for c in self.configs if not COMPARE_CONFIG.match(c)]
         if unknown:
             problems.append(f"--configs: unknown configuration {', '.join(map(repr, unknown))}; use baseline, head, last-N, encoder or full")
+        plans = [c for c in self.configs if c != BASELINE_MODEL]
+        if self.model == BASELINE_MODEL and plans:
+            problems.append(f"--model baseline: freeze plans ({', '.join(plans)}) apply to a pretrained encoder; the "
+                            "baseline is a configuration of its own (--configs baseline), so name an encoder as --model")
         if len(set(self.configs)) != len(self.configs):
             problems.append(f"configs repeat a name: {','.join(self.configs)}")
         if problems:
@@ -120,6 +125,8 @@ class RunRecord:
     total_parameters: int
     members: int = 1
     """Ensemble members; ``history`` and ``best_epoch`` are the first member's."""
+    true_labels: list[int] = field(default_factory=list)
+    """The true class of each test item, in the order of ``test_items``."""
 
 
 def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
@@ -137,12 +144,13 @@ def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
     index = {label: i for i, label in enumerate(labels)}
     probabilities = outcome.classifier().predict_proba(split.test.texts)
     predictions = probabilities.argmax(1).tolist()
-    metrics = compute_metrics([index[y] for y in split.test.labels], predictions, labels)
+    truth = [index[y] for y in split.test.labels]
+    metrics = compute_metrics(truth, predictions, labels)
     spec = run.model.model if run.model.is_baseline else run.model.freeze
     return RunRecord(
         spec, split.seed, split.fold, metrics, predictions, split.test_items,
         [asdict(r) for r in outcome.loop.history], outcome.loop.best_epoch, run.train.epochs,
-        seconds, outcome.freeze.trainable, outcome.freeze.total, max(1, len(outcome.members)),
+        seconds, outcome.freeze.trainable, outcome.freeze.total, max(1, len(outcome.members)), truth,
     )
 
 
@@ -207,6 +215,24 @@ def check_before_training(settings: CompareConfig) -> None:
         FreezePlan(name).check_depth(depth, settings.model, "--configs")
 
 
+def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]) -> None:
+    """Refuse, before the first run, a training part that lacks a class (the copies of a repeated text share a
+    fold) or that a configuration's early-stopping share cannot be split from: either would fail part-way."""
+    for split in splits:
+        missing = [label for label in labels if label not in set(split.train.labels)]
+        if missing:
+            fix = "pass a smaller --folds" if (settings.folds or 0) > 2 else "add examples of it"
+            raise FreezeframeError(f"{split.train.source}: no example of {format_names(missing)} (the copies of a "
+                                   f"repeated text share a fold); {fix} or pass a --test FILE")
+        for name in settings.configs:
+            fraction = settings.run_config(name, split.seed).data.valid_fraction
+            if fraction:
+                with reports_held_back():  # the run itself reports what the split does
+                    split_train_valid(split.train, fraction, split.seed,
+                                      f"--configs {name} holds out {fraction:.0%} of it for early stopping: pass "
+                                      "--valid-fraction 0, a smaller --folds or a --test FILE")
+
+
 def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite: bool = False) -> dict:
     """Train every configuration on identical splits, test each on the same items, and report.
 
@@ -236,8 +262,13 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
                              train.label_names)
         check_known_labels(test, train.label_names)
         report_overlap(test, train, "--test")
+        absent = [label for label in train.label_names if label not in set(test.labels)]
+        if absent:
+            logger.warning("%s has no examples of %s; recall 0 for %s counts in the macro-F1 (accuracy is unaffected)",
+                           settings.test, format_names(absent), "it" if len(absent) == 1 else "them")
     labels = train.label_names
     splits = make_splits(train, test, settings.folds, settings.seeds)
+    check_splits(settings, splits, labels)
     evaluated = test if test is not None else train
     records = _run_all(settings, splits, labels)
     results = summarize(settings, records, labels, evaluated)
@@ -316,12 +347,14 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
     for name in settings.configs:
         runs = [r for r in records if r.config == name]
         matrix = np.sum([r.metrics["confusion_matrix"] for r in runs], axis=0)
-        recall = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+        support = matrix.sum(axis=1)
+        # a class absent from the test items has no recall (None), not a recall of 0
+        recall = [float(hits / n) if n else None for hits, n in zip(matrix.diagonal(), support)]
         configs[name] = {
             "kind": "baseline" if name == BASELINE_MODEL else "encoder",
             "accuracy": _spread([r.metrics["accuracy"] for r in runs]),
             "macro_f1": _spread([r.metrics["macro_f1"] for r in runs]),
-            "per_class_recall": {label: float(v) for label, v in zip(labels, recall)},
+            "per_class_recall": dict(zip(labels, recall)),
             "confusion_matrix": matrix.tolist(),
             "train_seconds": _spread([r.train_seconds for r in runs]),
             "best_epoch": _spread([r.best_epoch for r in runs]),

@@ -160,8 +160,13 @@ def load_labelled(
                                "replaced by spaces", [rows[i] for i in keep])
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
     data.labels = _clean_labels(data.labels, path, normalize_labels, known)
-    if all(re.fullmatch(r"[-+]?\d+(\.\d+)?", label) for label in data.labels):
+    numbers = [label for label in data.label_names if re.fullmatch(r"[-+]?\d+(\.\d+)?", label)]
+    if len(numbers) == len(data.label_names):
         report(f"{path}: the labels are numbers ({', '.join(data.label_names[:5])}); each number is a class name")
+    elif numbers:  # codes among names: each code becomes a class of its own beside the class it stands for
+        rows = [row for row, label in zip(data.rows, data.labels) if label in numbers]
+        report(f"{path}: {len(rows)} rows have a number for a label ({', '.join(numbers[:5])}) where the others have "
+               f"names (data rows {format_rows(rows)}); each number is a class of its own: give every row its class name")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
         report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept; the copies of a text "

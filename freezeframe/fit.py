@@ -16,7 +16,7 @@ import torch
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
-from freezeframe.checkpoint import TrainingInterrupted, ctrl_c_deferred, open_checkpoint
+from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, ctrl_c_deferred, open_checkpoint
 from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
@@ -177,9 +177,8 @@ def train_classifier(
     cache_info: dict = {"used": False, "reason": "--no-cache"}
     budget = int(run.train.cache_budget_mb * 2**20) if run.train.cache_budget_mb is not None else None
     trained_module, loop_train, loop_valid = model, train_set, valid_set
-    stages: list[dict] = []
-    if plan.is_gradual:
-        cache_info = {"used": run.train.cache, "level": "rebuilt when a layer unfreezes"}
+    if plan.is_gradual and run.train.cache:
+        cache_info = {"used": True, "level": "rebuilt when a layer unfreezes"}
     elif run.train.cache:
         trained_module, loop_train, loop_valid, cache_info = cached_training_data(
             model, train_set, valid_set, device, run.train.cache_dtype, budget
@@ -188,7 +187,7 @@ def train_classifier(
     def schedule_for(network):
         if not plan.is_gradual:
             return None
-        return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stages)
+        return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget)
 
     probe = _Probe(run, trained_module, loop_train, loop_valid, device)
     models, modules = [model], [trained_module]
@@ -247,11 +246,16 @@ def train_classifier(
         if checkpoint is None:
             raise
         raise checkpoint.interrupted(train_config.epochs) from None
+    except TrainingDiverged:
+        if checkpoint is not None:  # resuming its saved epochs would only diverge again
+            checkpoint.discard()
+        raise
     # training is over: a Ctrl-C from here on waits until the model is written whole
     with ctrl_c_deferred(deliver=False) as ctrl_c:
         seconds = time.perf_counter() - started
         loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
         model, loop = models[0], loops[0]
+        stages = _gradual_stages(model, plan, len(loop.history)) if plan.is_gradual else []
         metrics = None
         if valid_set is not None:
             # members trained through the cache are scored through it too (same logits as the full model,
@@ -378,7 +382,7 @@ def _probe_unavailable(run: RunConfig, plan: FreezePlan, model: torch.nn.Module)
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,
-                     device: torch.device, budget: int | None, stages: list[dict]):
+                     device: torch.device, budget: int | None):
     """Per-epoch hook for gradual unfreezing: apply the epoch's stage; rebuild the cache when it shrinks."""
     current: dict = {}
 
@@ -387,8 +391,7 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
         if current.get("spec") == stage.spec:
             return None
         current["spec"] = stage.spec
-        stage_report = stage.apply(model)
-        stages.append({"from_epoch": epoch, "plan": stage.spec, "trainable_parameters": stage_report.trainable})
+        stage.apply(model)
         if not run.train.cache:
             return model, train_set, valid_set
         module, cached_train, cached_valid, _ = cached_training_data(
@@ -397,6 +400,20 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
         return module, cached_train, cached_valid
 
     return schedule
+
+
+def _gradual_stages(model, plan: FreezePlan, epochs_run: int) -> list[dict]:
+    """The stages of a gradual plan over the ``epochs_run`` epochs of the kept history, as freezeframe.json
+    records them: from the plan itself, so that a resumed run (whose hook saw only the later epochs) and an
+    ensemble (a hook per member) record the one schedule every member followed."""
+    sizes = {name: param.numel() for name, param in named_plan_parameters(model)}
+    stages: list[dict] = []
+    for epoch in range(1, epochs_run + 1):
+        stage = plan.stage(epoch, model.num_layers)
+        if not stages or stages[-1]["plan"] != stage.spec:
+            trainable = sum(sizes[name] for name in stage.trainable_names(model))
+            stages.append({"from_epoch": epoch, "plan": stage.spec, "trainable_parameters": trainable})
+    return stages
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None) -> dict:

@@ -95,10 +95,12 @@ class FreezePlan:
         return n_layers if depth is None else int(depth)
 
     def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze") -> None:
-        """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``."""
+        """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``, and any
+        gradual plan of a model without encoder layers (the baseline)."""
         last = _PRESET_LAST.match(self.spec)
         depth = int(last.group(1)) if last else self.gradual_depth(n_layers) if self.is_gradual else 0
-        if depth > n_layers:
+        # a plain ``gradual`` is as deep as the model: without layers it has nothing to unfreeze after epoch 1
+        if depth > n_layers or (self.is_gradual and n_layers == 0):
             if n_layers == 0:
                 raise FreezeframeError(f"{option} {self.spec}: {model} has no encoder layers; use full or head")
             raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder "
@@ -139,7 +141,7 @@ class FreezePlan:
         for pattern in self.patterns:
             matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
             if not matched:
-                examples = ", ".join(names[:2] + names[-2:])
+                examples = ", ".join(dict.fromkeys(names[:2] + names[-2:]))  # a model of 3 names lists each once
                 raise FreezeframeError(
                     f"--freeze pattern {pattern!r} matches no parameter; names look like: {examples} "
                     "(or use a preset: head, last-N, encoder, full)"
@@ -150,8 +152,11 @@ class FreezePlan:
     def apply(self, model: nn.Module, quiet: bool = False) -> FreezeReport:
         """Set ``requires_grad`` on every parameter of ``model`` and log the counts (at debug level when ``quiet``)."""
         trainable = self.trainable_names(model)
-        if not trainable:
-            raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train")
+        # a mean-pooled head never reads the pooler: training it alone would leave the loss without a gradient
+        unread = {n for n in trainable if block_of(n) == "pooler"} if getattr(model, "pooling", "cls") == "mean" else set()
+        if not trainable - unread:
+            why = " (mean pooling never reads the [CLS] pooler it trains; add classifier.* or use --pooling cls)" if unread else ""
+            raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train{why}")
         for name, param in named_plan_parameters(model):
             param.requires_grad_(name in trainable)
         freeze_report = FreezeReport.of(model, self.spec)

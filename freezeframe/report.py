@@ -59,11 +59,12 @@ def _write_predictions(results: dict, records: list, path: Path) -> None:
     labels, names = results["labels"], list(results["configs"])
     rows: dict[tuple[int, int], dict] = {}
     for record in records:
-        for item, predicted in zip(record.test_items, record.predictions):
-            row = rows.setdefault((record.seed, item), {"seed": record.seed, "fold": record.fold, "item": item})
+        for item, predicted, true in zip(record.test_items, record.predictions, record.true_labels):
+            row = rows.setdefault((record.seed, item), {"seed": record.seed, "fold": record.fold, "item": item,
+                                                        "label": labels[true]})
             row[record.config] = labels[predicted]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["seed", "fold", "item", *names])
+        writer = csv.DictWriter(handle, ["seed", "fold", "item", "label", *names])
         writer.writeheader()
         writer.writerows(rows[key] for key in sorted(rows))
 
@@ -152,7 +153,7 @@ def report_blocks(results: dict) -> list[Block]:
                     for name, c in configs.items()]),
         Block("h2", "Recall per class (all runs pooled)"),
         Block("table", header=["configuration", *labels],
-              rows=[[name, *(f"{c['per_class_recall'][label]:.3f}" for label in labels)] for name, c in configs.items()]),
+              rows=[[name, *(_recall(c["per_class_recall"][label]) for label in labels)] for name, c in configs.items()]),
         Block("h2", "Paired significance test"),
         Block("p", _significance_text(results["significance"])),
         Block("h2", "Accuracy of every run"),
@@ -163,6 +164,10 @@ def report_blocks(results: dict) -> list[Block]:
         Block("image", CURVES_PNG),
     ]
     return blocks
+
+
+def _recall(value: float | None) -> str:
+    return "no test items" if value is None else f"{value:.3f}"
 
 
 def _significance_text(test: dict) -> str:
@@ -185,8 +190,11 @@ def reading(results: dict) -> list[str]:
     for name in ranked[1:]:
         gap = top["accuracy"]["mean"] - configs[name]["accuracy"]["mean"]
         spread = max(top["accuracy"]["std"], configs[name]["accuracy"]["std"])
-        firm = ("a gap smaller than the run-to-run standard deviation, so this ordering is not firm"
-                if gap <= spread else "more than the run-to-run standard deviation")
+        if runs < 2:  # one run has no run-to-run spread: its std of 0 would call any gap firm
+            firm = "one run each, so there is no run-to-run spread to judge this gap by"
+        else:
+            firm = ("a gap smaller than the run-to-run standard deviation, so this ordering is not firm"
+                    if gap <= spread else "more than the run-to-run standard deviation")
         sentences.append(f"{name} reached {_pm(configs[name]['accuracy'])}, {_points(gap)} below {best} ({firm}).")
     test = results["significance"]
     if test.get("p_value") is not None:
@@ -231,7 +239,7 @@ def _cost_sentence(configs: dict, best: str) -> str:
 def _hardest_class_sentence(results: dict, best: str) -> str:
     labels, config = results["labels"], results["configs"][best]
     recall = config["per_class_recall"]
-    hardest = min(labels, key=lambda label: recall[label])
+    hardest = min((label for label in labels if recall[label] is not None), key=lambda label: recall[label])
     row = config["confusion_matrix"][labels.index(hardest)]
     confusions = [(count, labels[j]) for j, count in enumerate(row) if labels[j] != hardest]
     count, other = max(confusions) if confusions else (0, "")

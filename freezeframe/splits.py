@@ -30,20 +30,21 @@ def report_overlap(data: LabelledTexts, training: LabelledTexts, role: str) -> N
                        f"{training.source}; their scores measure memory, not new texts")
 
 
-def split_train_valid(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
-    """Hold out a stratified, seeded share of ``data`` for validation."""
+def split_train_valid(data: LabelledTexts, fraction: float, seed: int,
+                      remedy: str = "add examples or pass --valid FILE") -> tuple[LabelledTexts, LabelledTexts]:
+    """Hold out a stratified, seeded share of ``data`` for validation (``remedy`` ends the error when it cannot)."""
     counts = Counter(data.labels)
     small = sorted(label for label, n in counts.items() if n < 2)
     if small:
         raise FreezeframeError(
             f"{data.source}: class {format_names(small)} has fewer than 2 examples, too few to "
-            "split into training and validation; add examples or pass --valid FILE"
+            f"split into training and validation; {remedy}"
         )
     n_valid = max(len(counts), round(len(data) * fraction))
     if len(data) - n_valid < len(counts):
         raise FreezeframeError(
             f"{data.source}: {len(data)} rows are too few for a {fraction:.0%} validation split of "
-            f"{len(counts)} classes; add examples or pass --valid FILE"
+            f"{len(counts)} classes; {remedy}"
         )
     rng = np.random.default_rng(seed)
     valid_idx: list[int] = []

@@ -219,6 +219,8 @@ def atomic_directory(out: Path, overwrite: bool = False, layout: Layout | None =
     (or, after a hard kill, left under a hidden ``.NAME.tmp-*`` name that never looks complete).
     """
     out = Path(out)
+    if out.is_symlink():  # write where the link points and keep the link: renaming onto the link itself replaced it
+        out = out.resolve()  # with a directory (leaving it under a hidden name) or failed when it pointed nowhere
     check_output_dir(out, overwrite, layout)
     make_parent(out)
     try:

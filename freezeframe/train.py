@@ -25,7 +25,13 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.batching import ExampleSet
-from freezeframe.checkpoint import MemberCheckpoint, ctrl_c_deferred, random_states, restore_random_states
+from freezeframe.checkpoint import (
+    MemberCheckpoint,
+    TrainingDiverged,
+    ctrl_c_deferred,
+    random_states,
+    restore_random_states,
+)
 from freezeframe.config import TrainConfig
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.freeze import optimizer_groups
@@ -239,7 +245,7 @@ def train_loop(
                 train_loss, train_acc = _train_epoch(training_module, train_data, config, device, optimizer, scaler, rng, stop,
                                                      lambda loss, epoch=epoch: progress.update(task, advance=1, description=f"{name}epoch {epoch} loss {loss:.3f}"))
                 if not all(torch.isfinite(param).all() for param in trainable.values()):
-                    raise FreezeframeError(f"{name}training diverged in epoch {epoch}: the weights are no longer finite "
+                    raise TrainingDiverged(f"{name}training diverged in epoch {epoch}: the weights are no longer finite "
                                            f"numbers (training loss {train_loss:.4g}); try a lower --lr")
                 valid_loss = valid_acc = None
                 if valid_data is not None:

@@ -129,6 +129,9 @@ def test_inspect_an_untrained_baseline_as_training_would_build_it(run_cli, basel
     assert rows["trainable"][1] == "100.00%"
     code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "last-2")
     assert code == 2 and "has no encoder layers; use full or head" in err
+    # the example names once each (the baseline's three were listed as "..., classifier.weight, classifier.weight, ...")
+    code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "embeddings.*")
+    assert code == 2 and "names look like: embedding.weight, classifier.weight, classifier.bias (or use" in err, err
 
 
 def test_damaged_baseline_directory_is_one_line_error(run_cli, baseline_dir, tmp_path):

@@ -75,7 +75,18 @@ def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny
     assert trained == pytest.approx([seconds for pair in zip(*runs) for seconds in pair], abs=0.051), err
     assert results["n_items"] == 18 and results["settings"]["seeds"] == [0, 1]
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "seed,fold,item,baseline,head" and len(lines) == 1 + 2 * 18
+    assert lines[0] == "seed,fold,item,label,baseline,head" and len(lines) == 1 + 2 * 18
+    # the true label is in the file (its docstring said so; it was missing), so it scores itself
+    import csv
+
+    from freezeframe.data import load_labelled
+
+    truth = load_labelled(tiny_data["test"]).labels
+    rows = list(csv.DictReader(lines))
+    assert all(row["label"] == truth[int(row["item"])] for row in rows)
+    for name in ("baseline", "head"):
+        accuracy = [np.mean([row[name] == row["label"] for row in rows if row["seed"] == str(seed)]) for seed in (0, 1)]
+        assert accuracy == pytest.approx(results["configs"][name]["accuracy"]["runs"])
 
 
 def test_bad_settings_are_one_line_errors(run_cli, tiny_data, tmp_path):
@@ -139,6 +150,19 @@ def test_the_still_improving_hint_needs_validation_data(report_dir):
     hinted = [s for s in reading(results) if "still improving" in s]
     # a fixed schedule keeps its last epoch by construction; only early-stopped runs tell
     assert [s.split()[0] for s in hinted] == ["baseline", "head"]
+
+
+def test_a_single_run_per_configuration_is_not_called_a_gap_beyond_the_spread(report_dir):
+    """With one run each (a --test file, one seed) every std is 0, and every gap read as 'more than the run-to-run
+    standard deviation'."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    for config in results["configs"].values():
+        value = config["accuracy"]["runs"][0]
+        config["accuracy"] = {"mean": value, "std": 0.0, "runs": [value]}
+    gaps = [s for s in reading(results) if " below " in s and "percentage points" in s and "reached" in s]
+    assert len(gaps) == 2 and all("no run-to-run spread to judge this gap by" in s for s in gaps), gaps
 
 
 def test_a_test_file_sharing_texts_with_the_training_data_is_named(run_cli, tiny_data, tiny_model_dir, tmp_path,
@@ -205,3 +229,48 @@ def test_the_learning_curve_of_an_ensemble_says_it_is_the_first_members():
     records = [record("encoder", 2), record("head", 1), record("encoder", 2, seed=1)]
     assert list(_example_histories(records, ["encoder", "head"])) == [
         "encoder (seed 0, fold 1, member 1 of 2)", "head (seed 0, fold 1)"]
+
+
+@pytest.mark.parametrize(("rows", "configs", "message"), [
+    # the rarest class has 2 examples: a fold's training part keeps 1, which the baseline's hold-out cannot split
+    (2, "encoder,baseline", ("class 'Other' has fewer than 2 examples, too few to split into training and validation; "
+                             "--configs baseline holds out 15% of it for early stopping: pass --valid-fraction 0")),
+    # three copies of one text share a fold: the other fold's training part has none of them
+    (3, "encoder", ("no example of 'Other' (the copies of a repeated text share a fold); add examples of it or pass a "
+                    "--test FILE")),
+])
+def test_a_fold_no_configuration_could_train_on_is_refused_before_the_first_run(run_cli, tiny_model_dir, tmp_path,
+                                                                               monkeypatch, rows, configs, message):
+    """Both failed part-way, after earlier runs had trained (the first told to pass train's --valid FILE)."""
+    from conftest import make_rows, write_csv
+
+    import freezeframe.compare
+
+    def never(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    other = [("a lone example", "Other")] * rows if rows == 3 else [("a lone example", "Other"), ("another one", "Other")]
+    data = write_csv(tmp_path / "d.csv", [*make_rows(4), *other])
+    monkeypatch.setattr(freezeframe.compare, "_run_all", never)
+    code, _, err = run_cli("compare", "--train", data, "--model", tiny_model_dir, "--folds", "2", "--configs", configs,
+                           "--out", tmp_path / "report", "--quiet")
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_class_the_test_file_lacks_has_no_recall_and_is_not_called_the_hardest(run_cli, tiny_data, tiny_model_dir,
+                                                                                 tmp_path):
+    """Its recall was reported as 0.000, and the report's reading named it the hardest class, without a warning."""
+    from conftest import make_rows, write_csv
+
+    test = write_csv(tmp_path / "test.csv", [row for row in make_rows(6, seed=2) if row[1] != "Story"])
+    out = tmp_path / "report"
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", test, "--model", tiny_model_dir,
+                           "--configs", "baseline", "--epochs", "2", "--out", out, "--quiet")
+    assert code == 0, err
+    assert f"warning: {test} has no examples of 'Story'; recall 0 for it counts in the macro-F1" in err
+    recall = json.loads((out / "results.json").read_text())["configs"]["baseline"]["per_class_recall"]
+    assert recall["Story"] is None and 0 <= recall["Characters"] <= 1
+    markdown = (out / "report.md").read_text()
+    assert "| baseline | " in markdown and "| no test items |" in markdown
+    assert "the hardest class was Story" not in markdown and "the hardest class was C" in markdown

@@ -132,6 +132,16 @@ def test_numeric_labels_are_class_names(tmp_path, reports):
     assert load_labelled(write(tmp_path, jsonl, "data.jsonl")).label_names == ["0", "1", "2"]
 
 
+def test_numbers_among_label_names_are_named(tmp_path, reports):
+    """A file mixing class codes with class names trained on each code as a class of its own, silently."""
+    rows = "".join(f"text {i},{'Story' if i % 2 else 'Characters'}\n" for i in range(8)) + "text 8,1\ntext 9,2.0\n"
+    data = load_labelled(write(tmp_path, HEADER + rows))
+    assert data.label_names == ["1", "2.0", "Characters", "Story"]
+    assert any("2 rows have a number for a label (1, 2.0) where the others have names (data rows 9, 10)" in r
+               for r in reports), reports
+    assert not any("the labels are numbers" in r for r in reports)
+
+
 def test_json_booleans_are_spelled_as_json(tmp_path):
     jsonl = "".join(f'{{"review": "text {i}", "aspect": {"true" if i % 2 else "false"}}}\n' for i in range(8))
     assert load_labelled(write(tmp_path, jsonl, "data.jsonl")).label_names == ["false", "true"]

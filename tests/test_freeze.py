@@ -75,6 +75,16 @@ def test_bad_plans_are_refused_with_a_message(model):
         FreezePlan("nothing.like.this*").apply(network)
 
 
+def test_a_plan_training_only_a_pooler_that_mean_pooling_never_reads_is_refused(tiny_model_dir):
+    """Training stopped on an internal error (the loss had no gradient), after the cache pass."""
+    from freezeframe.encoder import load_pretrained
+
+    network, _ = load_pretrained(str(tiny_model_dir), ["a", "b", "c"], pooling="mean")
+    with pytest.raises(FreezeframeError, match=r"leaves nothing to train \(mean pooling never reads the \[CLS\] pooler"):
+        FreezePlan("bert.pooler.*").apply(network)
+    assert FreezePlan("bert.pooler.*,classifier.*").apply(network).trainable > 0
+
+
 def test_optimizer_groups_discriminative_rates(model):
     network, _ = model
     FreezePlan("full").apply(network)

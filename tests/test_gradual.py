@@ -25,6 +25,7 @@ def test_gradual_training_unfreezes_top_down(run_cli, tmp_path, tiny_model_dir, 
     assert [s["plan"] for s in schedule] == ["last-0", "last-1", "last-2"]
     assert [s["from_epoch"] for s in schedule] == [1, 2, 3]
     assert schedule[0]["trainable_parameters"] < schedule[1]["trainable_parameters"] < schedule[2]["trainable_parameters"]
+    assert meta["cache"] == {"used": True, "level": "rebuilt when a layer unfreezes"}
     from freezeframe.encoder import load_pretrained
     from freezeframe.predict import load_classifier
 
@@ -54,3 +55,42 @@ def test_a_schedule_too_short_for_its_depth_is_said_and_inspect_shows_what_train
     assert code == 0 and "gradual, as trained: last-0 from epoch 1, last-1 from epoch 2" in shown
     trained_layers = [line.split()[1] for line in shown.splitlines() if line.startswith("layer ") and "trainable" in line]
     assert trained_layers == ["3"], shown  # the last stage reached (last-1), not the plan's full depth
+
+
+def _schedule(out) -> list[tuple[int, str, int]]:
+    meta = json.loads((out / "freezeframe.json").read_text())
+    return [(s["from_epoch"], s["plan"], s["trainable_parameters"]) for s in meta["freeze"]["schedule"]]
+
+
+def test_the_schedule_is_recorded_once_for_an_ensemble_and_whole_after_a_resume(run_cli, tmp_path, tiny_model_dir,
+                                                                               tiny_data, ctrl_c_after):
+    """Each member's hook appended its stages (an ensemble of two listed every stage twice), and a resumed run
+    recorded only the stages from the epoch it resumed at."""
+    args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "gradual-2",
+            "--epochs", "3", "--lr", "1e-3", "--quiet")
+    code, _, err = run_cli(*args, "--out", tmp_path / "two", "--ensemble", "2", "--no-cache")
+    assert code == 0, err
+    expected = _schedule(tmp_path / "two")
+    assert [stage[:2] for stage in expected] == [(1, "last-0"), (2, "last-1"), (3, "last-2")]
+    # it recorded a cache "rebuilt when a layer unfreezes" that --no-cache had turned off
+    assert json.loads((tmp_path / "two" / "freezeframe.json").read_text())["cache"] == {"used": False, "reason": "--no-cache"}
+    code, shown, _ = run_cli("inspect", "--model", tmp_path / "two")
+    assert "as trained: last-0 from epoch 1, last-1 from epoch 2, last-2 from epoch 3 (" in shown, shown
+    resumed = tmp_path / "resumed"
+    with ctrl_c_after(2):
+        assert run_cli(*args, "--out", resumed, "--ensemble", "1")[0] == 130
+    code, _, err = run_cli(*args, "--out", resumed, "--ensemble", "1", "--resume")
+    assert code == 0, err
+    assert _schedule(resumed) == expected
+
+
+def test_gradual_unfreezing_of_the_baseline_is_refused_in_one_line(run_cli, tmp_path, tiny_data):
+    """The baseline has no encoder layers to unfreeze: train stopped on an AttributeError (an internal error), and
+    inspect showed a plan 'down to 0 layers'."""
+    out = tmp_path / "baseline"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "baseline", "--out", out,
+                           "--freeze", "gradual", "--epochs", "2", "--quiet")
+    assert code == 2 and err.strip() == "freezeframe: error: --freeze gradual: the model has no encoder layers; use full or head"
+    assert not out.exists()
+    code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "gradual")
+    assert code == 2 and "--freeze gradual: the model has no encoder layers" in err

@@ -33,6 +33,20 @@ def test_overwrite_replaces_only_freezeframe_output(run_cli, tiny_model_dir, tin
     assert _train(run_cli, tiny_model_dir, tiny_data["train"], model, "--overwrite")[0] == 0
 
 
+def test_an_out_that_is_a_symlink_is_written_where_it_points(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """A link to a model was replaced by a directory, the link left behind as a hidden .NAME.old-PID; a link
+    pointing nowhere yet ended a finished training in an internal error (NotADirectoryError)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "latest").symlink_to("first")  # nothing there yet
+    assert _train(run_cli, tiny_model_dir, tiny_data["train"], runs / "latest", "--ensemble", "1")[0] == 0
+    code, _, err = _train(run_cli, tiny_model_dir, tiny_data["train"], runs / "latest", "--ensemble", "1", "--seed", "3",
+                          "--overwrite")
+    assert code == 0, err
+    assert (runs / "latest").is_symlink() and sorted(p.name for p in runs.iterdir()) == ["first", "latest"]
+    assert json.loads((runs / "latest" / "freezeframe.json").read_text())["settings"]["train"]["seed"] == 3
+
+
 BASELINE_ARGS = ["--model", "baseline", "--epochs", "1", "--quiet"]
 
 
@@ -226,6 +240,8 @@ def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, 
     (["--seeds", "0"], "--seeds must be at least 1, got 0"),
     (["--configs", ","], "--configs is empty"),
     (["--configs", "head,bogus"], "--configs: unknown configuration 'bogus'"),
+    # it said the model 'baseline' was neither a local directory nor in the Hugging Face cache
+    (["--model", "baseline", "--configs", "baseline,head"], "--model baseline: freeze plans (head) apply to a pretrained"),
 ])
 def test_compare_refuses_before_the_first_run(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch, args, message):
     import freezeframe.compare

@@ -164,3 +164,40 @@ def test_training_that_diverges_stops_with_one_line_and_writes_nothing(run_cli, 
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "training diverged in epoch 1: the weights are no longer finite numbers" in err and "lower --lr" in err
     assert not out.exists()
+
+
+def test_training_that_diverges_after_a_saved_epoch_leaves_no_checkpoint(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                         monkeypatch):
+    """Epoch 1's checkpoint stayed in --out, which then refused the next run as an unfinished one to resume (and
+    resuming would only diverge again); a model that was there stays."""
+    import torch
+
+    from freezeframe import train
+
+    epoch = train._train_epoch
+    calls = []
+
+    def diverging_in_epoch_2(model, *args, **kwargs):
+        result = epoch(model, *args, **kwargs)
+        calls.append(1)
+        if len(calls) % 2 == 0:
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(train, "_train_epoch", diverging_in_epoch_2)
+    args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--epochs", "3", "--ensemble", "1",
+            "--quiet")
+    out = tmp_path / "new"
+    code, _, err = run_cli(*args, "--out", out)
+    assert code == 2 and "training diverged in epoch 2" in err, err
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    monkeypatch.setattr(train, "_train_epoch", epoch)
+    assert run_cli(*args, "--out", kept)[0] == 0
+    before = sorted(p.name for p in kept.iterdir())
+    monkeypatch.setattr(train, "_train_epoch", diverging_in_epoch_2)
+    calls.clear()
+    code, _, err = run_cli(*args, "--out", kept, "--overwrite")
+    assert code == 2 and "training diverged in epoch 2" in err, err
+    assert sorted(p.name for p in kept.iterdir()) == before
