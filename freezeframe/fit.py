@@ -15,9 +15,9 @@ import torch
 
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
-from freezeframe.cache import CachedTop, CachePlan, cached_training_data, sentence_vectors
+from freezeframe.cache import CachedTop, CachePlan, cached_training_data
 from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, ctrl_c_deferred, open_checkpoint
-from freezeframe.config import HEAD_DEFAULTS, ModelConfig, RunConfig
+from freezeframe.config import ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
@@ -25,6 +25,7 @@ from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport, block_of, named_plan_parameters
 from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
+from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import report_overlap, split_train_valid
 from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
 from freezeframe.train import (
@@ -155,7 +156,7 @@ def train_classifier(
 
         check_fits(model, tokenizer, run.model.max_length, run.model.model)
     plan = FreezePlan(run.model.plan)
-    why = _probe_unavailable(run, plan, model) if run.train.probe else None
+    why = probe_unavailable(run, plan, model) if run.train.probe else None
     if why:
         raise FreezeframeError(f"--probe: {why}; drop --probe")
     if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
@@ -189,7 +190,7 @@ def train_classifier(
             return None
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget)
 
-    probe = _Probe(run, trained_module, loop_train, loop_valid, device)
+    probe = Probe(run, trained_module, loop_train, loop_valid, device)
     models, modules = [model], [trained_module]
     use_cache = cache_info["used"] and not plan.is_gradual
     for k in range(1, members):  # every member sees the same split and the same cached frozen prefix; only its seed differs
@@ -308,49 +309,6 @@ def train_classifier(
                         model, tokenizer, models if members > 1 else [])
 
 
-class _Probe:
-    """LP-FT's first step: fit the classifier alone on the sentence vectors of the network as loaded.
-
-    Fine-tuning from a random head lets its early, large gradients pull the pretrained features
-    around; starting from a fitted linear probe does not (Kumar et al., 2022). The vectors are
-    computed once (through the frozen-prefix cache when there is one) and shared by ensemble
-    members, which differ only in the head's initialisation.
-    """
-
-    def __init__(self, run: RunConfig, module: torch.nn.Module, train_set: ExampleSet,
-                 valid_set: ExampleSet | None, device: torch.device) -> None:
-        self.enabled = run.train.probe  # where it cannot run, train_classifier refused it before any work
-        self.run, self.module, self.device = run, module, device
-        self.train_set, self.valid_set = train_set, valid_set
-        self.vectors: tuple[ExampleSet, ExampleSet | None] | None = None
-
-    def fit(self, model: torch.nn.Module, seed: int) -> dict | None:
-        """Train ``model``'s classifier on the vectors; its trainable set is as before on return."""
-        if not self.enabled:
-            return None
-        if self.vectors is None:
-            self.vectors = (sentence_vectors(self.module, self.train_set, self.device),
-                            sentence_vectors(self.module, self.valid_set, self.device) if self.valid_set is not None else None)
-        named = list(model.plan_parameters())
-        trainable = {n for n, p in named if p.requires_grad}
-        head = FreezePlan("head").trainable_names(model)
-        for name, param in named:
-            param.requires_grad_(name in head)
-        config = replace(self.run.train, lr=HEAD_DEFAULTS["lr"], epochs=HEAD_DEFAULTS["epochs"], head_lr=None,
-                         lr_decay=1.0, ensemble=1, seed=seed, show_progress=False,
-                         precision=resolve_precision(self.run.train.precision, self.device, trains_encoder=False))
-        try:
-            loop = train_loop(CachedTop(model, CachePlan(None)), *self.vectors, config, self.device, quiet=True)
-        finally:
-            for name, param in named:
-                param.requires_grad_(name in trainable)
-        best = loop.history[loop.best_epoch - 1]
-        scored = "no validation data" if best.valid_loss is None else f"valid loss {best.valid_loss:.4f} acc {best.valid_accuracy:.3f}"
-        logger.info("linear probe: %s after %d epochs (%.1fs); fine-tuning from it", scored, loop.best_epoch, loop.seconds)
-        return {"lr": config.lr, "best_epoch": loop.best_epoch, "epochs_run": len(loop.history),
-                "valid_loss": best.valid_loss, "valid_accuracy": best.valid_accuracy, "seconds": loop.seconds}
-
-
 def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
     """Say when the plan freezes weights that start random (the checkpoint lacked them) where the model reads them."""
     new = getattr(model, "new_weights", ())
@@ -366,19 +324,6 @@ def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
     if "pooler" in frozen:
         report(f"--freeze {plan.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
                "no pooler weights, as masked-LM checkpoints do not); use --pooling mean, or a plan that trains it (last-N)")
-
-
-def _probe_unavailable(run: RunConfig, plan: FreezePlan, model: torch.nn.Module) -> str | None:
-    """Why LP-FT cannot run for this model and plan (said, not skipped silently), or ``None``."""
-    if run.model.is_baseline:
-        return "the baseline has no pretrained encoder to probe"
-    if plan.spec == "head":
-        return "with --freeze head the classifier alone trains, which is the probe itself"
-    if plan.is_gradual:
-        return "gradual unfreezing trains the classifier alone first already (its epoch 1)"
-    if not getattr(model, "staged", False):
-        return f"it fits on sentence vectors computed through BERT's stages, which {type(model.hf).__name__} does not have"
-    return None
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,

@@ -40,8 +40,9 @@ def test_probe_without_validation_data_runs_its_whole_schedule(tiny_model_dir, t
 
 def test_probe_does_not_touch_the_encoder(tiny_model_dir, tiny_data):
     from freezeframe.encoder import load_pretrained
-    from freezeframe.fit import _Probe, encode_examples
+    from freezeframe.fit import encode_examples
     from freezeframe.freeze import FreezePlan
+    from freezeframe.probe import Probe
 
     run = _run(tiny_data, tiny_model_dir, probe=True)
     model, tokenizer = load_pretrained(str(tiny_model_dir), ["Characters", "Cinematography", "Story"], "mean")
@@ -53,7 +54,7 @@ def test_probe_does_not_touch_the_encoder(tiny_model_dir, tiny_data):
     train, valid = split_train_valid(load_labelled(tiny_data["train"]), 0.15, 0)
     sets = [encode_examples(tokenizer, d, train.label_names, run.model) for d in (train, valid)]
     before = {n: p.detach().clone() for n, p in model.plan_parameters()}
-    _Probe(run, model, *sets, torch.device("cpu")).fit(model, 0)
+    Probe(run, model, *sets, torch.device("cpu")).fit(model, 0)
     changed = {n for n, p in model.plan_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("classifier.") for n in changed)
 
