@@ -165,13 +165,19 @@ class ModelConfig:
         check_fields(self)
         if not self.model.strip():
             raise ValueError("--model is empty; give a model directory, a hub id in the local cache, or baseline")
-        if self.freeze.strip() in ("last-0", "gradual-0"):
+        if re.fullmatch(r"(last|gradual)-0+", self.freeze.strip()):
             raise ValueError(f"--freeze {self.freeze.strip()} trains no encoder layer; use --freeze head for a linear probe")
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"--pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.is_baseline and self.pooling != "mean":
             raise ValueError(f"--pooling {self.pooling}: the baseline averages its word vectors (mean pooling) and "
                              "has no [CLS] token; drop --pooling")
+        if self.is_baseline and self.encoder_dropout is not None:
+            raise ValueError("--encoder-dropout: the baseline has no encoder (its --dropout acts before the classifier); "
+                             "drop --encoder-dropout")
+        if not self.is_baseline and (self.vocab_size, self.embedding_dim) != (ModelConfig.vocab_size, ModelConfig.embedding_dim):
+            raise ValueError("--vocab-size and --embedding-dim size the baseline's vocabulary and word vectors; an encoder "
+                             "brings its own: drop them, or use --model baseline")
         if self.padding not in ("longest", "max_length"):
             raise ValueError(f"--padding must be 'longest' or 'max_length', got {self.padding!r}")
         if not 8 <= self.max_length <= 512:

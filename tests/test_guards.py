@@ -159,6 +159,8 @@ def test_bad_values_are_refused_by_option_name(run_cli, head_model, tiny_model_d
     (["--cache-budget", "-5"], "--cache-budget must be positive"),
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--freeze", "last-0"], "use --freeze head"),
+    (["--freeze", "last-00"], "--freeze last-00 trains no encoder layer"),
+    (["--vocab-size", "500"], "--vocab-size and --embedding-dim size the baseline's vocabulary"),
     (["--freeze", "gradual-99"], "--freeze gradual-99: the model has only 4 encoder layers"),
     (["--label-column", "review"], "--text-column and --label-column are both 'review'"),
 ])
@@ -299,3 +301,13 @@ def test_run_config_fills_defaults_in_copies():
     assert (train.lr, train.epochs, data.valid_fraction) == (None, None, None)
     assert (head.train.lr, head.data.valid_fraction) == (1e-2, 0.15)
     assert (encoder.train.lr, encoder.train.epochs, encoder.data.valid_fraction) == (2e-4, 2, 0.0)
+
+
+def test_an_option_for_the_other_kind_of_model_is_refused_not_ignored():
+    from freezeframe.config import ModelConfig
+
+    with pytest.raises(ValueError, match="--encoder-dropout: the baseline has no encoder"):
+        ModelConfig(model="baseline", encoder_dropout=0.2)
+    with pytest.raises(ValueError, match="an encoder brings its own"):
+        ModelConfig(embedding_dim=64)
+    assert ModelConfig(model="baseline", vocab_size=500, embedding_dim=64).vocab_size == 500
