@@ -181,12 +181,13 @@ def evaluate(
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     plots: Annotated[Path | None, typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace plot files already in --plots.")] = False,
 ) -> None:
     """Score a saved model on labelled data: accuracy, macro and per-class scores, confusion matrix."""
     from freezeframe.evaluate import evaluate_model, format_metrics
 
     _setup_logging(quiet=as_json)
-    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels, plots=plots)
+    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels, plots=plots, overwrite=overwrite)
     if as_json:
         print(json.dumps(metrics))
     else:

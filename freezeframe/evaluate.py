@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from freezeframe.data import check_known_labels, load_labelled
 from freezeframe.errors import FreezeframeError, logger
-from freezeframe.storage import check_output_path, check_writable
+from freezeframe.storage import atomic_write_bytes, check_output_path, check_writable
 from freezeframe.tables import format_names
 
 
@@ -71,7 +72,7 @@ def format_metrics(metrics: dict) -> str:
 
 def evaluate_model(
     model_dir: Path, data_path: Path, text_column: str = "review", label_column: str = "aspect",
-    normalize_labels: bool = False, batch_size: int = 64, plots: Path | None = None,
+    normalize_labels: bool = False, batch_size: int = 64, plots: Path | None = None, overwrite: bool = False,
 ) -> dict:
     """Load a saved classifier and score it on a labelled file.
 
@@ -83,6 +84,7 @@ def evaluate_model(
         batch_size: texts per forward pass.
         plots: a directory to write ``confusion_matrix.png`` (and ``learning_curve.png`` when the model
             recorded its epochs) into; it is checked before any work.
+        overwrite: replace those files where ``plots`` has them already (else refused before any work).
 
     Returns:
         The metrics of :func:`compute_metrics`.
@@ -95,6 +97,10 @@ def evaluate_model(
     if plots is not None:
         check_output_path(plots, "--plots")
         check_writable(plots, f"--plots {plots}")  # an existing plots directory is written into, not replaced
+        there = [name for name in PLOT_FILES if (plots / name).exists()]
+        if there and not overwrite:
+            raise FreezeframeError(f"--plots {plots} already holds {' and '.join(there)}; pass --overwrite to replace "
+                                   f"{'it' if len(there) == 1 else 'them'}, or choose another directory")
     classifier = load_classifier(model_dir)
     data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
     check_known_labels(data, classifier.labels)
@@ -115,12 +121,28 @@ def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> Non
         plots.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
-    plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / "confusion_matrix.png")
+    plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / PLOT_FILES[0])
     if meta.get("history"):
         # "member 0": the first member, as models saved before members were counted from 1 name it
         of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
         name = model_dir.name + (f" ({of})" if of else "")
-        plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / "learning_curve.png")
+        plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / PLOT_FILES[1])
+
+
+PLOT_FILES = ("confusion_matrix.png", "learning_curve.png")
+"""What ``evaluate --plots`` writes."""
+
+
+def save_figure(fig, path: Path, **options) -> None:
+    """Write a matplotlib figure as a PNG whole or not at all (an interrupted run leaves any earlier file), and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=120, **options)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_confusion_matrices(matrices: dict[str, list[list[int]]], labels: list[str], path: Path) -> None:
@@ -145,8 +167,7 @@ def plot_confusion_matrices(matrices: dict[str, list[list[int]]], labels: list[s
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(j, i, str(value), ha="center", va="center", color="white" if value > vmax / 2 else "black")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="count")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_learning_curves(histories: dict[str, tuple[list[dict], int]], path: Path) -> None:
@@ -175,5 +196,4 @@ def plot_learning_curves(histories: dict[str, tuple[list[dict], int]], path: Pat
         ax.set_title(name)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves
+from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves, save_figure
 from freezeframe.storage import REPORT_LAYOUT, atomic_directory
 
 CONFUSION_PNG = "confusion_matrices.png"
@@ -104,8 +104,7 @@ def plot_accuracy_runs(results: dict, path: Path) -> None:
     ax.set_title("accuracy of every run (dots) and mean ± std (black)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _pm(spread: dict) -> str:

@@ -218,6 +218,22 @@ def test_evaluate_plots_path_is_checked_before_scoring(run_cli, head_model, tiny
     if Path("/proc/self").is_dir():
         code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", "/proc/plots")
         assert code == 2 and "--plots /proc/plots: cannot write in /proc" in err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "confusion_matrix.png").write_text("my own figure")
+    code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", mine)
+    assert code == 2 and "already holds confusion_matrix.png; pass --overwrite" in err
+    assert (mine / "confusion_matrix.png").read_text() == "my own figure"
+
+
+def test_evaluate_plots_replace_earlier_plots_with_overwrite(run_cli, head_model, tiny_data, tmp_path):
+    plots = tmp_path / "plots"
+    code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", plots)
+    assert code == 0 and {p.name for p in plots.iterdir()} == {"confusion_matrix.png", "learning_curve.png"}, err
+    (plots / "confusion_matrix.png").write_bytes(b"old")
+    code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", plots, "--overwrite")
+    assert code == 0 and (plots / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG"), err
+    assert {p.name for p in plots.iterdir()} == {"confusion_matrix.png", "learning_curve.png"}  # no temporary left
 
 
 def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, tiny_data, tmp_path):
