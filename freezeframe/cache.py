@@ -158,8 +158,8 @@ def cached_training_data(
     budget = budget_bytes if budget_bytes is not None else default_budget_bytes()
     if needed > budget:
         logger.warning(
-            "frozen-prefix cache would need %.1f MiB, over the %.1f MiB budget (--cache-budget); "
-            "training without the cache", needed / 2**20, budget / 2**20,
+            "frozen-prefix cache would need %s MiB, over the %s MiB budget (--cache-budget); "
+            "training without the cache", _mib(needed), _mib(budget),
         )
         return model, train_data, valid_data, {"used": False, "reason": "over budget", "bytes_needed": needed}
     cached_train = build_cache(model, train_data, plan, device, dtype)
@@ -167,3 +167,9 @@ def cached_training_data(
     logger.info("frozen-prefix cache: %s, %.1f MiB (%s)", plan.level, needed / 2**20, dtype_name)
     info = {"used": True, "level": plan.level, "start_layer": plan.start, "bytes": needed, "dtype": dtype_name}
     return CachedTop(model, plan), cached_train, cached_valid, info
+
+
+def _mib(nbytes: float) -> str:
+    """Bytes as MiB for a message: one decimal, or two significant digits below 1 MiB (never a budget of 0.0)."""
+    mib = nbytes / 2**20
+    return f"{mib:.1f}" if mib >= 1 else f"{mib:.2g}"

@@ -36,9 +36,13 @@ from freezeframe.data import LabelledTexts, check_classes, check_known_labels, l
 from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
 from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
-from freezeframe.tables import format_names
+from freezeframe.tables import format_names, percent
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
+
+MAX_SEEDS = 100
+"""More repetitions than anyone waits for (each is a training per fold and configuration); a typo's million would
+hang while cutting the splits."""
 
 
 @dataclass
@@ -83,8 +87,8 @@ class CompareConfig:
             problems.append(f"--folds must be at least 2, got {self.folds}")
         if self.valid_fraction is not None and not 0.0 <= self.valid_fraction < 1.0:
             problems.append(f"--valid-fraction must be at least 0 and below 1, got {self.valid_fraction}")
-        if self.seeds < 1:
-            problems.append(f"--seeds must be at least 1, got {self.seeds}")
+        if not 1 <= self.seeds <= MAX_SEEDS:
+            problems.append(f"--seeds must be between 1 and {MAX_SEEDS}, got {self.seeds}")
         if not self.configs:
             problems.append("--configs is empty; name at least one of baseline, head, last-N, encoder, full")
         unknown = [c for c in self.configs if not COMPARE_CONFIG.match(c)]
@@ -229,7 +233,7 @@ def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]
             if fraction:
                 with reports_held_back():  # the run itself reports what the split does
                     split_train_valid(split.train, fraction, split.seed,
-                                      f"--configs {name} holds out {fraction:.0%} of it for early stopping: pass "
+                                      f"--configs {name} holds out {percent(fraction)} of it for early stopping: pass "
                                       "--valid-fraction 0, a smaller --folds or a --test FILE")
 
 

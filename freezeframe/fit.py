@@ -28,6 +28,7 @@ from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import report_overlap, split_train_valid
 from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
+from freezeframe.tables import percent
 from freezeframe.train import (
     LoopResult,
     choose_device,
@@ -368,7 +369,7 @@ def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | No
     elif run.data.valid:
         source = str(run.data.valid)
     else:
-        source = f"stratified {run.data.valid_fraction:.0%} of train, seed {run.train.seed}"
+        source = f"stratified {percent(run.data.valid_fraction)} of train, seed {run.train.seed}"
     return {
         "files": {str(p): file_sha256(p) for p in files if Path(p).is_file()},
         "train_rows": len(train),

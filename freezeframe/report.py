@@ -16,6 +16,7 @@ from pathlib import Path
 
 from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves, save_figure
 from freezeframe.storage import REPORT_LAYOUT, atomic_directory
+from freezeframe.tables import percent
 
 CONFUSION_PNG = "confusion_matrices.png"
 CURVES_PNG = "learning_curves.png"
@@ -127,7 +128,7 @@ def _holdout_sentence(configs: dict) -> str:
     for name, config in configs.items():
         by_share.setdefault(_held_out_share(config), []).append(name)
     fixed = by_share.pop(0.0, [])
-    parts = [f"{', '.join(names)} held out a stratified {share:.0%} of each training part for early stopping"
+    parts = [f"{', '.join(names)} held out a stratified {percent(share)} of each training part for early stopping"
              for share, names in by_share.items()]
     if fixed:
         parts.append(f"{', '.join(fixed)} trained on all of it for {'its' if len(fixed) == 1 else 'their'} fixed schedule")

@@ -11,7 +11,7 @@ import numpy as np
 
 from freezeframe.data import LabelledTexts
 from freezeframe.errors import FreezeframeError, logger, report
-from freezeframe.tables import format_names
+from freezeframe.tables import format_names, percent
 
 
 def same_text(text: str) -> str:
@@ -43,7 +43,7 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int,
     n_valid = max(len(counts), round(len(data) * fraction))
     if len(data) - n_valid < len(counts):
         raise FreezeframeError(
-            f"{data.source}: {len(data)} rows are too few for a {fraction:.0%} validation split of "
+            f"{data.source}: {len(data)} rows are too few for a {percent(fraction)} validation split of "
             f"{len(counts)} classes; {remedy}"
         )
     rng = np.random.default_rng(seed)

@@ -29,6 +29,11 @@ def format_rows(rows: list[int], limit: int = 8) -> str:
     return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
+def percent(fraction: float) -> str:
+    """A share for a message, e.g. ``15%`` or ``99.9%``: never rounded to a 0% or 100% it is not."""
+    return f"{fraction * 100:g}%"
+
+
 def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
     """Names for a one-line message: quoted, the first ``limit`` of them, each cut to ``width`` characters."""
     shown = ", ".join(repr(n if len(n) <= width else n[: width - 1] + "…") for n in names[:limit])

@@ -255,7 +255,8 @@ def test_outputs_get_the_users_umask_not_private_modes(run_cli, tiny_model_dir, 
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
     (["--folds", "1"], "--folds must be at least 2, got 1"),
-    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["--seeds", "0"], "--seeds must be between 1 and 100, got 0"),
+    (["--seeds", "1000000"], "--seeds must be between 1 and 100, got 1000000"),
     (["--configs", ","], "--configs is empty"),
     (["--configs", "head,bogus"], "--configs: unknown configuration 'bogus'"),
     # it said the model 'baseline' was neither a local directory nor in the Hugging Face cache
@@ -327,3 +328,12 @@ def test_an_option_for_the_other_kind_of_model_is_refused_not_ignored():
     with pytest.raises(ValueError, match="an encoder brings its own"):
         ModelConfig(embedding_dim=64)
     assert ModelConfig(model="baseline", vocab_size=500, embedding_dim=64).vocab_size == 500
+
+
+def test_shares_and_sizes_in_messages_are_not_rounded_to_what_they_are_not():
+    from freezeframe.cache import _mib
+    from freezeframe.tables import percent
+
+    assert [percent(f) for f in (0.15, 0.999, 0.001)] == ["15%", "99.9%", "0.1%"]
+    assert [_mib(n) for n in (2**20 * 1.25, 2**19)] == ["1.2", "0.5"]
+    assert _mib(105) != "0.0"
