@@ -365,6 +365,14 @@ def _suggest_by_name(err: Exception) -> None:
     err.possibilities = [options[match] for match in difflib.get_close_matches(name.lstrip("-"), options)]
 
 
+def _dash_text_hint(err: Exception) -> str:
+    """For ``predict "-great camera"``: a text that starts with a dash reads as short options."""
+    ctx, name = getattr(err, "ctx", None), getattr(err, "option_name", None) or ""
+    if type(err).__name__ != "NoSuchOption" or ctx is None or ctx.command.name != "predict" or name.startswith("--"):
+        return ""
+    return "; a text that starts with '-' goes after '--', e.g. predict --model M -- '-great camera'"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
     command = typer.main.get_command(app)
@@ -381,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         _suggest_by_name(err)
         message = err.format_message() if hasattr(err, "format_message") else err
-        print(f"freezeframe: error: {_one_line(message)} (see --help)", file=sys.stderr)
+        print(f"freezeframe: error: {_one_line(message)}{_dash_text_hint(err)} (see --help)", file=sys.stderr)
         sys.exit(2)
     except FreezeframeError as err:
         kind = "" if err.exit_code == 130 else "error: "  # 130: interrupted, not the user's mistake

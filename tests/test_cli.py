@@ -373,3 +373,10 @@ def test_predict_reads_standard_input_and_names_it(trained, run_cli, monkeypatch
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n  \n")))
     code, out, err = run_cli("predict", "--model", trained, "--input", "-")
     assert code == 2 and "standard input: no texts to classify" in err, err
+
+
+def test_a_text_that_starts_with_a_dash_gets_a_hint(trained, run_cli):
+    code, _, err = run_cli("predict", "--model", trained, "-great camera")
+    assert code == 2 and "a text that starts with '-' goes after '--'" in err, err
+    code, out, err = run_cli("predict", "--model", trained, "--", "-great camera")
+    assert code == 0 and json.loads(out)["text"] == "-great camera", err
