@@ -211,7 +211,7 @@ def _check_export_dir(out: Path, config: ExportConfig) -> str:
     freezeframe did not write is never deleted.
     """
     named = "--out" if config.out is not None else "the model's export directory"  # not an option the user gave
-    check_output_dir(out, overwrite=True)  # its type and place; its contents below
+    check_output_dir(out, overwrite=True, option=named)  # its type and place; its contents below
     if not (out.is_dir() and any(out.iterdir())):
         return config.quantize
     if recognize(out) is None:

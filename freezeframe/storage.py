@@ -155,7 +155,8 @@ def _some(names: list[str], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, inputs: tuple[Path | None, ...] = ()) -> None:
+def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, inputs: tuple[Path | None, ...] = (),
+                     option: str = "--out") -> None:
     """Refuse to replace an existing, non-empty directory unless asked to, and never one freezeframe did not write.
 
     Args:
@@ -164,20 +165,21 @@ def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, i
         layout: the kind of output this is; a non-empty ``out`` of another kind, or holding anything freezeframe
             did not write (see :func:`check_replaceable`), is refused even with ``overwrite``.
         inputs: files this run reads; none may lie inside ``out``.
+        option: how messages name ``out``.
     """
-    check_output_path(out, "--out")
+    check_output_path(out, option)
     resolved = out.resolve()
     if resolved == Path.cwd() or resolved in Path.cwd().parents:
-        raise FreezeframeError(f"--out {out} is the current directory or holds it; choose a new directory path")
+        raise FreezeframeError(f"{option} {out} is the current directory or holds it; choose a new directory path")
     for source in inputs:
         if source is not None and resolved in Path(source).resolve().parents:
-            raise FreezeframeError(f"--out {out} holds the input {source}; choose another path")
+            raise FreezeframeError(f"{option} {out} holds the input {source}; choose another path")
     if not (out.is_dir() and any(out.iterdir())):
         return
     if layout is not None:
-        check_replaceable(out, layout)
+        check_replaceable(out, layout, option)
     if not overwrite:
-        raise FreezeframeError(f"--out {out} already exists and is not empty; pass --overwrite or choose another path")
+        raise FreezeframeError(f"{option} {out} already exists and is not empty; pass --overwrite or choose another path")
 
 
 def check_output_path(out: Path, option: str, directory: bool = True) -> None:

@@ -356,3 +356,16 @@ def test_torch_commands_name_an_export_directory(baseline_model, tiny_data, run_
     code, out, err = run_cli(command, "--model", export_dir, *extra)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert f"{export_dir} is an ONNX export (no torch weights); {advice} ({baseline_model.resolve()})" in err
+
+
+def test_a_file_where_the_models_export_directory_goes_is_named_as_that(baseline_model, run_cli, tmp_path):
+    """No --out was given, so the message names the model's own export directory, not --out."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(baseline_model, model)
+    shutil.rmtree(model / "onnx", ignore_errors=True)
+    (model / "onnx").write_text("mine")
+    code, _, err = run_cli("export", "--model", model)
+    assert code == 2 and f"the model's export directory {model / 'onnx'} is a file" in err and "--out" not in err, err
+    assert (model / "onnx").read_text() == "mine"
