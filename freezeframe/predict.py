@@ -12,7 +12,7 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
 from freezeframe.source import plain_max_length
-from freezeframe.storage import EXPORT_META, META_FILE, check_output_path, export_source
+from freezeframe.storage import EXPORT_META, META_FILE, check_output_path, export_source, not_a_model
 from freezeframe.train import choose_device, predict_logits
 
 
@@ -202,8 +202,8 @@ def check_model_files(directory: Path) -> dict:
     check_model_dir(directory)
     refuse_export_dir(directory)
     if not (directory / META_FILE).exists() and not (directory / "config.json").exists():
-        raise FreezeframeError(f"{directory} is not a model directory (no {META_FILE} or config.json); "
-                               "pass the --out directory of `freezeframe train`")
+        raise FreezeframeError(not_a_model(directory, f"a model directory (no {META_FILE} or config.json); pass the "
+                                                      "--out directory of `freezeframe train`"))
     return read_meta(directory)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL
 from freezeframe.errors import FreezeframeError
+from freezeframe.storage import not_a_model
 
 if TYPE_CHECKING:  # the loaders import this module
     from freezeframe.encoder import EncoderClassifier
@@ -39,7 +40,7 @@ def resolve_model(name: str) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise FreezeframeError(f"{path} is not a Hugging Face model directory (no config.json)")
+            raise FreezeframeError(not_a_model(path, "a Hugging Face model directory (no config.json)"))
         try:
             bert.read_json(path / "config.json")
         except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors

@@ -155,6 +155,22 @@ def _some(names: list[str], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+def not_a_model(directory: Path, missing: str) -> str:
+    """Why ``directory``, given as ``--model``, is not a model to load (``missing`` names the file it lacks): an
+    interrupted run's checkpoint and a baseline's directory are named as what they are."""
+    if not (directory / "config.json").exists() and (directory / CHECKPOINT_DIR).is_dir():
+        return (f"{directory} holds only an interrupted training run's {CHECKPOINT_DIR}/, not a model; finish it with "
+                f"`freezeframe train ... --out {directory} --resume`")
+    try:
+        trained = json.loads((directory / META_FILE).read_text(encoding="utf-8"))["settings"]["model"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trained = None
+    if (directory / "baseline_config.json").exists() or trained == "baseline":
+        return (f"{directory} is a from-scratch baseline (word vectors, no pretrained encoder) and cannot be trained "
+                "from; use --model baseline to train another")
+    return f"{directory} is not {missing}"
+
+
 def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, inputs: tuple[Path | None, ...] = (),
                      option: str = "--out") -> None:
     """Refuse to replace an existing, non-empty directory unless asked to, and never one freezeframe did not write.

@@ -337,3 +337,17 @@ def test_shares_and_sizes_in_messages_are_not_rounded_to_what_they_are_not():
     assert [percent(f) for f in (0.15, 0.999, 0.001)] == ["15%", "99.9%", "0.1%"]
     assert [_mib(n) for n in (2**20 * 1.25, 2**19)] == ["1.2", "0.5"]
     assert _mib(105) != "0.0"
+
+
+def test_an_interrupted_run_or_a_baseline_given_as_model_is_named(run_cli, tiny_data, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "checkpoint").mkdir(parents=True)
+    for command in (["predict", "--model", interrupted, "x"], ["inspect", "--model", interrupted]):
+        code, _, err = run_cli(*command)
+        assert code == 2 and "holds only an interrupted training run's checkpoint/" in err and "--resume" in err, err
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "freezeframe.json").write_text(json.dumps({"settings": {"model": {"model": "baseline"}}}))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", baseline, "--out", tmp_path / "out")
+    assert code == 2 and "is a from-scratch baseline" in err and "use --model baseline" in err, err
+    assert not (tmp_path / "out").exists()
