@@ -64,7 +64,10 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     lines = [f"model {described}, freeze plan {freeze}", "", report.format_table()]
     if schedule and plan.is_gradual:
         stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
-        lines += ["", f"gradual, as trained: {stages} (the last stage is shown above)"]
+        kept, epochs = meta.get("best_epoch"), len(meta.get("history") or [])
+        at_kept = [stage["plan"] for stage in schedule if kept and stage["from_epoch"] <= kept]
+        restored = f"; the kept epoch, {kept} of {epochs}, trained under {at_kept[-1]}" if at_kept and kept < epochs else ""
+        lines += ["", f"gradual, as trained: {stages} (the last stage is shown above{restored})"]
     elif plan.is_gradual:
         depth = plan.gradual_depth(getattr(network, "num_layers", 0))
         lines += ["", ("gradual: epoch 1 trains the head, then one more layer per epoch unfreezes from the top, "

@@ -55,6 +55,11 @@ def test_a_schedule_too_short_for_its_depth_is_said_and_inspect_shows_what_train
     assert code == 0 and "gradual, as trained: last-0 from epoch 1, last-1 from epoch 2" in shown
     trained_layers = [line.split()[1] for line in shown.splitlines() if line.startswith("layer ") and "trainable" in line]
     assert trained_layers == ["3"], shown  # the last stage reached (last-1), not the plan's full depth
+    assert "the kept epoch" not in shown
+    meta = json.loads((out / "freezeframe.json").read_text())
+    (out / "freezeframe.json").write_text(json.dumps(meta | {"best_epoch": 1}))  # as early stopping keeps epoch 1
+    code, shown, _ = run_cli("inspect", "--model", out)
+    assert code == 0 and "(the last stage is shown above; the kept epoch, 1 of 2, trained under last-0)" in shown, shown
 
 
 def _schedule(out) -> list[tuple[int, str, int]]:
