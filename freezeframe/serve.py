@@ -185,6 +185,8 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     if not hasattr(classifier, "predict_proba"):
         raise TypeError(f"create_app takes a loaded classifier, e.g. create_app(load_classifier(directory)), got "
                         f"{type(classifier).__name__}; serve_model(directory, ServeConfig()) serves a directory")
+    if config is not None and not isinstance(config, ServeConfig):
+        raise TypeError(f"create_app's config takes a ServeConfig, e.g. ServeConfig(max_texts=64), got {type(config).__name__}")
     config = config or ServeConfig()
     batcher = MicroBatcher(lambda texts: classifier.predict_proba(texts, config.batch_size),
                            config.batch_wait_ms, config.max_batch_texts)

@@ -32,6 +32,7 @@ def test_entry_points_name_the_settings_they_take(head_model, tiny_data):
     from freezeframe.compare import compare_configs
     from freezeframe.describe import describe_plan
     from freezeframe.export import ExportConfig, export_model
+    from freezeframe.predict import load_classifier
     from freezeframe.serve import create_app
 
     with pytest.raises(TypeError, match=r"export_model takes an ExportConfig, e.g. ExportConfig\('runs/minilm'\), got str"):
@@ -42,6 +43,8 @@ def test_entry_points_name_the_settings_they_take(head_model, tiny_data):
         compare_configs(str(tiny_data["train"]))
     with pytest.raises(TypeError, match=r"create_app takes a loaded classifier, e.g. create_app\(load_classifier"):
         create_app(str(head_model))
+    with pytest.raises(TypeError, match="create_app's config takes a ServeConfig"):
+        create_app(load_classifier(head_model), "x")
     with pytest.raises(TypeError, match="num_labels must be an int, got str"):
         describe_plan(str(head_model), num_labels="3")
     with pytest.raises(ValueError, match="--valid FILE and --valid-fraction both choose the validation data"):
