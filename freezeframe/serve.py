@@ -226,6 +226,7 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
         ]}
 
     @app.get("/health")
+    @app.head("/health", include_in_schema=False)  # what load balancers and `curl -I` probe with
     async def health() -> dict:
         """Liveness: the model is loaded and the batcher runs."""
         return {"status": "ok", "uptime_s": round(time.time() - started, 1)}

@@ -74,6 +74,7 @@ def test_predict_happy_path_matches_the_library(client, classifier):
 
 def test_health_info_and_docs(client, trained):
     assert client.get("/health").json()["status"] == "ok"
+    assert client.head("/health").status_code == 200
     info = client.get("/info").json()
     meta = json.loads((trained / "freezeframe.json").read_text())
     assert info["labels"] == meta["labels"] and info["kind"] == "transformer"
