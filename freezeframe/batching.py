@@ -21,6 +21,8 @@ class ExampleSet:
         labels: class index per example, or ``None`` for unlabelled texts.
         pad_id: value that pads ``input_ids``.
         pad_to: pad every batch to this length (the seed's fixed shapes) instead of its longest.
+        lengths: each example's token length where its tensors no longer hold it (a cached sentence vector),
+            so that training batches are grouped as the texts' would be, with or without the cache.
     """
 
     examples: list[dict[str, torch.Tensor]]
@@ -28,11 +30,14 @@ class ExampleSet:
     pad_id: int = 0
     pad_to: int | None = None
     length_jitter: float = 6.0
+    lengths: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def length(self, index: int) -> int:
+        if self.lengths is not None:
+            return self.lengths[index]
         example = self.examples[index]
         for key in SEQUENCE_KEYS:
             if key in example:

@@ -137,7 +137,9 @@ def sentence_vectors(module: nn.Module, data: ExampleSet, device: torch.device, 
         for row, index in enumerate(indices):
             examples[index] = {"pooled": pooled[row].clone()}
     module.train(was_training)
-    return ExampleSet(examples, data.labels, data.pad_id, data.pad_to)
+    # a vector has no length of its own: keep the text's, so that training batches group as without the cache
+    lengths = [data.length(i) for i in range(len(data))]
+    return ExampleSet(examples, data.labels, data.pad_id, data.pad_to, lengths=lengths)
 
 
 def cached_training_data(

@@ -110,3 +110,23 @@ def test_cache_and_no_cache_agree_without_dropout(tiny_model_dir, tiny_data):
     for a, b in zip(cached.loop.history, plain.loop.history):
         assert a.train_loss == pytest.approx(b.train_loss, abs=1e-4)
         assert a.valid_loss == pytest.approx(b.valid_loss, abs=1e-4)
+
+
+def test_the_head_plans_pooled_cache_batches_as_the_texts_would(tiny_model_dir, tiny_data):
+    """A sentence vector keeps its text's length, so `head` trains on the same batches with or without the
+    cache (they were shuffled without regard to length with it): with dropout off, the same training."""
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.fit import train_classifier
+
+    def run(cache: bool):
+        return train_classifier(RunConfig(DataConfig(tiny_data["train"], valid_fraction=0.2),
+                                          ModelConfig(str(tiny_model_dir), freeze="head", dropout=0.0, encoder_dropout=0.0),
+                                          TrainConfig(lr=1e-2, epochs=2, cache=cache, show_progress=False)))
+
+    cached, plain = run(True), run(False)
+    assert cached.cache["level"] == "pooled" and not plain.cache["used"]
+    for a, b in zip(cached.loop.history, plain.loop.history):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-6)
+    classifier = dict(plain.model.plan_parameters())
+    for name, param in cached.model.plan_parameters():
+        assert torch.allclose(param, classifier[name], atol=1e-6), name
