@@ -125,8 +125,8 @@ def train_classifier(
         train_data, valid_data: already-loaded data (used by ``compare``); both are read from
             ``run.data`` when ``train_data`` is absent. ``valid_data`` ``None`` holds nothing out:
             the whole schedule runs and the last epoch is kept.
-        resume: continue from the checkpoint in ``out/checkpoint`` (settings and data must match).
-        keep_checkpoint: keep ``out/checkpoint`` after success (it is removed by default).
+        resume: continue from the checkpoint in ``out/checkpoint`` (settings and data must match; needs ``out``).
+        keep_checkpoint: keep ``out/checkpoint`` after success (it is removed by default; needs ``out``).
 
     Returns:
         The outcome, including validation metrics of the kept (best) epoch when there was validation data.
@@ -143,6 +143,10 @@ def train_classifier(
                             f"{type(data).__name__}; or leave it out and name the file in DataConfig")
     if valid_data is not None and train_data is None:
         raise ValueError("valid_data is used only with train_data; name the validation file in DataConfig(valid=...)")
+    if out is None and (resume or keep_checkpoint):  # the checkpoint lives in out/checkpoint: without out there is none
+        named = " and ".join(name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given)
+        verb = "need" if resume and keep_checkpoint else "needs"
+        raise ValueError(f"{named} {verb} out, the model directory whose checkpoint/ is continued or kept; pass out=...")
     members = run.train.ensemble
     checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint, members) if out is not None else None
     if train_data is None:

@@ -50,3 +50,16 @@ def test_entry_points_name_the_settings_they_take(head_model, tiny_data):
     with pytest.raises(ValueError, match="--valid FILE and --valid-fraction both choose the validation data"):
         DataConfig(tiny_data["train"], valid=tiny_data["test"], valid_fraction=0.2)  # the CLI alone refused it
     assert RunConfig(DataConfig(tiny_data["train"], valid=tiny_data["test"])).data.valid_fraction is None
+
+
+def test_resume_or_keep_checkpoint_without_out_is_refused(tiny_data):
+    """Without ``out`` there is no checkpoint to continue or keep: the call said nothing and trained from epoch 1."""
+    from freezeframe.fit import train_classifier
+
+    run = RunConfig(DataConfig(tiny_data["train"]))
+    with pytest.raises(ValueError, match=r"^resume needs out, the model directory whose checkpoint/ is continued"):
+        train_classifier(run, resume=True)
+    with pytest.raises(ValueError, match=r"^resume and keep_checkpoint need out"):
+        train_classifier(run, resume=True, keep_checkpoint=True)
+    with pytest.raises(ValueError, match=r"^keep_checkpoint needs out"):
+        train_classifier(run, keep_checkpoint=True)
