@@ -3,6 +3,7 @@ then fine-tune the plan from that head (``--probe``)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import torch
@@ -30,14 +31,18 @@ class Probe:
         self.run, self.module, self.device = run, module, device
         self.train_set, self.valid_set = train_set, valid_set
         self.vectors: tuple[ExampleSet, ExampleSet | None] | None = None
+        self._computing = threading.Lock()
+        """Members training at once share one computation of the vectors: a second one ran through the same
+        network, whose mode the first switched back to training as it ended (dropout in the second's last batches)."""
 
     def fit(self, model: torch.nn.Module, seed: int) -> dict | None:
         """Train ``model``'s classifier on the vectors; its trainable set is as before on return."""
         if not self.enabled:
             return None
-        if self.vectors is None:
-            self.vectors = (sentence_vectors(self.module, self.train_set, self.device),
-                            sentence_vectors(self.module, self.valid_set, self.device) if self.valid_set is not None else None)
+        with self._computing:
+            if self.vectors is None:
+                self.vectors = (sentence_vectors(self.module, self.train_set, self.device),
+                                sentence_vectors(self.module, self.valid_set, self.device) if self.valid_set is not None else None)
         named = list(model.plan_parameters())
         trainable = {n for n, p in named if p.requires_grad}
         head = FreezePlan("head").trainable_names(model)

@@ -94,3 +94,28 @@ def test_probe_where_it_cannot_run_is_refused_not_skipped(run_cli, tiny_model_di
         code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", tmp_path / "m", "--probe", *args)
         assert code == 2 and "--probe: " in err and reason in err and "drop --probe" in err, err
         assert not (tmp_path / "m").exists()
+
+
+def test_members_training_at_once_share_one_computation_of_the_vectors(tiny_model_dir, tiny_data, monkeypatch):
+    """Each member's thread computed the vectors through member 1's network, and the first to end switched it back
+    to training mode under the other (dropout in its last batches: the probe's scores varied from run to run)."""
+    import time
+
+    from freezeframe import probe
+
+    original, calls = probe.sentence_vectors, []
+
+    def slow(*args, **kwargs):
+        calls.append(args[1])
+        time.sleep(0.2)  # long enough for the other member's thread to arrive
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(probe, "sentence_vectors", slow)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # members train at once only where there are threads to split
+    try:
+        outcome = train_classifier(_run(tiny_data, tiny_model_dir, probe=True, ensemble=2))
+    finally:
+        torch.set_num_threads(threads)
+    assert outcome.meta["members"] == 2
+    assert len(calls) == 2, "one computation for the training and one for the validation vectors, shared by the members"
