@@ -190,10 +190,13 @@ def train_classifier(
             model, train_set, valid_set, device, run.train.cache_dtype, budget
         )
 
+    stage_caches: list[dict] = []
+    """What each stage's cache pass of a gradual run did (every member's stages alike)."""
+
     def schedule_for(network):
         if not plan.is_gradual:
             return None
-        return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget)
+        return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stage_caches)
 
     probe = Probe(run, trained_module, loop_train, loop_valid, device)
     models, modules = [model], [trained_module]
@@ -262,6 +265,10 @@ def train_classifier(
         loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
         model, loop = models[0], loops[0]
         stages = _gradual_stages(model, plan, len(loop.history)) if plan.is_gradual else []
+        unused = [info for info in stage_caches if not info["used"]]
+        if unused:  # a stage over --cache-budget, or a family without BERT's stages, trained without the cache
+            cache_info = unused[0] if len(unused) == len(stage_caches) else {
+                **cache_info, "not_used": {key: value for key, value in unused[0].items() if key != "used"}}
         metrics = None
         if valid_set is not None:
             # members trained through the cache are scored through it too (same logits as the full model,
@@ -332,8 +339,9 @@ def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,
-                     device: torch.device, budget: int | None):
-    """Per-epoch hook for gradual unfreezing: apply the epoch's stage; rebuild the cache when it shrinks."""
+                     device: torch.device, budget: int | None, caches: list[dict]):
+    """Per-epoch hook for gradual unfreezing: apply the epoch's stage; rebuild the cache when it shrinks, and add
+    what the cache pass did to ``caches``."""
     current: dict = {}
 
     def schedule(epoch: int):
@@ -344,9 +352,10 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
         stage.apply(model)
         if not run.train.cache:
             return model, train_set, valid_set
-        module, cached_train, cached_valid, _ = cached_training_data(
+        module, cached_train, cached_valid, info = cached_training_data(
             model, train_set, valid_set, device, run.train.cache_dtype, budget
         )
+        caches.append(info)
         return module, cached_train, cached_valid
 
     return schedule

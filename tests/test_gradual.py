@@ -99,3 +99,18 @@ def test_gradual_unfreezing_of_the_baseline_is_refused_in_one_line(run_cli, tmp_
     assert not out.exists()
     code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "gradual")
     assert code == 2 and "--freeze gradual: the model has no encoder layers" in err
+
+
+def test_a_cache_over_the_budget_is_recorded_as_not_used(tiny_model_dir, tiny_data):
+    """Each stage's cache pass checks --cache-budget; freezeframe.json said the cache was used all the same."""
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.fit import train_classifier
+
+    def cache(budget_mb: float) -> dict:
+        run = RunConfig(DataConfig(tiny_data["train"], valid_fraction=0.2), ModelConfig(str(tiny_model_dir), freeze="gradual"),
+                        TrainConfig(epochs=2, show_progress=False, cache_budget_mb=budget_mb))
+        return train_classifier(run).meta["cache"]
+
+    assert cache(1e-4) == {"used": False, "reason": "over budget", "bytes_needed": 7680}  # not even the head's vectors
+    partly = cache(0.05)  # the head's vectors (epoch 1) fit, the hidden states from epoch 2 on do not
+    assert partly["used"] and partly["not_used"]["reason"] == "over budget"
