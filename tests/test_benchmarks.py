@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,14 @@ def test_more_folds_than_the_smallest_class_is_one_line(tmp_path):
         assert done.stderr.strip().splitlines()[-1].endswith("--folds 5 is more than the 4 texts of the smallest class")
     assert not (tmp_path / "out.jsonl").exists()
 
+
+def test_baseline_cv_keeps_the_defaults_a_setting_leaves_out():
+    """A setting without ``dim`` means the baseline's default embedding size (256), not a fixed 64."""
+    from freezeframe.config import ModelConfig
+
+    spec = importlib.util.spec_from_file_location("baseline_cv", BENCHMARKS / "baseline_cv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.run_for(module.parse("dropout=0.6"), seed=0).model
+    assert (model.embedding_dim, model.vocab_size, model.dropout) == (ModelConfig.embedding_dim, ModelConfig.vocab_size, 0.6)
+    assert module.run_for(module.parse("dim=64"), seed=0).model.embedding_dim == 64
