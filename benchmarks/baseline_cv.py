@@ -61,7 +61,7 @@ def run_for(values: dict, seed: int) -> RunConfig:
                         embedding_dim=values.get("dim", ModelConfig.embedding_dim), dropout=values.get("dropout"))
     train = TrainConfig(lr=values.get("lr"), epochs=values.get("epochs"), weight_decay=values.get("wd", 0.01),
                         patience=values.get("patience", 5), seed=seed, show_progress=False)
-    return RunConfig(DataConfig(DATA), model, train)
+    return RunConfig(DataConfig(DATA, valid_fraction=0.15), model, train)  # 15% of each fold's training part for early stopping
 
 
 def main() -> None:
@@ -90,7 +90,7 @@ def main() -> None:
         started = time.perf_counter()
         accuracies, epochs = [], []
         for split in splits:
-            record = run_split(run_for(values, split.seed), split, 0.15, data.label_names)
+            record = run_split(run_for(values, split.seed), split, data.label_names)
             accuracies.append(record.metrics["accuracy"])
             epochs.append(record.best_epoch)
         row = {"setting": setting, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies, ddof=1)),

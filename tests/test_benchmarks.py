@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,13 +54,38 @@ def test_more_folds_than_the_smallest_class_is_one_line(tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_baseline_cv_keeps_the_defaults_a_setting_leaves_out():
     """A setting without ``dim`` means the baseline's default embedding size (256), not a fixed 64."""
     from freezeframe.config import ModelConfig
 
-    spec = importlib.util.spec_from_file_location("baseline_cv", BENCHMARKS / "baseline_cv.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("baseline_cv")
     model = module.run_for(module.parse("dropout=0.6"), seed=0).model
     assert (model.embedding_dim, model.vocab_size, model.dropout) == (ModelConfig.embedding_dim, ModelConfig.vocab_size, 0.6)
     assert module.run_for(module.parse("dim=64"), seed=0).model.embedding_dim == 64
+
+
+def test_baseline_cv_runs_its_folds(tmp_path, monkeypatch, capsys):
+    """The whole script on tiny data: it called compare.run_split with an argument run_split no longer takes."""
+    import torch
+
+    module = load_script("baseline_cv")
+    monkeypatch.setattr(module, "DATA", write_csv(tmp_path / "tiny.csv", make_rows(8)))
+    monkeypatch.setattr(sys, "argv", ["baseline_cv.py", "--folds", "2", "--seeds", "1", "--jsonl", str(tmp_path / "r.jsonl"),
+                                      "dim=8,epochs=3"])
+    threads, level = torch.get_num_threads(), module.logger.level
+    try:
+        module.main()
+    finally:  # the script sets torch's threads and the log level for its process; keep them out of later tests
+        torch.set_num_threads(threads)
+        module.logger.setLevel(level)
+    out = capsys.readouterr().out
+    assert "best first:" in out and "dim=8,epochs=3" in out
+    row = json.loads((tmp_path / "r.jsonl").read_text())
+    assert row["runs"] == 2 and 0 <= row["mean"] <= 1
