@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -29,10 +30,16 @@ DATA = ROOT.parent / "shared" / "data" / "imdb-aspects" / "train.csv"
 from freezeframe.compare import run_split
 from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from freezeframe.data import load_labelled
-from freezeframe.errors import logger
+from freezeframe.errors import FreezeframeError, logger
 from freezeframe.splits import make_splits
 
 KEYS = {"dim": int, "dropout": float, "lr": float, "wd": float, "epochs": int, "vocab": int, "patience": int}
+
+
+def _fail(message: str) -> NoReturn:
+    """The user's mistake: one line on stderr, exit code 2 (as the freezeframe command does)."""
+    print(f"baseline_cv.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def parse(setting: str) -> dict:
@@ -40,17 +47,21 @@ def parse(setting: str) -> dict:
     for part in setting.split(","):
         key, _, value = part.partition("=")
         if key not in KEYS:
-            raise SystemExit(f"unknown key {key!r} in {setting!r}; use {', '.join(KEYS)}")
-        values[key] = KEYS[key](value)
+            _fail(f"unknown key {key!r} in {setting!r}; use {', '.join(KEYS)}")
+        try:
+            values[key] = KEYS[key](value)
+        except ValueError:
+            _fail(f"{key}={value!r} in {setting!r} is not a valid value")
     return values
 
 
 def run_for(values: dict, seed: int) -> RunConfig:
-    model = ModelConfig(model="baseline", vocab_size=values.get("vocab", 1000), embedding_dim=values.get("dim", 64),
-                        dropout=values.get("dropout"))
+    """A key the setting leaves out keeps the baseline's default."""
+    model = ModelConfig(model="baseline", vocab_size=values.get("vocab", ModelConfig.vocab_size),
+                        embedding_dim=values.get("dim", ModelConfig.embedding_dim), dropout=values.get("dropout"))
     train = TrainConfig(lr=values.get("lr"), epochs=values.get("epochs"), weight_decay=values.get("wd", 0.01),
                         patience=values.get("patience", 5), seed=seed, show_progress=False)
-    return RunConfig(DataConfig(DATA), model, train)
+    return RunConfig(DataConfig(DATA, valid_fraction=0.15), model, train)  # 15% of each fold's training part for early stopping
 
 
 def main() -> None:
@@ -61,17 +72,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the baseline is too small to gain from more)")
     parser.add_argument("--jsonl", type=Path, help="append one line per setting here")
     args = parser.parse_args()
+    for name, least in (("folds", 2), ("seeds", 1), ("threads", 1)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name} must be at least {least}, not {getattr(args, name)}")
+    settings = [(setting, parse(setting)) for setting in args.settings]  # every mistake before the first run
+    for setting, values in settings:  # the settings' own values, checked as `freezeframe train` checks them
+        try:
+            run_for(values, 0)
+        except (FreezeframeError, TypeError, ValueError) as err:
+            _fail(f"{setting!r}: {' '.join(str(err).split())}")
     torch.set_num_threads(args.threads)
     logger.setLevel("ERROR")
     data = load_labelled(DATA)
     splits = make_splits(data, None, args.folds, args.seeds)
     rows = []
-    for setting in args.settings:
-        values = parse(setting)
+    for setting, values in settings:
         started = time.perf_counter()
         accuracies, epochs = [], []
         for split in splits:
-            record = run_split(run_for(values, split.seed), split, 0.15, data.label_names)
+            record = run_split(run_for(values, split.seed), split, data.label_names)
             accuracies.append(record.metrics["accuracy"])
             epochs.append(record.best_epoch)
         row = {"setting": setting, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies, ddof=1)),
@@ -88,4 +107,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FreezeframeError as err:  # e.g. more folds than the smallest class has texts
+        _fail(" ".join(str(err).split()))

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -132,18 +133,29 @@ TRAIN_KEYS = {"lr": float, "head_lr": float, "epochs": int, "lr_decay": float, "
               "ensemble": int, "precision": str}
 
 
+def _fail(message: str) -> NoReturn:
+    """The user's mistake: one line on stderr, exit code 2 (as the freezeframe command does)."""
+    print(f"cv_sweep.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_config(text: str) -> tuple[dict, dict, dict]:
     model, train, split = {}, {}, {}
     for item in text.split(","):
-        key, value = item.split("=", 1)
-        if key in SPLIT_KEYS:
-            split[key] = SPLIT_KEYS[key](value)
-        elif key in MODEL_KEYS:
-            model[key] = float(value) if key.endswith("dropout") else int(value) if key == "max_length" else value
-        elif key in TRAIN_KEYS:
-            train[key] = TRAIN_KEYS[key](value)
-        else:
-            raise SystemExit(f"unknown setting {key!r} in {text!r}")
+        key, equals, value = item.partition("=")
+        if not equals:
+            _fail(f"{item!r} in {text!r} is not key=value")
+        try:
+            if key in SPLIT_KEYS:
+                split[key] = SPLIT_KEYS[key](value)
+            elif key in MODEL_KEYS:
+                model[key] = float(value) if key.endswith("dropout") else int(value) if key == "max_length" else value
+            elif key in TRAIN_KEYS:
+                train[key] = TRAIN_KEYS[key](value)
+            else:
+                _fail(f"unknown setting {key!r} in {text!r}")
+        except ValueError:
+            _fail(f"{key}={value!r} in {text!r} is not a valid value")
     return model, train, split
 
 
@@ -234,8 +246,11 @@ def read_results(paths: list[str]) -> list[dict]:
     """Rows of one or more results files (.jsonl or .jsonl.gz), in order."""
     rows = []
     for path in paths:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as results:
-            rows.extend(json.loads(line) for line in results if line.strip())
+        try:
+            with (gzip.open if path.endswith(".gz") else open)(path, "rt") as results:
+                rows.extend(json.loads(line) for line in results if line.strip())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            _fail(f"{path} is not a readable results file ({err})")
     return rows
 
 
@@ -248,7 +263,7 @@ def paired(rows: list[dict], baseline: str, blend: bool = False) -> str:
     for row in rows:
         runs[row["config"]][(row["fold"], row["seed"])] = row
     if baseline not in runs:
-        raise SystemExit(f"no runs of the baseline {baseline!r}")
+        _fail(f"no runs of the baseline {baseline!r} in these files")
     base = runs[baseline]
     lines = ["| config | paired runs | difference from the baseline" + (" | blend with the baseline |" if blend else " |"),
              "|---|---|---" + ("|---|" if blend else "|")]
@@ -261,7 +276,7 @@ def paired(rows: list[dict], baseline: str, blend: bool = False) -> str:
             gains = []
             for k in keys:
                 if own[k]["test_rows"] != base[k]["test_rows"]:
-                    raise SystemExit(f"{config!r} and the baseline scored different rows on fold {k[0]}")
+                    _fail(f"{config!r} and the baseline scored different rows on fold {k[0]}")
                 mean = (np.asarray(own[k]["probabilities"]) + np.asarray(base[k]["probabilities"])) / 2
                 gains.append(float((mean.argmax(1) == np.asarray(base[k]["truth"])).mean()) - base[k]["accuracy"])
             cells.append(_mean_se(gains))
@@ -311,11 +326,25 @@ def _ensemble_accuracy(runs: list[dict]) -> float | None:
     return correct / total
 
 
+def _check_folds(data_path: Path, folds: int) -> None:
+    """Stop before any run when the data cannot be read or split into ``folds`` stratified folds."""
+    from freezeframe.data import load_labelled
+    from freezeframe.errors import FreezeframeError
+
+    try:
+        data = load_labelled(data_path)
+    except FreezeframeError as err:
+        _fail(f"{' '.join(str(err).split())}")
+    smallest = min(data.labels.count(label) for label in set(data.labels))
+    if folds > smallest:
+        _fail(f"--folds {folds} is more than the {smallest} texts of the smallest class")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
-    parser.add_argument("--grid", default="default", help=f"one of {sorted(GRIDS)}")
+    parser.add_argument("--grid", default="default", choices=sorted(GRIDS))
     parser.add_argument("--config", action="append", help="a configuration (repeatable); overrides --grid")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -326,6 +355,10 @@ def main() -> None:
     parser.add_argument("--baseline", help="with --summarize: paired differences from this configuration")
     parser.add_argument("--blend", action="store_true", help="with --baseline: the gain of averaging each configuration with it")
     args = parser.parse_args()
+    if args.baseline and not args.summarize:
+        parser.error("--baseline works with --summarize only")
+    if args.blend and not args.baseline:
+        parser.error("--blend needs --baseline")
     if args.summarize:
         rows = read_results(args.summarize)
         print(summarize(rows))
@@ -333,7 +366,14 @@ def main() -> None:
             print()
             print(paired(rows, args.baseline, args.blend))
         return
+    if args.folds < 2:
+        parser.error(f"--folds must be at least 2, not {args.folds}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     configs = args.config or GRIDS[args.grid]
+    for config in configs:  # a mistyped configuration stops here, not in every run
+        parse_config(config)
+    _check_folds(Path(args.data), args.folds)
     # seed-major order: a run cut short still covers every configuration evenly
     jobs = [(c, f, s) for s in args.seeds for f in range(args.folds) for c in configs]
     print(f"{len(configs)} configs x {args.folds} folds x {len(args.seeds)} seeds = {len(jobs)} runs", flush=True)

@@ -306,16 +306,31 @@ def main() -> None:
         return validation_worker(args)
     if args.worker:
         return worker(args)
+    for option in ("n", "batch_size", "burst", "steady", "clients", "texts_per_request"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, not {getattr(args, option)}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}")
+    unknown = [name for name in args.only.split(",") if name not in CONTENDERS]
+    if unknown:
+        parser.error(f"--only: unknown contender {unknown[0]!r} (choose from {', '.join(CONTENDERS)})")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
     import pandas as pd
 
+    from freezeframe.errors import FreezeframeError
     from freezeframe.predict import check_model_files
 
     check_model_files(args.model)  # a mistyped --model stops here, not in the first worker
 
-    pool = [str(t) for t in pd.read_csv(args.data)["review"].dropna()]
+    try:
+        pool = [str(t) for t in pd.read_csv(args.data)["review"].dropna()]
+    except (OSError, ValueError, KeyError) as err:  # a missing file or column, a file that is no CSV
+        detail = "no 'review' column" if isinstance(err, KeyError) else " ".join(str(err).split())
+        raise FreezeframeError(f"--data {args.data}: {detail}") from None
+    if not pool:
+        raise FreezeframeError(f"--data {args.data}: no texts in its 'review' column")
     rng = random.Random(args.seed)
     texts = [rng.choice(pool) for _ in range(args.n)]
     names = ["pipeline"] + [n for n in args.only.split(",") if n in CONTENDERS and n != "pipeline"]

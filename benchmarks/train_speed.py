@@ -170,13 +170,28 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pooling", default="cls", help="pooling for the freezeframe variants (the Trainer uses cls)")
+    parser.add_argument("--pooling", default="cls", choices=["cls", "mean"],
+                        help="pooling for the freezeframe variants (the Trainer uses cls)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--child", choices=VARIANTS, dest="variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    child(args) if args.variant else parent(args)
+    if args.variant:
+        child(args)
+        return
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, not {args.epochs}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be positive, not {args.lr}")
+    from freezeframe.errors import FreezeframeError
+
+    try:  # a mistyped --data stops here, not in every variant's process
+        _split(args.data, args.seed)
+    except FreezeframeError as err:
+        print(f"train_speed.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+    parent(args)
 
 
 if __name__ == "__main__":

@@ -159,14 +159,27 @@ def main() -> None:
         {"setfit": child_setfit, "trainer-full": child_trainer_full}[method](
             Path(train), Path(out), int(seed))
         return
+    if not args.all_rows:
+        if args.folds < 2:
+            parser.error(f"--folds must be at least 2, not {args.folds}")
+        if not 1 <= args.fold_limit <= args.folds:
+            parser.error(f"--fold-limit must be from 1 to --folds ({args.folds}), not {args.fold_limit}")
+    from freezeframe.data import load_labelled
+    from freezeframe.errors import FreezeframeError
+
+    try:  # a mistyped --data stops here, before any training
+        data = load_labelled(args.data)
+    except FreezeframeError as err:
+        print(f"vs_peers.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.all_rows:
         time_all_rows(args.data, args.seeds, args.methods)
         return
     from sklearn.model_selection import StratifiedKFold
 
-    from freezeframe.data import load_labelled
-
-    data = load_labelled(args.data)
+    smallest = min(data.labels.count(label) for label in set(data.labels))
+    if args.folds > smallest:
+        parser.error(f"--folds {args.folds} is more than the {smallest} texts of the smallest class")
     folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=1234).split(data.texts, data.labels))
     results: dict[str, list[dict]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as scratch:
