@@ -40,7 +40,7 @@ STATE_FILE = "member-{}.pt"
 SUMMARY_FILE = "checkpoint.json"
 FORMAT = 3
 
-_FLAG_NAMES = {"cache_budget_mb": "--cache-budget", "cache": "--cache/--no-cache"}
+_FLAG_NAMES = {"cache_budget_mb": "--cache-budget"}
 _IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}
 """Settings that may change on resume: file paths (their contents are compared) and the progress bar."""
 _BASELINE_ONLY = {"model.vocab_size", "model.embedding_dim"}
@@ -78,13 +78,22 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
     for key in sorted(set(saved["settings"]) & set(current["settings"])):  # settings new to a version are not compared
         old, new = saved["settings"][key], current["settings"][key]
         if old != new:
-            problems.append(f"{_flag(key)} {new} (checkpoint: {old})")
+            if isinstance(new, bool) and isinstance(old, bool):  # a switch: --no-cache (checkpoint: --cache)
+                problems.append(f"{_switch(key, new)} (checkpoint: {_switch(key, old)})")
+            else:
+                shown = ["its default" if value is None else value for value in (new, old)]
+                problems.append(f"{_flag(key)} {shown[0]} (checkpoint: {shown[1]})")
     for role in sorted(set(saved["data"]) | set(current["data"])):
         old, new = saved["data"].get(role), current["data"].get(role)
         if old != new:
             what = "is new" if old is None else "is missing" if new is None else "has different contents"
             problems.append(f"the {_flag(role)} file {what}")
     return problems
+
+
+def _switch(key: str, on: bool) -> str:
+    name = key.split(".")[-1].replace("_", "-")
+    return f"--{name}" if on else f"--no-{name}"
 
 
 def _flag(key: str) -> str:

@@ -103,6 +103,8 @@ def test_ctrl_c_saves_says_how_to_resume_and_refuses_changes(run_cli, uninterrup
     assert code == 2 and "--resume" in err and "--overwrite" in err
     code, _, err = run_cli(*[a if a != "1e-2" else "2e-2" for a in args], "--resume")
     assert code == 2 and "--lr 0.02 (checkpoint: 0.01)" in err
+    code, _, err = run_cli(*args, "--no-cache", "--cache-budget", "64", "--resume")
+    assert code == 2 and "--no-cache (checkpoint: --cache)" in err and "--cache-budget 64.0 (checkpoint: its default)" in err, err
     other = tmp_path / "other.csv"
     other.write_text(Path(tiny_data["train"]).read_text() + "one more camera shot,Cinematography\n")
     code, _, err = run_cli(*[str(other) if a == str(tiny_data["train"]) else a for a in args], "--resume")
