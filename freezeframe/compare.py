@@ -32,7 +32,7 @@ from freezeframe.config import (
     TrainConfig,
     check_fields,
 )
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
 from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
@@ -266,10 +266,7 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
                              train.label_names)
         check_known_labels(test, train.label_names)
         report_overlap(test, train, "--test")
-        absent = [label for label in train.label_names if label not in set(test.labels)]
-        if absent:
-            logger.warning("%s has no examples of %s; recall 0 for %s counts in the macro-F1 (accuracy is unaffected)",
-                           settings.test, format_names(absent), "it" if len(absent) == 1 else "them")
+        warn_absent_labels(test, train.label_names, "macro-F1")
     labels = train.label_names
     splits = make_splits(train, test, settings.folds, settings.seeds)
     check_splits(settings, splits, labels)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.config import SAME_COLUMNS
-from freezeframe.errors import FreezeframeError, report
+from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.tables import (
     SEPARATORS,
     STDIN,
@@ -213,6 +213,15 @@ def check_classes(data: LabelledTexts) -> None:
     if len(names) > 20 and len(names) > len(data) / 2:
         report(f"{data.source}: {len(names)} classes for {len(data)} texts, most with a single example; "
                "is the label column the right one (--label-column)?")
+
+
+def warn_absent_labels(data: LabelledTexts, known: list[str], averages: str) -> None:
+    """Warn when scoring data lacks some of the model's classes: their recall of 0 still counts in ``averages``."""
+    present = set(data.labels)
+    absent = [label for label in known if label not in present]
+    if absent:
+        logger.warning("%s has no examples of %s; recall 0 for %s counts in the %s (accuracy is unaffected)",
+                       data.source, format_names(absent), "it" if len(absent) == 1 else "them", averages)
 
 
 def check_known_labels(data: LabelledTexts, known: list[str]) -> None:

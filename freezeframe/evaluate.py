@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.data import check_known_labels, load_labelled
-from freezeframe.errors import FreezeframeError, logger
+from freezeframe.data import check_known_labels, load_labelled, warn_absent_labels
+from freezeframe.errors import FreezeframeError
 from freezeframe.storage import atomic_write_bytes, check_output_path, check_writable
-from freezeframe.tables import format_names
 
 
 def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:
@@ -104,10 +103,7 @@ def evaluate_model(
     classifier = load_classifier(model_dir)
     data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
     check_known_labels(data, classifier.labels)
-    absent = [label for label in classifier.labels if label not in set(data.labels)]
-    if absent:
-        logger.warning("%s has no examples of %s; recall 0 for %s counts in the macro averages (accuracy is unaffected)",
-                       data_path, format_names(absent), "it" if len(absent) == 1 else "them")
+    warn_absent_labels(data, classifier.labels, "macro averages")
     probabilities = classifier.predict_proba(data.texts, batch_size=batch_size)
     index = {label: i for i, label in enumerate(classifier.labels)}
     metrics = compute_metrics([index[y] for y in data.labels], probabilities.argmax(1).tolist(), classifier.labels)
