@@ -98,7 +98,7 @@ def record_max_length(directory: Path, max_length: int) -> None:
     path = Path(directory) / "tokenizer_config.json"
     settings = bert.read_json(path)
     settings["model_max_length"] = max_length
-    path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write_json(path, settings)
     path = Path(directory) / "tokenizer.json"
     pipeline = bert.read_json(path)
     truncation, padding = pipeline.get("truncation"), pipeline.get("padding")
@@ -108,7 +108,12 @@ def record_max_length(directory: Path, max_length: int) -> None:
     if any(setting[key] != max_length for setting, key in lengths):
         for setting, key in lengths:
             setting[key] = max_length
-        path.write_text(json.dumps(pipeline, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_json(path, pipeline)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    """Write a tokenizer settings file as transformers writes it (indented, characters as they are)."""
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class SubwordTokenizer:
@@ -200,4 +205,4 @@ class FastTokenizer:
             # (freezeframe_bert) names none: a bare vocab.txt (TinyBERT's download) would not load in pipeline().
             # This module runs only BERT's WordPiece, which transformers' BertTokenizer reads with these defaults.
             settings["tokenizer_class"] = "BertTokenizer"
-            settings_file.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            _write_json(settings_file, settings)
