@@ -17,7 +17,6 @@ from freezeframe.config import SAME_COLUMNS
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.tables import (
     SEPARATORS,
-    STDIN,
     SURROGATES,
     TABLE_SUFFIXES,
     format_names,
@@ -26,6 +25,7 @@ from freezeframe.tables import (
     read_text_file,
     require_columns,
     separator_hint,
+    shown_path,
 )
 from freezeframe.tokenizer import CONTROL_CHARS
 
@@ -284,7 +284,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 require_columns(frame, path, [text_column], "--text-column")
         texts = [model_text(v) for v in frame[text_column]]
         rows = written
-    shown = STDIN if str(path) == "-" else path
+    shown = shown_path(path)
     if not texts:
         raise FreezeframeError(f"{shown}: no texts to classify")
     # kept in the texts (the output file shows them as given); the tokenizers read them as spaces

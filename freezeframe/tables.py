@@ -44,11 +44,16 @@ STDIN = "standard input"
 """How messages name ``-``, the file that reads standard input."""
 
 
+def shown_path(path: Path) -> Path | str:
+    """``path`` as messages name it: ``-`` is standard input."""
+    return STDIN if str(path) == "-" else path
+
+
 def read_text_file(path: Path) -> str:
     """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
-        path = STDIN
+        path = shown_path(path)
     else:
         if not path.exists():
             raise FreezeframeError(f"file not found: {path}")
