@@ -26,6 +26,9 @@ defaults were chosen"). The seed notebook's plan is ``last-1`` with ``cls`` pool
 DEFAULT_POOLING = "mean"
 """Mean pooling beat the [CLS] pooler for every partly frozen plan in cross-validation."""
 
+EMPTY_MODEL = "--model is empty; give a model directory, a hub id in the local cache, or baseline"
+"""The message for ``--model ""``, refused by the settings and by the model loader alike."""
+
 DEFAULT_MAX_LENGTH = 128
 """The seed notebooks' truncation length; all but 6 of train.csv's 369 reviews fit in it."""
 
@@ -164,7 +167,7 @@ class ModelConfig:
             self.model = os.fspath(self.model)
         check_fields(self)
         if not self.model.strip():
-            raise ValueError("--model is empty; give a model directory, a hub id in the local cache, or baseline")
+            raise ValueError(EMPTY_MODEL)
         if re.fullmatch(r"(last|gradual)-0+", self.freeze.strip()):
             raise ValueError(f"--freeze {self.freeze.strip()} trains no encoder layer; use --freeze head for a linear probe")
         if self.pooling not in ("cls", "mean"):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from freezeframe import bert
-from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL
+from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import not_a_model
 
@@ -36,7 +36,7 @@ def resolve_model(name: str) -> str:
     if name == DEFAULT_MODEL:
         return str(packaged_model_dir())
     if not name.strip():
-        raise FreezeframeError("--model is empty; give a model directory, a hub id in the local cache, or baseline")
+        raise FreezeframeError(EMPTY_MODEL)
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
