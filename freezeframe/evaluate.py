@@ -69,6 +69,10 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+PLOT_FILES = ("confusion_matrix.png", "learning_curve.png")
+"""What ``evaluate --plots`` writes."""
+
+
 def evaluate_model(
     model_dir: Path, data_path: Path, text_column: str = "review", label_column: str = "aspect",
     normalize_labels: bool = False, batch_size: int = 64, plots: Path | None = None, overwrite: bool = False,
@@ -123,10 +127,6 @@ def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> Non
         of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
         name = model_dir.name + (f" ({of})" if of else "")
         plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / PLOT_FILES[1])
-
-
-PLOT_FILES = ("confusion_matrix.png", "learning_curve.png")
-"""What ``evaluate --plots`` writes."""
 
 
 def save_figure(fig, path: Path, **options) -> None:
