@@ -223,7 +223,8 @@ def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]
     """Refuse, before the first run, a training part that lacks a class (the copies of a repeated text share a
     fold) or that a configuration's early-stopping share cannot be split from: either would fail part-way."""
     for split in splits:
-        missing = [label for label in labels if label not in set(split.train.labels)]
+        present = set(split.train.labels)
+        missing = [label for label in labels if label not in present]
         if missing:
             fix = "pass a smaller --folds" if (settings.folds or 0) > 2 else "add examples of it"
             raise FreezeframeError(f"{split.train.source}: no example of {format_names(missing)} (the copies of a "
