@@ -246,6 +246,25 @@ def predict(
 
 
 @app.command()
+def explore(
+    data: Annotated[Path, typer.Option(help="Labelled file to describe (.csv, .tsv, .jsonl).")],
+    text_column: TextColumn = "review",
+    label_column: LabelColumn = "aspect",
+    normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
+    model: Annotated[str, typer.Option(help="Whose tokens to count: encoder, cached hub id, model directory, or 'baseline' (words).")] = DEFAULT_MODEL,
+    max_length: Annotated[int | None, typer.Option(help=f"Count the texts longer than this many tokens (default: a trained model's own, else {DEFAULT_MAX_LENGTH}).")] = None,
+    top_words: Annotated[int, typer.Option(help="Typical words to name per class (0: none).")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Describe a labelled file: class balance, text lengths in words and tokens, repeats, typical words."""
+    from freezeframe.explore import ExploreConfig, explore_data, format_exploration
+
+    _setup_logging(quiet=as_json)
+    summary = explore_data(ExploreConfig(data, text_column, label_column, normalize_labels, model, max_length, top_words))
+    print(json.dumps(summary, ensure_ascii=False) if as_json else format_exploration(summary))
+
+
+@app.command()
 def inspect(
     model: Annotated[str, typer.Option(help="Encoder or trained model directory.")] = DEFAULT_MODEL,
     freeze: Annotated[str | None, typer.Option(help=f"Freeze plan to show (default: a trained directory's own plan, else {DEFAULT_FREEZE}).")] = None,

@@ -133,10 +133,14 @@ def load_labelled(
     Returns:
         The usable rows, in file order.
     """
+    return labelled_from_frame(read_table(Path(path)), Path(path), text_column, label_column, normalize_labels, known)
+
+
+def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, normalize_labels: bool = False,
+                        known: list[str] | None = None) -> LabelledTexts:
+    """:func:`load_labelled` on a frame :func:`~freezeframe.tables.read_table` read from ``path``."""
     if text_column == label_column:
         raise FreezeframeError(SAME_COLUMNS.format(text_column))
-    path = Path(path)
-    frame = read_table(path)
     require_columns(frame, path, [text_column, label_column])
     texts = [clean_text(v) for v in frame[text_column]]
     labels = ["" if v is None else str(v) for v in frame[label_column]]

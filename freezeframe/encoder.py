@@ -284,6 +284,17 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     return _with_new_weights(EncoderClassifier(hf_model, pooling), new_weights, replaced, name), SubwordTokenizer(tokenizer)
 
 
+def load_tokenizer(name: str) -> FastTokenizer | SubwordTokenizer:
+    """The tokenizer of ``--model`` alone, without its weights: an encoder, a cached hub id or a trained directory."""
+    source = resolve_model(name)
+    check_tokenizer_files(source)
+    path = Path(source)
+    with _load_errors(name):
+        if os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.tokenizer_unsupported(path) is None:
+            return FastTokenizer(path)
+        return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(source))
+
+
 def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,
                       name: str) -> EncoderClassifier:
     """Record which weights start untrained (freeze plans must not leave them frozen); say when a checkpoint's
