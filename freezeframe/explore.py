@@ -194,8 +194,9 @@ def format_exploration(summary: dict) -> str:
     """The text ``freezeframe explore`` prints for :func:`explore_data`'s result."""
     width = max(5, *(len(label) for label in summary["labels"]))
     over = f"over {summary['max_length']}"
-    lines = [f"{summary['file']}: {summary['texts']} labelled texts, {len(summary['labels'])} classes "
-             f"(always guessing the largest class scores {summary['majority_share']:.1%})", "",
+    title = (f"{summary['file']}: {summary['texts']} labelled texts, {len(summary['labels'])} classes "
+             f"(always guessing the largest class scores {summary['majority_share']:.1%})")
+    lines = [title, "",
              f"{'':<{width}}  {'':>5}  {'':>6}  {'words':^17}  {'tokens':^17}",
              f"{'class':<{width}}  {'texts':>5}  {'share':>6}  {'median  p90  max':>17}  {'median  p90  max':>17}  {over}"]
     for name, row in [*summary["classes"].items(), ("all", summary["all"])]:

@@ -3,8 +3,8 @@
 import json
 
 import pytest
+from conftest import REAL_TRAIN, WORDS, make_rows, write_csv
 
-from conftest import REAL_TRAIN, make_rows, write_csv
 from freezeframe.data import LabelledTexts
 from freezeframe.explore import ExploreConfig, explore_data, typical_words
 
@@ -40,7 +40,6 @@ def test_typical_words_are_the_class_words_not_the_shared_ones():
     rows = make_rows(30, seed=3)
     data = LabelledTexts([t for t, _ in rows], [lab for _, lab in rows], list(range(1, len(rows) + 1)))
     words = typical_words(data, 3)
-    from conftest import WORDS
 
     for label, top in words.items():
         assert top and set(top) <= set(WORDS[label]), (label, top)
