@@ -1,4 +1,4 @@
-# make demo: set everything up, then train the default model on the built-in data and predict with it.
+# make demo: set everything up, then describe the built-in data, train the default model on it and predict with it.
 # make test: set everything up, then run the test suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: setup
+	$(BIN)/freezeframe explore --data $(DATA) --top-words 5
 	$(BIN)/freezeframe train --train $(DATA) --out $(DEMO_OUT) --overwrite
 	$(BIN)/freezeframe predict --model $(DEMO_OUT) "the camera work is stunning" \
 		"the villain has no personality at all" "the plot twist in the last act makes no sense"
