@@ -376,6 +376,7 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
         },
         "labels": labels,
         "n_items": len(evaluated),
+        "test_class_counts": {label: evaluated.labels.count(label) for label in labels},
         "n_runs": len(records) // max(1, len(settings.configs)),
         "configs": configs,
         "significance": _significance(settings, records, labels, evaluated, configs),

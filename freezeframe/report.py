@@ -135,6 +135,17 @@ def _holdout_sentence(configs: dict) -> str:
     return "; ".join(parts) + "."
 
 
+def _chance_sentence(results: dict) -> str:
+    """The test items by class, and what always guessing the most frequent one would score: the floor every
+    configuration is read against."""
+    counts = results.get("test_class_counts")  # absent from results.json files written before it was added
+    if not counts:
+        return ""
+    shown = ", ".join(f"{label} {n}" for label, n in counts.items())
+    return (f"Test items by class: {shown}; always guessing the most frequent class would score "
+            f"{max(counts.values()) / sum(counts.values()):.3f}.")
+
+
 def report_blocks(results: dict) -> list[Block]:
     """The report's content, in order."""
     settings, configs, labels = results["settings"], results["configs"], results["labels"]
@@ -142,7 +153,8 @@ def report_blocks(results: dict) -> list[Block]:
         Block("h1", "freezeframe comparison"),
         Block("p", f"Evaluation: {settings['evaluation']}; seeds {', '.join(map(str, settings['seeds']))}; "
                    f"{results['n_runs']} run(s) per configuration on {results['n_items']} test items. "
-                   f"Encoder: {settings['model']}. Every configuration saw identical splits. {_holdout_sentence(configs)}"),
+                   f"Encoder: {settings['model']}. Every configuration saw identical splits. {_holdout_sentence(configs)} "
+                   f"{_chance_sentence(results)}"),
         Block("h2", "What the numbers say"),
         *[Block("p", sentence) for sentence in reading(results)],
         Block("h2", "Results (mean ± standard deviation over runs)"),

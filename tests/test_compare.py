@@ -37,6 +37,7 @@ def test_results_json_keys(report_dir):
     assert set(results) >= {"settings", "labels", "n_items", "n_runs", "configs", "significance"}
     assert list(results["configs"]) == ["baseline", "head", "last-1"]
     assert results["n_items"] == 60 and results["n_runs"] == 3
+    assert results["test_class_counts"] == {"Characters": 20, "Cinematography": 20, "Story": 20}
     for config in results["configs"].values():
         assert set(config) >= {"accuracy", "macro_f1", "per_class_recall", "train_seconds", "trainable_parameters",
                                "total_parameters", "confusion_matrix", "epoch_limit", "runs_best_at_epoch_limit"}
@@ -58,6 +59,9 @@ def test_report_is_self_contained_and_generated(report_dir):
     assert "![confusion_matrices.png](confusion_matrices.png)" in markdown
     assert page.count("data:image/png;base64,") == 3 and 'src="confusion' not in page
     assert "was the most accurate configuration" in markdown
+    # tiny_data has 20 texts of each class: a majority guess scores a third, the floor to read the rest against
+    assert "Test items by class: Characters 20, Cinematography 20, Story 20; always guessing the most frequent " \
+           "class would score 0.333." in markdown
 
 
 def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny_model_dir, tmp_path):
