@@ -148,8 +148,8 @@ def _code_columns(frame, data: LabelledTexts, used: list[str]) -> dict:
     for column in frame.columns:
         if column in used:
             continue
-        values = [None if frame[column].iloc[row - 1] is None else str(frame[column].iloc[row - 1]).strip()
-                  for row in data.rows]
+        values = [None if value is None else str(value).strip()
+                  for value in frame[column].iloc[[row - 1 for row in data.rows]]]
         if any(v in (None, "") for v in values) or len(set(values)) > len(data.label_names):
             continue
         pairs = Counter(zip(data.labels, values))
