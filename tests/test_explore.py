@@ -74,3 +74,13 @@ def test_the_course_data_with_the_default_encoder(run_cli):
     assert code == 0, err
     assert "369 labelled texts, 3 classes" in out
     assert "column 'aspect_encoded' codes the labels: 0 = Cinematography, 1 = Characters, 2 = Story, on every row" in out
+
+
+def test_a_trained_baseline_counts_words(tmp_path, tiny_data, run_cli):
+    out = tmp_path / "b"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "baseline", "--out", out,
+                           "--epochs", "1", "--quiet")
+    assert code == 0, err
+    summary = explore_data(ExploreConfig(tiny_data["test"], model=str(out)))
+    assert summary["tokens"] == f"the words of the baseline {out}"
+    assert summary["all"]["tokens"] == summary["all"]["words"]
