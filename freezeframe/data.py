@@ -21,6 +21,7 @@ from freezeframe.tables import (
     TABLE_SUFFIXES,
     format_names,
     format_rows,
+    is_directory,
     read_table,
     read_text_file,
     require_columns,
@@ -269,7 +270,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         lines = _LINE_BREAKS.split(read_text_file(path))
         texts = [line.strip() for line in lines if line.strip()]
     else:
-        if path.suffix.lower() not in TABLE_SUFFIXES and not path.is_dir():
+        if path.suffix.lower() not in TABLE_SUFFIXES and not is_directory(path):
             raise FreezeframeError(f"{path}: unsupported file type {path.suffix.lower()!r}; use .csv, .tsv, .jsonl or .txt")
         frame, written = read_table(path, as_written=True)
         if text_column not in frame.columns:

@@ -49,17 +49,28 @@ def shown_path(path: Path) -> Path | str:
     return STDIN if str(path) == "-" else path
 
 
+def is_directory(path: Path) -> bool:
+    """``path.is_dir()``, false where it cannot be looked at (the reading that follows says why)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def read_text_file(path: Path) -> str:
     """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
         path = shown_path(path)
     else:
-        if not path.exists():
-            raise FreezeframeError(f"file not found: {path}")
-        if path.is_dir():
-            raise FreezeframeError(f"{path} is a directory; expected a data file")
-        raw = path.read_bytes()
+        try:
+            if not path.exists():
+                raise FreezeframeError(f"file not found: {path}")
+            if path.is_dir():
+                raise FreezeframeError(f"{path} is a directory; expected a data file")
+            raw = path.read_bytes()
+        except OSError as err:  # no permission to it or to a directory above it; an I/O error
+            raise FreezeframeError(f"cannot read {path}: {err.strerror or err}") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise FreezeframeError(f"{path} is UTF-16, not UTF-8; re-save it as UTF-8, e.g. "
                                "`iconv -f utf-16 -t utf-8 in.csv > out.csv`")
@@ -89,7 +100,7 @@ def read_table(path: Path, as_written: bool = False):
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if path.is_dir():
+    if is_directory(path):
         raise FreezeframeError(f"{path} is a directory; expected a data file")
     if suffix not in TABLE_SUFFIXES:
         raise FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl")

@@ -1,0 +1,77 @@
+"""Data files as users have them (compressed, unreadable, spelled oddly), and writes that fail half-way."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from freezeframe.data import load_labelled, load_texts
+from freezeframe.errors import FreezeframeError
+
+ROWS = "".join(f"the camera shot {i},Cinematography\nthe villain role {i},Characters\nthe plot twist {i},Story\n"
+               for i in range(4))
+TABLE = "review,aspect\n" + ROWS
+
+
+@pytest.fixture
+def reports():
+    """Lines reported on the user's behalf (freezeframe.errors.report), in order."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("freezeframe")
+    handler, level = Collect(level=logging.WARNING), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def one_error(err: str) -> str:
+    errors = [line for line in err.splitlines() if line.startswith("freezeframe: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+@pytest.fixture
+def locked(tmp_path, monkeypatch):
+    """A directory whose files cannot be looked at, as under a directory without permission (root passes
+    permission checks, so the refusal is simulated where Python asks the system)."""
+    directory = tmp_path / "locked"
+    directory.mkdir()
+    stat, read_bytes = Path.stat, Path.read_bytes
+
+    def denied(path: Path) -> None:
+        if directory in Path(os.path.abspath(path)).parents:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def guarded_stat(self, *args, **kwargs):
+        denied(self)
+        return stat(self, *args, **kwargs)
+
+    def guarded_read(self):
+        denied(self)
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "stat", guarded_stat)
+    monkeypatch.setattr(Path, "read_bytes", guarded_read)
+    return directory
+
+
+def test_a_file_that_cannot_be_read_is_named_in_one_line(run_cli, locked, tiny_data, tmp_path):
+    """Before: Path.exists raised PermissionError, an internal error (exit 1) in train, evaluate and predict."""
+    hidden = locked / "data.csv"
+    with pytest.raises(FreezeframeError, match=f"^cannot read {hidden}: Permission denied$"):
+        load_labelled(hidden)
+    with pytest.raises(FreezeframeError, match="^cannot read .*: Permission denied$"):
+        load_texts(locked / "texts.txt")
+    for args in (["--train", hidden], ["--train", tiny_data["train"], "--valid", hidden]):
+        code, _, err = run_cli("train", *args, "--out", tmp_path / "model", "--quiet")
+        assert code == 2 and f"cannot read {hidden}: Permission denied" in one_error(err), err
