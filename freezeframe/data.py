@@ -27,6 +27,7 @@ from freezeframe.tables import (
     require_columns,
     separator_hint,
     shown_path,
+    unsupported_type,
 )
 from freezeframe.tokenizer import CONTROL_CHARS
 
@@ -271,7 +272,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         texts = [line.strip() for line in lines if line.strip()]
     else:
         if path.suffix.lower() not in TABLE_SUFFIXES and not is_directory(path):
-            raise FreezeframeError(f"{path}: unsupported file type {path.suffix.lower()!r}; use .csv, .tsv, .jsonl or .txt")
+            raise unsupported_type(path, ".csv, .tsv, .jsonl or .txt")
         frame, written = read_table(path, as_written=True)
         if text_column not in frame.columns:
             if len(frame.columns) == 1:

@@ -49,6 +49,32 @@ def shown_path(path: Path) -> Path | str:
     return STDIN if str(path) == "-" else path
 
 
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
+"""Suffixes of compressed files, refused with the fix rather than as an unknown type (as are workbooks, .xls*)."""
+_BINARY_STARTS = {
+    b"\x1f\x8b": "gzip-compressed; decompress it first, e.g. `zcat FILE > plain.csv`",
+    b"\xfd7zXZ\x00": "xz-compressed; decompress it first, e.g. `xzcat FILE > plain.csv`",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed; decompress it first, e.g. `zstdcat FILE > plain.csv`",
+    b"BZh": "bzip2-compressed; decompress it first, e.g. `bzcat FILE > plain.csv`",
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one), not text; save the sheet as 'CSV UTF-8' or unzip it",
+    b"\xd0\xcf\x11\xe0": "an Excel .xls workbook, not text; save the sheet as 'CSV UTF-8'",
+}
+"""What a file that is not UTF-8 text is, by its first bytes, and the fix (looked up only once it failed to decode,
+so that no text file is refused for how it starts)."""
+
+
+def unsupported_type(path: Path, allowed: str) -> FreezeframeError:
+    """The refusal of a file whose suffix is none of ``allowed`` (e.g. ``.csv, .tsv or .jsonl``): a compressed file
+    or a workbook is named as such, with the fix."""
+    suffix = path.suffix.lower()
+    detail = ""
+    if suffix.startswith(".xls"):
+        detail = " (an Excel workbook: save the sheet as 'CSV UTF-8')"
+    elif suffix in COMPRESSED_SUFFIXES:
+        detail = " (compressed: decompress it first)"
+    return FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}{detail}; use {allowed}")
+
+
 def is_directory(path: Path) -> bool:
     """``path.is_dir()``, false where it cannot be looked at (the reading that follows says why)."""
     try:
@@ -77,6 +103,9 @@ def read_text_file(path: Path) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        binary = next((what for start, what in _BINARY_STARTS.items() if raw.startswith(start)), None)
+        if binary is not None:
+            raise FreezeframeError(f"{path} is {binary}") from None
         line = raw[: err.start].count(b"\n") + 1
         raise FreezeframeError(
             f"{path} is not valid UTF-8 (byte 0x{raw[err.start]:02x} at line {line}); "
@@ -103,7 +132,7 @@ def read_table(path: Path, as_written: bool = False):
     if is_directory(path):
         raise FreezeframeError(f"{path} is a directory; expected a data file")
     if suffix not in TABLE_SUFFIXES:
-        raise FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl")
+        raise unsupported_type(path, ".csv, .tsv or .jsonl")
     text = read_text_file(path)
     if not text.strip():
         raise FreezeframeError(f"{path} is empty")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,25 @@ def test_a_file_that_cannot_be_read_is_named_in_one_line(run_cli, locked, tiny_d
     for args in (["--train", hidden], ["--train", tiny_data["train"], "--valid", hidden]):
         code, _, err = run_cli("train", *args, "--out", tmp_path / "model", "--quiet")
         assert code == 2 and f"cannot read {hidden}: Permission denied" in one_error(err), err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt", ".jsonl"])
+def test_compressed_files_and_workbooks_are_named_with_the_fix(tmp_path, suffix):
+    """Before: a gzip-compressed .csv was 'not valid UTF-8 (byte 0x8b at line 1)' with advice to re-encode it from
+    Latin-1; a .csv.gz an 'unsupported file type'. Reading them is left to gzip: one command, and every reader
+    (tables, .txt, standard input) keeps reading plain text."""
+    read = load_texts if suffix == ".txt" else load_labelled
+    packed = tmp_path / f"data{suffix}"
+    packed.write_bytes(gzip.compress(TABLE.encode()))
+    with pytest.raises(FreezeframeError, match=r"is gzip-compressed; decompress it first, e\.g\. `zcat FILE"):
+        read(packed)
+    with zipfile.ZipFile(packed, "w") as archive:  # what an Excel workbook is, saved under the wrong name
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(FreezeframeError, match="is a ZIP archive \\(an Excel .xlsx workbook is one\\), not text"):
+        read(packed)
+    named = tmp_path / f"data{suffix}.gz"
+    named.write_bytes(gzip.compress(TABLE.encode()))
+    with pytest.raises(FreezeframeError, match=r"unsupported file type '\.gz' \(compressed: decompress it first\)"):
+        read(named)
+    with pytest.raises(FreezeframeError, match=r"'\.xlsx' \(an Excel workbook: save the sheet as 'CSV UTF-8'\)"):
+        read(tmp_path / "data.xlsx")
