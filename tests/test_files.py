@@ -99,3 +99,50 @@ def test_compressed_files_and_workbooks_are_named_with_the_fix(tmp_path, suffix)
         read(named)
     with pytest.raises(FreezeframeError, match=r"'\.xlsx' \(an Excel workbook: save the sheet as 'CSV UTF-8'\)"):
         read(tmp_path / "data.xlsx")
+
+
+@pytest.fixture
+def disk_full_at():
+    """``with disk_full_at(kib): ...``: writes past ``kib`` KiB fail with 'File too large', as on a full disk
+    (Python ignores SIGXFSZ, so the write raises instead of killing the process)."""
+    import contextlib
+    import resource
+
+    @contextlib.contextmanager
+    def limited(kib: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    return limited
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_save_that_runs_out_of_disk_is_one_line_and_keeps_what_was_there(run_cli, disk_full_at, head_model, tiny_model_dir,
+                                                                          tiny_data, tmp_path):
+    """Before: safetensors' own error ended train as 'internal error: SafetensorError: Error while serializing: I/O
+    error: File too large (os error 27)' (exit 1), and compare's report as 'internal error: OSError'."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(head_model, model)
+    before = snapshot(model)
+    train = ["train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "head", "--epochs", "1",
+             "--quiet"]
+    with disk_full_at(64):  # the tiny model's weights are about 170 KiB
+        kept = run_cli(*train, "--out", model, "--overwrite")
+        new = run_cli(*train, "--out", tmp_path / "new")
+        report = run_cli("compare", "--train", tiny_data["train"], "--test", tiny_data["test"], "--configs", "head",
+                         "--model", tiny_model_dir, "--epochs", "1", "--quiet", "--out", tmp_path / "report")
+    for (code, _, err), out, outcome in ((kept, model, "it is as it was"), (new, tmp_path / "new", "nothing was left there"),
+                                         (report, tmp_path / "report", "nothing was left there")):
+        assert code == 2 and one_error(err) == f"freezeframe: error: cannot write {out}: File too large; {outcome}", err
+    assert snapshot(model) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
