@@ -146,3 +146,25 @@ def test_a_save_that_runs_out_of_disk_is_one_line_and_keeps_what_was_there(run_c
     assert snapshot(model) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
+
+def test_evaluate_plots_that_cannot_be_written_are_named(run_cli, disk_full_at, head_model, tiny_data, tmp_path,
+                                                         monkeypatch):
+    """Before: 'internal error: OSError: [Errno 27] File too large' (exit 1), leaving the new --plots directory."""
+    import errno
+
+    import freezeframe.evaluate
+
+    plots = tmp_path / "plots"
+    with disk_full_at(8):
+        code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", plots)
+    assert code == 2 and "--plots " + str(plots) + ": cannot write confusion_matrix.png: File too large" in one_error(err)
+    assert not plots.exists()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(freezeframe.evaluate, "plot_learning_curves", full)
+    code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", plots)
+    assert code == 2 and one_error(err).endswith("cannot write learning_curve.png: No space left on device "
+                                                 "(confusion_matrix.png was written)"), err
+    assert [p.name for p in plots.iterdir()] == ["confusion_matrix.png"]
