@@ -96,6 +96,7 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[st
     if changed:
         raw, label = changed[0]
         report(f"{path}: removed spaces or control characters around {len(changed)} labels (e.g. {raw!r} is {label!r})")
+    stripped = _merge_whole_numbers(stripped, path, known)
     by_folded: dict[str, set[str]] = {}
     for label in stripped:
         by_folded.setdefault(label.casefold(), set()).add(label)
@@ -117,6 +118,32 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[st
     canonical = {k: spelled.get(k) or max(v, key=lambda s: (counts[s], s)) for k, v in by_folded.items()}
     report(f"{path}: merged labels that differ only in case ({listed})")
     return [canonical[label.casefold()] for label in stripped]
+
+
+_WHOLE_NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(?:\.0+)?")
+"""A whole number as a label, also as a float spells it (``2.0``): a column of class codes with one empty cell is
+written out by pandas as floats. Leading zeros are left alone: ``01`` may be a code of its own."""
+
+
+def _merge_whole_numbers(labels: list[str], path: Path, known: list[str] | None) -> list[str]:
+    """One class per whole number: ``2`` and ``2.0`` (in one file, or in a file and the model it tests) are
+    read as one label, the model's spelling where it has one, else the plain ``2`` (as JSON's ``2.0`` is read)."""
+    spellings: dict[int, set[str]] = {}
+    for label in {*labels, *(known or [])}:
+        if match := _WHOLE_NUMBER.fullmatch(label):
+            spellings.setdefault(int(match.group(1)), set()).add(label)
+    canonical = {}
+    for number, spelled in spellings.items():
+        if len(spelled) > 1:  # the model's spelling, else the plain number
+            chosen = next((label for label in known or [] if label in spelled), str(number))
+            canonical.update(dict.fromkeys(spelled, chosen))
+    changed = sorted({(label, canonical[label]) for label in labels if canonical.get(label, label) != label})
+    if changed:
+        listed = ", ".join(f"{label!r} as {spelled!r}" for label, spelled in changed[:5])
+        whose = "the model's label" if known and any(spelled in known for _, spelled in changed) else "one class"
+        report(f"{path}: labels that write one whole number two ways are read as {whose} "
+               f"({listed}{', ...' if len(changed) > 5 else ''})")
+    return [canonical.get(label, label) for label in labels]
 
 
 def load_labelled(

@@ -168,3 +168,27 @@ def test_evaluate_plots_that_cannot_be_written_are_named(run_cli, disk_full_at, 
     assert code == 2 and one_error(err).endswith("cannot write learning_curve.png: No space left on device "
                                                  "(confusion_matrix.png was written)"), err
     assert [p.name for p in plots.iterdir()] == ["confusion_matrix.png"]
+
+
+def test_a_whole_number_written_two_ways_is_one_label(run_cli, tmp_path, tiny_model_dir, reports):
+    """Before: '1' and '1.0' in one file were two classes (pandas writes a column of codes with a gap as floats), and a
+    model trained on '1' refused evaluation data spelling it '1.0' as 'label(s) never seen in training'."""
+    codes = "".join(f"the camera shot {i},0\nthe villain role {i},1\nthe plot twist {i},2\n" for i in range(6))
+    floats = tmp_path / "floats.csv"
+    floats.write_text("review,aspect\n" + codes.replace(",1\n", ",1.0\n").replace(",2\n", ",2.0\n"))
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("review,aspect\n" + codes + "the lens 9,2.0\nthe actress 9,01\n")
+    data = load_labelled(mixed)
+    assert data.label_names == ["0", "01", "1", "2"]  # 01 may be a code of its own
+    assert "labels that write one whole number two ways are read as one class ('2.0' as '2')" in reports[0]
+    assert load_labelled(floats).label_names == ["0", "1.0", "2.0"]  # one spelling each: kept as written
+    assert load_labelled(floats, known=["0", "1", "2"]).label_names == ["0", "1", "2"]
+    assert "read as the model's label ('1.0' as '1', '2.0' as '2')" in reports[-2], reports
+    model = tmp_path / "model"
+    code, _, err = run_cli("train", "--train", floats, "--model", tiny_model_dir, "--out", model, "--freeze", "head",
+                           "--epochs", "1", "--quiet")
+    assert code == 0, err
+    plain = tmp_path / "plain.csv"
+    plain.write_text("review,aspect\n" + codes)
+    code, out, err = run_cli("evaluate", "--model", model, "--data", plain, "--json")
+    assert code == 0 and '"1.0": {' in out and "('1' as '1.0', '2' as '2.0')" in err, err
