@@ -120,6 +120,9 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[st
     return [canonical[label.casefold()] for label in stripped]
 
 
+_MISSING_MARKS = {"nan", "na", "n/a", "#n/a", "<na>", "null"}
+"""Labels that other tools write for a missing value (pandas, R, Excel, SQL), casefolded: a label all the same, since
+"NA" may name a class, but doubtful ("None" is left out: it names a class too often)."""
 _WHOLE_NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(?:\.0+)?")
 """A whole number as a label, also as a float spells it (``2.0``): a column of class codes with one empty cell is
 written out by pandas as floats. Leading zeros are left alone: ``01`` may be a code of its own."""
@@ -196,6 +199,11 @@ def load_labelled(
         rows = [row for row, label in zip(data.rows, data.labels) if label in numbers]
         report(f"{path}: {len(rows)} rows have a number for a label ({', '.join(numbers[:5])}) where the others have "
                f"names (data rows {format_rows(rows)}); each number is a class of its own: give every row its class name")
+    missing = [row for row, label in zip(data.rows, data.labels) if label.casefold() in _MISSING_MARKS]
+    if missing:
+        marks = sorted({label for label in data.labels if label.casefold() in _MISSING_MARKS})
+        report(f"{path}: {len(missing)} rows have a label that usually marks a missing value ({format_names(marks)}; "
+               f"data rows {format_rows(missing)}); kept as a class of its own: remove those rows or give them their class")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
         report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept; the copies of a text "

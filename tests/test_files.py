@@ -192,3 +192,13 @@ def test_a_whole_number_written_two_ways_is_one_label(run_cli, tmp_path, tiny_mo
     plain.write_text("review,aspect\n" + codes)
     code, out, err = run_cli("evaluate", "--model", model, "--data", plain, "--json")
     assert code == 0 and '"1.0": {' in out and "('1' as '1.0', '2' as '2.0')" in err, err
+
+
+def test_labels_that_mark_a_missing_value_are_named(tmp_path, reports):
+    """Before: 'NaN' (a missing label as pandas or Python writes it) trained silently as a class of its own."""
+    path = tmp_path / "data.csv"
+    path.write_text(TABLE + "the lens 9,NaN\nthe actress 9,N/A\nthe ending 9,None\n")
+    data = load_labelled(path)
+    assert data.label_names == ["Characters", "Cinematography", "N/A", "NaN", "None", "Story"]
+    assert any("2 rows have a label that usually marks a missing value ('N/A', 'NaN'; data rows 13, 14); kept as a "
+               "class of its own" in line for line in reports), reports
