@@ -242,11 +242,17 @@ class _KeyPairs(dict):
 
 def _json_records(text: str, path: Path) -> list[dict]:
     """Objects of a JSON Lines file (or of a .json array), as parsed; every bad line is named at once."""
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+    records = None
+    if text.lstrip().startswith("["):  # a JSON array: a .json file's form, and a .jsonl file's by mistake
         try:
             records = json.loads(text, object_pairs_hook=_KeyPairs)
         except (json.JSONDecodeError, RecursionError) as err:
-            raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
+            if path.suffix.lower() == ".json":
+                raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
+        if records is not None and path.suffix.lower() != ".json":
+            report(f"{path} holds one JSON array, not one object per line; read its items as the records")
+    where = "item" if records is not None else "line"
+    if records is not None:
         lines = list(enumerate(records, start=1))
     else:
         lines = []
@@ -263,7 +269,7 @@ def _json_records(text: str, path: Path) -> list[dict]:
     if bad:
         raise FreezeframeError(
             f"{path}: {len(bad)} of {len(lines)} records are not JSON objects like "
-            f'{{"review": "...", "aspect": "..."}} (line {format_rows(bad)}); fix or remove them'
+            f'{{"review": "...", "aspect": "..."}} ({where} {format_rows(bad)}); fix or remove them'
         )
     return [record for _, record in lines]
 

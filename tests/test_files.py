@@ -202,3 +202,20 @@ def test_labels_that_mark_a_missing_value_are_named(tmp_path, reports):
     assert data.label_names == ["Characters", "Cinematography", "N/A", "NaN", "None", "Story"]
     assert any("2 rows have a label that usually marks a missing value ('N/A', 'NaN'; data rows 13, 14); kept as a "
                "class of its own" in line for line in reports), reports
+
+
+def test_a_json_array_in_a_json_lines_file_is_read_as_its_items(run_cli, tmp_path, head_model, reports):
+    """Before: a .jsonl file holding one JSON array (what json.dump writes) was '1 of 1 records are not JSON objects
+    (line 1)', where the same file named .json is read."""
+    import json
+
+    records = [{"review": line.split(",")[0], "aspect": line.split(",")[1]} for line in ROWS.splitlines()]
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(records, indent=1))
+    assert load_labelled(path).texts == [record["review"] for record in records]
+    assert reports == [f"{path} holds one JSON array, not one object per line; read its items as the records"]
+    code, out, _ = run_cli("predict", "--model", head_model, "--input", path)
+    assert code == 0 and len(out.splitlines()) == len(records)
+    path.write_text('[{"review": "a shot", "aspect": "Story"}, 1]')
+    with pytest.raises(FreezeframeError, match=r"1 of 2 records are not JSON objects .* \(item 2\)"):
+        load_labelled(path)
