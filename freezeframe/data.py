@@ -295,6 +295,20 @@ def texts_to_classify(texts: list[str], path: Path | None = None, text_column: s
     return items + read, [blank | {column: text} for text in items] + table
 
 
+def _report_table_read_as_lines(first: str, path: Path, text_column: str) -> None:
+    """Say when a file read one text per line looks like a table (a .csv without its suffix, a table piped to standard
+    input): its header, or each JSON record whole, would be classified as texts."""
+    fields = [field.strip().strip('"').strip() for field in re.split(r"[,\t;]", first)]
+    header = text_column.casefold() in {field.casefold() for field in fields} and all(
+        len(field) <= 40 and len(field.split()) <= 3 for field in fields)
+    record = first.startswith("{") and first.endswith("}")
+    if header or record:
+        what = f"a table's header ({first[:60]!r})" if header else "a JSON record"
+        fix = "pass it as a .csv, .tsv or .jsonl file" if str(path) == "-" else "name it .csv, .tsv or .jsonl"
+        report(f"{shown_path(path)}: read as one text per line, but its first line looks like {what}; "
+               f"to classify its {text_column!r} column, {fix}")
+
+
 def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], list[dict] | None, str | None]:
     """Texts to classify; for a table, its rows (every column, in file order) to write back with them; and the
     column the texts came from (a table's only column stands in for a missing ``text_column``; ``None`` for a
@@ -305,6 +319,8 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         # line breaks only: str.splitlines would also cut a text at a form feed or other control character
         lines = _LINE_BREAKS.split(read_text_file(path))
         texts = [line.strip() for line in lines if line.strip()]
+        if texts:
+            _report_table_read_as_lines(texts[0], path, text_column)
     else:
         if path.suffix.lower() not in TABLE_SUFFIXES and not is_directory(path):
             raise unsupported_type(path, ".csv, .tsv, .jsonl or .txt")

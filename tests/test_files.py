@@ -219,3 +219,25 @@ def test_a_json_array_in_a_json_lines_file_is_read_as_its_items(run_cli, tmp_pat
     path.write_text('[{"review": "a shot", "aspect": "Story"}, 1]')
     with pytest.raises(FreezeframeError, match=r"1 of 2 records are not JSON objects .* \(item 2\)"):
         load_labelled(path)
+
+
+def test_a_table_read_one_text_per_line_is_named(run_cli, tmp_path, head_model, monkeypatch):
+    """Before: a CSV without its suffix (or piped to standard input) was classified line by line, its header
+    'review,aspect' first, without a word."""
+    import io
+    import sys
+
+    table = tmp_path / "reviews"
+    table.write_text(TABLE)
+    code, out, err = run_cli("predict", "--model", head_model, "--input", table)
+    assert code == 0 and len(out.splitlines()) == 13  # still one text per line, as .txt and no suffix are read
+    assert (f"warning: {table}: read as one text per line, but its first line looks like a table's header "
+            "('review,aspect'); to classify its 'review' column, name it .csv, .tsv or .jsonl") in err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"review": "a shot"}\n{"review": "a plot"}\n')))
+    code, out, err = run_cli("predict", "--model", head_model, "--input", "-")
+    assert code == 0 and "standard input: read as one text per line, but its first line looks like a JSON record; " \
+                         "to classify its 'review' column, pass it as a .csv, .tsv or .jsonl file" in err, err
+    texts = tmp_path / "texts.txt"
+    texts.write_text("review, the best film of the year, and then some\nthe camera\n")
+    code, _, err = run_cli("predict", "--model", head_model, "--input", texts)
+    assert code == 0 and "warning" not in err, err
