@@ -336,9 +336,12 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write a file through a temporary name, fsync, then rename over ``path``.
 
     A reader sees the old file or the new one, never a mix; an interrupted write leaves no
-    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``).
+    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``). A symbolic link is written through,
+    as a shell's ``>`` writes: the rename would replace the link itself and leave the file it points to as it was.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))  # unlike Path.resolve, no error on a loop of links
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:

@@ -241,3 +241,20 @@ def test_a_table_read_one_text_per_line_is_named(run_cli, tmp_path, head_model, 
     texts.write_text("review, the best film of the year, and then some\nthe camera\n")
     code, _, err = run_cli("predict", "--model", head_model, "--input", texts)
     assert code == 0 and "warning" not in err, err
+
+
+def test_an_output_file_that_is_a_symlink_is_written_where_it_points(run_cli, tmp_path, head_model, tiny_data):
+    """Before: the temporary file was renamed onto the link, which became a plain file, and the file it pointed to
+    kept its old contents."""
+    target, link = tmp_path / "kept" / "labelled.csv", tmp_path / "labelled.csv"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link.symlink_to(target)
+    code, _, err = run_cli("predict", "--model", head_model, "--input", tiny_data["test"], "--output", link, "--overwrite")
+    assert code == 0, err
+    assert link.is_symlink() and target.read_text().startswith("review,aspect,predicted_label")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "confusion_matrix.png").symlink_to(target)
+    code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", plots, "--overwrite")
+    assert code == 0 and (plots / "confusion_matrix.png").is_symlink() and target.read_bytes().startswith(b"\x89PNG")
