@@ -177,7 +177,7 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
         raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
                                f"{separator_hint(text, sep)}") from None
     # pandas renames a repeated name ("review", "review.1"), which would hide it from read_table's check
-    header = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
+    header = next((row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if row), [])
     if len(header) == len(frame.columns):
         refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):

@@ -258,3 +258,15 @@ def test_an_output_file_that_is_a_symlink_is_written_where_it_points(run_cli, tm
     (plots / "confusion_matrix.png").symlink_to(target)
     code, _, err = run_cli("evaluate", "--model", head_model, "--data", tiny_data["test"], "--plots", plots, "--overwrite")
     assert code == 0 and (plots / "confusion_matrix.png").is_symlink() and target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_table_with_old_mac_line_ends_is_read(tmp_path):
+    """Before: a file whose lines end in a carriage return alone (classic Mac OS, some exporters) ended in 'internal
+    error: Error: new-line character seen in unquoted field' from the check of repeated column names."""
+    path = tmp_path / "data.csv"
+    path.write_bytes(TABLE.replace("\n", "\r").encode())
+    data = load_labelled(path)
+    assert len(data) == 12 and data.texts[0] == "the camera shot 0"
+    path.write_bytes(b"review,review\rthe plot,Story\r")
+    with pytest.raises(FreezeframeError, match="column name 'review' appears more than once"):
+        load_labelled(path)
