@@ -163,12 +163,19 @@ def refuse_repeated_names(names: list[str], path: Path, where: str = "") -> None
 def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
     """Parse CSV/TSV text (quoted fields may hold the separator and newlines) into a frame of strings."""
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
-                            skip_blank_lines=True)
+        frame = _parse(text, sep)
     except pd.errors.EmptyDataError:
         raise FreezeframeError(f"{path} has no header row") from None
     except pd.errors.ParserError as err:
         detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", detail)
+        if unclosed:
+            detail = f"a quote mark in data row {unclosed.group(1)} opens a field that never closes"
+        frame = _parse_unquoted(text) if sep == "\t" and unclosed else None
+        if frame is not None:
+            report(f"{path}: {detail}; read as TSV without quoting instead: each line is one row, and quote marks "
+                   "are part of the texts")
+            return _checked(frame, text, path, sep)
         ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
         if ragged:
             expected, line, saw = ragged.groups()
@@ -176,6 +183,31 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
                       "must be quoted")
         raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
                                f"{separator_hint(text, sep)}") from None
+    merged = _merged_rows(frame, sep) if sep == "\t" else []
+    unquoted = _parse_unquoted(text) if merged else None
+    if unquoted is not None and list(unquoted.columns) == list(frame.columns):
+        report(f"{path}: quote marks merged lines into one field (data row {format_rows(merged)}); read as TSV without "
+               "quoting instead: each line is one row, and quote marks are part of the texts")
+        frame = unquoted
+    return _checked(frame, text, path, sep)
+
+
+def _parse(text: str, sep: str, quoting: int = csv.QUOTE_MINIMAL) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
+                       skip_blank_lines=True, quoting=quoting)
+
+
+def _parse_unquoted(text: str) -> pd.DataFrame | None:
+    """TSV text parsed without quoting (as tab-separated files are often written, with quote marks in the texts
+    left as they are), or ``None`` when it does not parse that way either."""
+    try:
+        return _parse(text, "\t", csv.QUOTE_NONE)
+    except pd.errors.ParserError:
+        return None
+
+
+def _checked(frame: pd.DataFrame, text: str, path: Path, sep: str) -> pd.DataFrame:
+    """A parsed table with repeated column names refused, a trailing separator dropped, swallowed rows reported."""
     # pandas renames a repeated name ("review", "review.1"), which would hide it from read_table's check
     header = next((row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if row), [])
     if len(header) == len(frame.columns):
@@ -215,18 +247,23 @@ def separator_hint(text: str, sep: str) -> str:
     return f"; its header is separated by {name}: {fix}"
 
 
-def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
-    """An unbalanced quote makes the parser swallow the following lines into one field: say so.
+def _merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
+    """Data rows where an unbalanced quote may have made the parser swallow the following lines into one field.
 
-    A quoted text may hold a line break and the separator; two or more of its lines holding the
-    separator look like swallowed rows."""
+    A quoted text may hold a line break and the separator; two or more of its lines holding the separator (in a
+    TSV, where texts seldom hold a tab, one) look like swallowed rows."""
     broken = pd.Series(False, index=frame.index)
     for column in frame.columns:  # only cells with a line break can hold two lines
         if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
             broken |= frame[column].str.contains("\n", regex=False, na=False)
-    suspects = [int(position) + 1 for position in broken.to_numpy().nonzero()[0]
-                if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= 2
-                       for cell in frame.iloc[position])]
+    enough = 1 if sep == "\t" else 2
+    return [int(position) + 1 for position in broken.to_numpy().nonzero()[0]
+            if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= enough
+                   for cell in frame.iloc[position])]
+
+
+def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
+    suspects = _merged_rows(frame, sep)
     if suspects:
         logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
                        "quote may have merged several lines into one", path, len(suspects), format_rows(suspects))

@@ -270,3 +270,27 @@ def test_a_table_with_old_mac_line_ends_is_read(tmp_path):
     path.write_bytes(b"review,review\rthe plot,Story\r")
     with pytest.raises(FreezeframeError, match="column name 'review' appears more than once"):
         load_labelled(path)
+
+
+def test_a_tsv_whose_texts_hold_quote_marks_is_read_as_written(tmp_path, reports):
+    """Before: in a tab-separated file (TSV writers seldom quote) a text starting with a quote mark swallowed the
+    lines up to the next quote mark into one text, silently, or when none followed was refused as 'cannot parse as TSV
+    (Error tokenizing data. C error: EOF inside string starting at row 1)'; a CSV's unclosed quote is named in words."""
+    path = tmp_path / "data.tsv"
+    table = 'review\taspect\n"the camera\tCinematography\nthe 12" vinyl of the plot\tStory\n' + ROWS.replace(",", "\t")
+    path.write_text(table)
+    data = load_labelled(path)
+    assert data.texts[:2] == ['"the camera', 'the 12" vinyl of the plot'] and len(data) == 14
+    assert reports[-1] == (f"{path}: quote marks merged lines into one field (data row 1); read as TSV without quoting "
+                           "instead: each line is one row, and quote marks are part of the texts")
+    path.write_text(table.replace('12"', "12-inch"))
+    assert load_labelled(path).texts[:2] == ['"the camera', "the 12-inch vinyl of the plot"]
+    assert reports[-1] == (f"{path}: a quote mark in data row 1 opens a field that never closes; read as TSV without "
+                           "quoting instead: each line is one row, and quote marks are part of the texts")
+    path.write_text('review\taspect\n"a wide shot, ""then""\na close-up"\tCinematography\n' + ROWS.replace(",", "\t"))
+    assert load_labelled(path).texts[0] == 'a wide shot, "then"\na close-up'  # quoted as Excel writes it: kept
+    path = tmp_path / "data.csv"
+    path.write_text('review,aspect\n' + ROWS + '"the camera,Cinematography\n')
+    with pytest.raises(FreezeframeError, match=r"cannot parse as CSV \(a quote mark in data row 13 opens a field that "
+                                               r"never closes\)$"):
+        load_labelled(path)
