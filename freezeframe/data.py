@@ -170,6 +170,8 @@ def load_labelled(
     path = Path(path)
     frame = read_table(path)
     require_columns(frame, path, [text_column, label_column])
+    _report_structured(frame, path, text_column, "texts", "read as their JSON text")
+    _report_structured(frame, path, label_column, "labels", "each distinct one is a class of its own (one label per text)")
     texts = [clean_text(v) for v in frame[text_column]]
     labels = ["" if v is None else str(v) for v in frame[label_column]]
     rows = list(range(1, len(frame) + 1))
@@ -213,6 +215,14 @@ def load_labelled(
     if wordless:
         report(f"{path}: {wordless} texts have no letters or digits (only symbols or emoji; kept)")
     return data
+
+
+def _report_structured(frame, path: Path, column: str, what: str, outcome: str) -> None:
+    """Say which rows of a JSON file hold a list or an object where a text or a label belongs."""
+    rows = frame.attrs.get("structured", {}).get(column)
+    if rows:
+        report(f"{path}: {len(rows)} {what} are JSON lists or objects, not strings (data rows {format_rows(rows)}); "
+               f"{outcome}")
 
 
 def _report_control_characters(texts: list[str], path: Path, outcome: str, rows: list[int] | None = None) -> None:
@@ -335,6 +345,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 text_column = only
             else:
                 require_columns(frame, path, [text_column], "--text-column")
+        _report_structured(frame, path, text_column, "texts", "read as their JSON text")
         texts = [model_text(v) for v in frame[text_column]]
         rows = written
     shown = shown_path(path)

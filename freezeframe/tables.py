@@ -146,6 +146,9 @@ def read_table(path: Path, as_written: bool = False):
     frame.columns = [str(c).strip() for c in frame.columns]
     refuse_repeated_names(list(frame.columns), path)
     frame = frame.astype(object).where(frame.notna(), None)
+    if records is not None:  # the data rows holding a JSON list or object, by column: read as their JSON text
+        frame.attrs["structured"] = {column: [row for row, record in enumerate(records, start=1)
+                                              if isinstance(record.get(column), (list, dict))] for column in frame.columns}
     if not as_written:
         return frame
     if records is None:

@@ -294,3 +294,21 @@ def test_a_tsv_whose_texts_hold_quote_marks_is_read_as_written(tmp_path, reports
     with pytest.raises(FreezeframeError, match=r"cannot parse as CSV \(a quote mark in data row 13 opens a field that "
                                                r"never closes\)$"):
         load_labelled(path)
+
+
+def test_json_lists_or_objects_where_texts_or_labels_belong_are_named(tmp_path, reports):
+    """Before: a JSON Lines file with nested texts ({"review": {"en": ...}}) trained on their JSON text, and one with
+    a list of labels per text (multi-label data) on each list as a class of its own, without a word."""
+    import json
+
+    path = tmp_path / "data.jsonl"
+    records = [{"review": {"en": f"the camera shot {i}"}, "aspect": "Cinematography"} for i in range(3)]
+    records += [{"review": f"the plot {i}", "aspect": ["Story", "Characters"] if i == 1 else "Story"} for i in range(3)]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    data = load_labelled(path)
+    assert data.texts[0] == '{"en": "the camera shot 0"}' and '["Story", "Characters"]' in data.labels
+    assert reports[0] == (f"{path}: 3 texts are JSON lists or objects, not strings (data rows 1, 2, 3); read as their "
+                          "JSON text")
+    assert reports[1] == (f"{path}: 1 labels are JSON lists or objects, not strings (data rows 5); each distinct one is a "
+                          "class of its own (one label per text)")
+    assert load_texts(path)[0] == '{"en": "the camera shot 0"}' and reports[-1] == reports[0]
