@@ -66,10 +66,18 @@ def run_fingerprint(run: RunConfig) -> dict:
         for name, value in values.items():
             if f"{section}.{name}" not in ignored:
                 flat[f"{section}.{name}"] = value
-    data = {"train": file_sha256(run.data.train) if run.data.train.is_file() else None}
+    data = {"train": _data_digest(run.data.train)}
     if run.data.valid is not None:
-        data["valid"] = file_sha256(run.data.valid) if run.data.valid.is_file() else None
+        data["valid"] = _data_digest(run.data.valid)
     return {"settings": flat, "data": data}
+
+
+def _data_digest(path: Path) -> str | None:
+    """The digest of a data file; ``None`` for a pipe, or a file that cannot be read (reading it says why, next)."""
+    try:
+        return file_sha256(path) if path.is_file() else None
+    except OSError:
+        return None
 
 
 def fingerprint_differences(saved: dict, current: dict) -> list[str]:

@@ -21,11 +21,13 @@ from freezeframe.tables import (
     TABLE_SUFFIXES,
     format_names,
     format_rows,
+    is_directory,
     read_table,
     read_text_file,
     require_columns,
     separator_hint,
     shown_path,
+    unsupported_type,
 )
 from freezeframe.tokenizer import CONTROL_CHARS
 
@@ -94,6 +96,7 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[st
     if changed:
         raw, label = changed[0]
         report(f"{path}: removed spaces or control characters around {len(changed)} labels (e.g. {raw!r} is {label!r})")
+    stripped = _merge_whole_numbers(stripped, path, known)
     by_folded: dict[str, set[str]] = {}
     for label in stripped:
         by_folded.setdefault(label.casefold(), set()).add(label)
@@ -115,6 +118,35 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[st
     canonical = {k: spelled.get(k) or max(v, key=lambda s: (counts[s], s)) for k, v in by_folded.items()}
     report(f"{path}: merged labels that differ only in case ({listed})")
     return [canonical[label.casefold()] for label in stripped]
+
+
+_MISSING_MARKS = {"nan", "na", "n/a", "#n/a", "<na>", "null"}
+"""Labels that other tools write for a missing value (pandas, R, Excel, SQL), casefolded: a label all the same, since
+"NA" may name a class, but doubtful ("None" is left out: it names a class too often)."""
+_WHOLE_NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(?:\.0+)?")
+"""A whole number as a label, also as a float spells it (``2.0``): a column of class codes with one empty cell is
+written out by pandas as floats. Leading zeros are left alone: ``01`` may be a code of its own."""
+
+
+def _merge_whole_numbers(labels: list[str], path: Path, known: list[str] | None) -> list[str]:
+    """One class per whole number: ``2`` and ``2.0`` (in one file, or in a file and the model it tests) are
+    read as one label, the model's spelling where it has one, else the plain ``2`` (as JSON's ``2.0`` is read)."""
+    spellings: dict[int, set[str]] = {}
+    for label in {*labels, *(known or [])}:
+        if match := _WHOLE_NUMBER.fullmatch(label):
+            spellings.setdefault(int(match.group(1)), set()).add(label)
+    canonical = {}
+    for number, spelled in spellings.items():
+        if len(spelled) > 1:  # the model's spelling, else the plain number
+            chosen = next((label for label in known or [] if label in spelled), str(number))
+            canonical.update(dict.fromkeys(spelled, chosen))
+    changed = sorted({(label, canonical[label]) for label in labels if canonical.get(label, label) != label})
+    if changed:
+        listed = ", ".join(f"{label!r} as {spelled!r}" for label, spelled in changed[:5])
+        whose = "the model's label" if known and any(spelled in known for _, spelled in changed) else "one class"
+        report(f"{path}: labels that write one whole number two ways are read as {whose} "
+               f"({listed}{', ...' if len(changed) > 5 else ''})")
+    return [canonical.get(label, label) for label in labels]
 
 
 def load_labelled(
@@ -142,6 +174,8 @@ def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, 
     if text_column == label_column:
         raise FreezeframeError(SAME_COLUMNS.format(text_column))
     require_columns(frame, path, [text_column, label_column])
+    _report_structured(frame, path, text_column, "texts", "read as their JSON text")
+    _report_structured(frame, path, label_column, "labels", "each distinct one is a class of its own (one label per text)")
     texts = [clean_text(v) for v in frame[text_column]]
     labels = ["" if v is None else str(v) for v in frame[label_column]]
     rows = list(range(1, len(frame) + 1))
@@ -171,6 +205,11 @@ def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, 
         rows = [row for row, label in zip(data.rows, data.labels) if label in numbers]
         report(f"{path}: {len(rows)} rows have a number for a label ({', '.join(numbers[:5])}) where the others have "
                f"names (data rows {format_rows(rows)}); each number is a class of its own: give every row its class name")
+    missing = [row for row, label in zip(data.rows, data.labels) if label.casefold() in _MISSING_MARKS]
+    if missing:
+        marks = sorted({label for label in data.labels if label.casefold() in _MISSING_MARKS})
+        report(f"{path}: {len(missing)} rows have a label that usually marks a missing value ({format_names(marks)}; "
+               f"data rows {format_rows(missing)}); kept as a class of its own: remove those rows or give them their class")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
         report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept; the copies of a text "
@@ -180,6 +219,14 @@ def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, 
     if wordless:
         report(f"{path}: {wordless} texts have no letters or digits (only symbols or emoji; kept)")
     return data
+
+
+def _report_structured(frame, path: Path, column: str, what: str, outcome: str) -> None:
+    """Say which rows of a JSON file hold a list or an object where a text or a label belongs."""
+    rows = frame.attrs.get("structured", {}).get(column)
+    if rows:
+        report(f"{path}: {len(rows)} {what} are JSON lists or objects, not strings (data rows {format_rows(rows)}); "
+               f"{outcome}")
 
 
 def _report_control_characters(texts: list[str], path: Path, outcome: str, rows: list[int] | None = None) -> None:
@@ -262,6 +309,20 @@ def texts_to_classify(texts: list[str], path: Path | None = None, text_column: s
     return items + read, [blank | {column: text} for text in items] + table
 
 
+def _report_table_read_as_lines(first: str, path: Path, text_column: str) -> None:
+    """Say when a file read one text per line looks like a table (a .csv without its suffix, a table piped to standard
+    input): its header, or each JSON record whole, would be classified as texts."""
+    fields = [field.strip().strip('"').strip() for field in re.split(r"[,\t;]", first)]
+    header = text_column.casefold() in {field.casefold() for field in fields} and all(
+        len(field) <= 40 and len(field.split()) <= 3 for field in fields)
+    record = first.startswith("{") and first.endswith("}")
+    if header or record:
+        what = f"a table's header ({first[:60]!r})" if header else "a JSON record"
+        fix = "pass it as a .csv, .tsv or .jsonl file" if str(path) == "-" else "name it .csv, .tsv or .jsonl"
+        report(f"{shown_path(path)}: read as one text per line, but its first line looks like {what}; "
+               f"to classify its {text_column!r} column, {fix}")
+
+
 def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], list[dict] | None, str | None]:
     """Texts to classify; for a table, its rows (every column, in file order) to write back with them; and the
     column the texts came from (a table's only column stands in for a missing ``text_column``; ``None`` for a
@@ -272,9 +333,11 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         # line breaks only: str.splitlines would also cut a text at a form feed or other control character
         lines = _LINE_BREAKS.split(read_text_file(path))
         texts = [line.strip() for line in lines if line.strip()]
+        if texts:
+            _report_table_read_as_lines(texts[0], path, text_column)
     else:
-        if path.suffix.lower() not in TABLE_SUFFIXES and not path.is_dir():
-            raise FreezeframeError(f"{path}: unsupported file type {path.suffix.lower()!r}; use .csv, .tsv, .jsonl or .txt")
+        if path.suffix.lower() not in TABLE_SUFFIXES and not is_directory(path):
+            raise unsupported_type(path, ".csv, .tsv, .jsonl or .txt")
         frame, written = read_table(path, as_written=True)
         if text_column not in frame.columns:
             if len(frame.columns) == 1:
@@ -286,6 +349,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 text_column = only
             else:
                 require_columns(frame, path, [text_column], "--text-column")
+        _report_structured(frame, path, text_column, "texts", "read as their JSON text")
         texts = [model_text(v) for v in frame[text_column]]
         rows = written
     shown = shown_path(path)

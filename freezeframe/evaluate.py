@@ -117,16 +117,25 @@ def evaluate_model(
 
 
 def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> None:
+    made = not plots.exists()
     try:
         plots.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
-    plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / PLOT_FILES[0])
-    if meta.get("history"):
-        # "member 0": the first member, as models saved before members were counted from 1 name it
-        of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
-        name = model_dir.name + (f" ({of})" if of else "")
-        plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / PLOT_FILES[1])
+    written = []
+    try:
+        plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / PLOT_FILES[0])
+        written.append(PLOT_FILES[0])
+        if meta.get("history"):
+            # "member 0": the first member, as models saved before members were counted from 1 name it
+            of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
+            name = model_dir.name + (f" ({of})" if of else "")
+            plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / PLOT_FILES[1])
+    except OSError as err:  # a full disk, a file-size limit: each file is whole or absent, and a new directory goes
+        if made and not any(plots.iterdir()):
+            plots.rmdir()
+        failed, done = PLOT_FILES[len(written)], f" ({written[0]} was written)" if written else ""
+        raise FreezeframeError(f"--plots {plots}: cannot write {failed}: {err.strerror or err}{done}") from None
 
 
 def save_figure(fig, path: Path, **options) -> None:

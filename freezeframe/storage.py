@@ -245,25 +245,57 @@ def atomic_directory(out: Path, overwrite: bool = False, layout: Layout | None =
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     except OSError as err:
         raise FreezeframeError(f"cannot write in {out.parent}: {err.strerror or err}") from None
+    existed = out.exists()
     try:
-        yield staging
-        mode = _umask_modes()
-        for path in [staging, *staging.rglob("*")]:
-            if path.is_file():
-                with open(path, "rb") as handle:
-                    os.fsync(handle.fileno())
-            if not path.is_symlink():  # mkdtemp makes 0700 and some writers 0600: use the user's umask instead
-                path.chmod(mode["dir"] if path.is_dir() else mode["file"])
-        if out.exists():
-            retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out)
+        with _write_failures_named(out, "it is as it was" if existed else "nothing was left there"):
+            yield staging
+            mode = _umask_modes()
+            for path in [staging, *staging.rglob("*")]:
+                if path.is_file():
+                    with open(path, "rb") as handle:
+                        os.fsync(handle.fileno())
+                if not path.is_symlink():  # mkdtemp makes 0700 and some writers 0600: use the user's umask instead
+                    path.chmod(mode["dir"] if path.is_dir() else mode["file"])
+            if out.exists():
+                retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(retired)
+                try:
+                    staging.rename(out)
+                except OSError:
+                    retired.rename(out)  # the user's output stays where it was
+                    raise
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                staging.rename(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def write_failure(err: BaseException) -> OSError | None:
+    """The system's reason a write failed: ``err`` itself, or the one safetensors gives only in its text
+    (``I/O error: File too large (os error 27)``); ``None`` when ``err`` is no failed write."""
+    from safetensors import SafetensorError
+
+    if isinstance(err, OSError):
+        return err
+    found = _OS_ERROR.search(str(err)) if isinstance(err, SafetensorError) else None
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1)))) if found else None
+
+
+@contextlib.contextmanager
+def _write_failures_named(out: Path, outcome: str) -> Iterator[None]:
+    """Turn a write that failed (a full disk, a file-size limit, an I/O error) into one line naming ``out``."""
+    try:
+        yield
+    except Exception as err:
+        failure = write_failure(err)
+        if failure is None:
+            raise
+        raise FreezeframeError(f"cannot write {out}: {failure.strerror or failure}; {outcome}") from None
 
 
 def _umask_modes() -> dict[str, int]:
@@ -304,9 +336,12 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write a file through a temporary name, fsync, then rename over ``path``.
 
     A reader sees the old file or the new one, never a mix; an interrupted write leaves no
-    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``).
+    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``). A symbolic link is written through,
+    as a shell's ``>`` writes: the rename would replace the link itself and leave the file it points to as it was.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))  # unlike Path.resolve, no error on a loop of links
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:

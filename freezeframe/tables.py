@@ -49,23 +49,63 @@ def shown_path(path: Path) -> Path | str:
     return STDIN if str(path) == "-" else path
 
 
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
+"""Suffixes of compressed files, refused with the fix rather than as an unknown type (as are workbooks, .xls*)."""
+_BINARY_STARTS = {
+    b"\x1f\x8b": "gzip-compressed; decompress it first, e.g. `zcat FILE > plain.csv`",
+    b"\xfd7zXZ\x00": "xz-compressed; decompress it first, e.g. `xzcat FILE > plain.csv`",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed; decompress it first, e.g. `zstdcat FILE > plain.csv`",
+    b"BZh": "bzip2-compressed; decompress it first, e.g. `bzcat FILE > plain.csv`",
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one), not text; save the sheet as 'CSV UTF-8' or unzip it",
+    b"\xd0\xcf\x11\xe0": "an Excel .xls workbook, not text; save the sheet as 'CSV UTF-8'",
+}
+"""What a file that is not UTF-8 text is, by its first bytes, and the fix (looked up only once it failed to decode,
+so that no text file is refused for how it starts)."""
+
+
+def unsupported_type(path: Path, allowed: str) -> FreezeframeError:
+    """The refusal of a file whose suffix is none of ``allowed`` (e.g. ``.csv, .tsv or .jsonl``): a compressed file
+    or a workbook is named as such, with the fix."""
+    suffix = path.suffix.lower()
+    detail = ""
+    if suffix.startswith(".xls"):
+        detail = " (an Excel workbook: save the sheet as 'CSV UTF-8')"
+    elif suffix in COMPRESSED_SUFFIXES:
+        detail = " (compressed: decompress it first)"
+    return FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}{detail}; use {allowed}")
+
+
+def is_directory(path: Path) -> bool:
+    """``path.is_dir()``, false where it cannot be looked at (the reading that follows says why)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def read_text_file(path: Path) -> str:
     """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
         path = shown_path(path)
     else:
-        if not path.exists():
-            raise FreezeframeError(f"file not found: {path}")
-        if path.is_dir():
-            raise FreezeframeError(f"{path} is a directory; expected a data file")
-        raw = path.read_bytes()
+        try:
+            if not path.exists():
+                raise FreezeframeError(f"file not found: {path}")
+            if path.is_dir():
+                raise FreezeframeError(f"{path} is a directory; expected a data file")
+            raw = path.read_bytes()
+        except OSError as err:  # no permission to it or to a directory above it; an I/O error
+            raise FreezeframeError(f"cannot read {path}: {err.strerror or err}") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise FreezeframeError(f"{path} is UTF-16, not UTF-8; re-save it as UTF-8, e.g. "
                                "`iconv -f utf-16 -t utf-8 in.csv > out.csv`")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
+        binary = next((what for start, what in _BINARY_STARTS.items() if raw.startswith(start)), None)
+        if binary is not None:
+            raise FreezeframeError(f"{path} is {binary}") from None
         line = raw[: err.start].count(b"\n") + 1
         raise FreezeframeError(
             f"{path} is not valid UTF-8 (byte 0x{raw[err.start]:02x} at line {line}); "
@@ -89,10 +129,10 @@ def read_table(path: Path, as_written: bool = False):
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if path.is_dir():
+    if is_directory(path):
         raise FreezeframeError(f"{path} is a directory; expected a data file")
     if suffix not in TABLE_SUFFIXES:
-        raise FreezeframeError(f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl")
+        raise unsupported_type(path, ".csv, .tsv or .jsonl")
     text = read_text_file(path)
     if not text.strip():
         raise FreezeframeError(f"{path} is empty")
@@ -106,6 +146,9 @@ def read_table(path: Path, as_written: bool = False):
     frame.columns = [str(c).strip() for c in frame.columns]
     refuse_repeated_names(list(frame.columns), path)
     frame = frame.astype(object).where(frame.notna(), None)
+    if records is not None:  # the data rows holding a JSON list or object, by column: read as their JSON text
+        frame.attrs["structured"] = {column: [row for row, record in enumerate(records, start=1)
+                                              if isinstance(record.get(column), (list, dict))] for column in frame.columns}
     if not as_written:
         return frame
     if records is None:
@@ -123,12 +166,19 @@ def refuse_repeated_names(names: list[str], path: Path, where: str = "") -> None
 def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
     """Parse CSV/TSV text (quoted fields may hold the separator and newlines) into a frame of strings."""
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
-                            skip_blank_lines=True)
+        frame = _parse(text, sep)
     except pd.errors.EmptyDataError:
         raise FreezeframeError(f"{path} has no header row") from None
     except pd.errors.ParserError as err:
         detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", detail)
+        if unclosed:
+            detail = f"a quote mark in data row {unclosed.group(1)} opens a field that never closes"
+        frame = _parse_unquoted(text) if sep == "\t" and unclosed else None
+        if frame is not None:
+            report(f"{path}: {detail}; read as TSV without quoting instead: each line is one row, and quote marks "
+                   "are part of the texts")
+            return _checked(frame, text, path, sep)
         ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
         if ragged:
             expected, line, saw = ragged.groups()
@@ -136,8 +186,33 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
                       "must be quoted")
         raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
                                f"{separator_hint(text, sep)}") from None
+    merged = _merged_rows(frame, sep) if sep == "\t" else []
+    unquoted = _parse_unquoted(text) if merged else None
+    if unquoted is not None and list(unquoted.columns) == list(frame.columns):
+        report(f"{path}: quote marks merged lines into one field (data row {format_rows(merged)}); read as TSV without "
+               "quoting instead: each line is one row, and quote marks are part of the texts")
+        frame = unquoted
+    return _checked(frame, text, path, sep)
+
+
+def _parse(text: str, sep: str, quoting: int = csv.QUOTE_MINIMAL) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[],
+                       skip_blank_lines=True, quoting=quoting)
+
+
+def _parse_unquoted(text: str) -> pd.DataFrame | None:
+    """TSV text parsed without quoting (as tab-separated files are often written, with quote marks in the texts
+    left as they are), or ``None`` when it does not parse that way either."""
+    try:
+        return _parse(text, "\t", csv.QUOTE_NONE)
+    except pd.errors.ParserError:
+        return None
+
+
+def _checked(frame: pd.DataFrame, text: str, path: Path, sep: str) -> pd.DataFrame:
+    """A parsed table with repeated column names refused, a trailing separator dropped, swallowed rows reported."""
     # pandas renames a repeated name ("review", "review.1"), which would hide it from read_table's check
-    header = next((row for row in csv.reader(io.StringIO(text), delimiter=sep) if row), [])
+    header = next((row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if row), [])
     if len(header) == len(frame.columns):
         refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):
@@ -175,18 +250,23 @@ def separator_hint(text: str, sep: str) -> str:
     return f"; its header is separated by {name}: {fix}"
 
 
-def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
-    """An unbalanced quote makes the parser swallow the following lines into one field: say so.
+def _merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
+    """Data rows where an unbalanced quote may have made the parser swallow the following lines into one field.
 
-    A quoted text may hold a line break and the separator; two or more of its lines holding the
-    separator look like swallowed rows."""
+    A quoted text may hold a line break and the separator; two or more of its lines holding the separator (in a
+    TSV, where texts seldom hold a tab, one) look like swallowed rows."""
     broken = pd.Series(False, index=frame.index)
     for column in frame.columns:  # only cells with a line break can hold two lines
         if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
             broken |= frame[column].str.contains("\n", regex=False, na=False)
-    suspects = [int(position) + 1 for position in broken.to_numpy().nonzero()[0]
-                if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= 2
-                       for cell in frame.iloc[position])]
+    enough = 1 if sep == "\t" else 2
+    return [int(position) + 1 for position in broken.to_numpy().nonzero()[0]
+            if any(isinstance(cell, str) and sum(sep in line for line in cell.split("\n")) >= enough
+                   for cell in frame.iloc[position])]
+
+
+def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
+    suspects = _merged_rows(frame, sep)
     if suspects:
         logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
                        "quote may have merged several lines into one", path, len(suspects), format_rows(suspects))
@@ -202,11 +282,17 @@ class _KeyPairs(dict):
 
 def _json_records(text: str, path: Path) -> list[dict]:
     """Objects of a JSON Lines file (or of a .json array), as parsed; every bad line is named at once."""
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+    records = None
+    if text.lstrip().startswith("["):  # a JSON array: a .json file's form, and a .jsonl file's by mistake
         try:
             records = json.loads(text, object_pairs_hook=_KeyPairs)
         except (json.JSONDecodeError, RecursionError) as err:
-            raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
+            if path.suffix.lower() == ".json":
+                raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
+        if records is not None and path.suffix.lower() != ".json":
+            report(f"{path} holds one JSON array, not one object per line; read its items as the records")
+    where = "item" if records is not None else "line"
+    if records is not None:
         lines = list(enumerate(records, start=1))
     else:
         lines = []
@@ -223,7 +309,7 @@ def _json_records(text: str, path: Path) -> list[dict]:
     if bad:
         raise FreezeframeError(
             f"{path}: {len(bad)} of {len(lines)} records are not JSON objects like "
-            f'{{"review": "...", "aspect": "..."}} (line {format_rows(bad)}); fix or remove them'
+            f'{{"review": "...", "aspect": "..."}} ({where} {format_rows(bad)}); fix or remove them'
         )
     return [record for _, record in lines]
 
