@@ -3,7 +3,9 @@
 The checkpoint is one file per ensemble member (``member-0.pt`` for a single model), replaced
 atomically after every epoch of that member: the trainable weights, optimizer (with its schedule),
 every random generator, the early-stopping state and the history; a member that finished keeps
-its trained weights there instead. ``checkpoint.json`` beside them is a readable summary. While training runs, ``OUT`` holds only
+its trained weights there instead. ``checkpoint.json`` beside them is a readable summary, rewritten after each
+member file: a run stopped by Ctrl-C or SIGTERM finishes writing both, and only a hard kill (SIGKILL, power loss)
+between the two leaves it one save behind (``--resume`` reads the member files). While training runs, ``OUT`` holds only
 ``checkpoint/``, so it never looks like a finished model (no freezeframe.json, config.json or
 weights); the finished model replaces it in one rename (see :func:`storage.atomic_directory`).
 """
@@ -15,9 +17,7 @@ import io
 import json
 import random
 import shutil
-import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ import torch
 
 from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
+from freezeframe.interrupt import stopped_by
 from freezeframe.storage import (
     CHECKPOINT_DIR,
     MODEL_LAYOUT,
@@ -48,7 +49,8 @@ _BASELINE_ONLY = {"model.vocab_size", "model.embedding_dim"}
 
 
 class TrainingInterrupted(FreezeframeError):
-    """Ctrl-C during training: the last complete epoch is saved and can be resumed."""
+    """Ctrl-C (or SIGTERM) during training: the last complete epoch is saved and can be resumed. The command
+    exits with 128 + the signal's number (see :func:`interrupt.exit_status`)."""
 
     exit_code = 130
 
@@ -224,40 +226,21 @@ class CheckpointStore:
             self.directory.rename(Path(directory) / CHECKPOINT_DIR)
 
     def interrupted(self, epochs: int) -> TrainingInterrupted:
-        """The error to raise when Ctrl-C stopped training (of ``epochs`` epochs per member)."""
+        """The error to raise when Ctrl-C or SIGTERM stopped training (of ``epochs`` epochs per member)."""
         self.flush()
-        saved = self.saved_epochs()
+        saved, stopped = self.saved_epochs(), stopped_by()
         if not any(saved.values()):
             if self._replaces:
-                return TrainingInterrupted(f"interrupted before any epoch was saved; {self.directory} still holds the "
+                return TrainingInterrupted(f"{stopped} before any epoch was saved; {self.directory} still holds the "
                                            "earlier run's checkpoint")
-            return TrainingInterrupted("interrupted before any epoch was saved; nothing to resume, run the command "
+            return TrainingInterrupted(f"{stopped} before any epoch was saved; nothing to resume, run the command "
                                        "again to start over")
         if len(saved) == 1:
             done = f"epoch 1 of {epochs} is saved" if saved[0] == 1 else f"epochs 1-{saved[0]} of {epochs} are saved"
         else:
             done = "saved: " + ", ".join(f"member {k + 1}: {n} of {epochs} epochs" for k, n in saved.items())
-        return TrainingInterrupted(f"interrupted; {done} in {self.directory}; to continue, run the same command "
+        return TrainingInterrupted(f"{stopped}; {done} in {self.directory}; to continue, run the same command "
                                    "again with --resume")
-
-
-@contextlib.contextmanager
-def ctrl_c_deferred(deliver: bool = True) -> Iterator[list[int]]:
-    """Hold a Ctrl-C that arrives inside the block until the block ends, so that an epoch logged as
-    done is also saved, and a model being written is written whole. Yields the list of the signals
-    held (empty if none came); ``deliver`` raises the held Ctrl-C as the block ends, else the caller
-    says what happened. Only the main thread receives Ctrl-C (elsewhere this holds nothing)."""
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held and deliver and callable(previous):  # not when Ctrl-C was ignored (SIG_IGN) before
-        previous(signal.SIGINT, None)
 
 
 def describe_saved(epochs: dict[int, int]) -> str:

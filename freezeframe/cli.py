@@ -28,6 +28,7 @@ from freezeframe.config import (
     TrainConfig,
 )
 from freezeframe.errors import FreezeframeError
+from freezeframe.interrupt import exit_status, stop_signals, stopped_by
 
 app = typer.Typer(
     name="freezeframe", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -374,15 +375,20 @@ def _dash_text_hint(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
+    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback. Ctrl-C and
+    SIGTERM stop it at a safe point, with one line and exit code 130 or 143."""
+    with stop_signals():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="freezeframe", standalone_mode=False)
     except _EXITS as done:
         sys.exit(done.exit_code)
     except _ABORTS:
-        print("freezeframe: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except _USAGE_ERRORS as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # bare `freezeframe` or `freezeframe COMMAND`: the help
             print(err.format_message(), file=sys.stderr)
@@ -392,15 +398,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"freezeframe: error: {_one_line(message)}{_dash_text_hint(err)} (see --help)", file=sys.stderr)
         sys.exit(2)
     except FreezeframeError as err:
-        kind = "" if err.exit_code == 130 else "error: "  # 130: interrupted, not the user's mistake
-        print(f"freezeframe: {kind}{_one_line(err)}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        stopped = err.exit_code == 130  # interrupted, not the user's mistake
+        print(f"freezeframe: {'' if stopped else 'error: '}{_one_line(err)}", file=sys.stderr)
+        sys.exit(exit_status() if stopped else err.exit_code)
     except ValueError as err:
         print(f"freezeframe: error: {_one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("freezeframe: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except Exception as err:
         if os.environ.get("FREEZEFRAME_DEBUG"):
             raise
@@ -410,5 +415,10 @@ def main(argv: list[str] | None = None) -> None:
     # without standalone mode, typer turns a Ctrl-C outside freezeframe's own handlers into a returned 130
     if isinstance(code, int) and code:
         if code == 130:
-            print("freezeframe: interrupted", file=sys.stderr)
+            _interrupted()
         sys.exit(code)
+
+
+def _interrupted() -> None:
+    print(f"freezeframe: {stopped_by()}", file=sys.stderr)
+    sys.exit(exit_status())

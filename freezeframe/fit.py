@@ -16,13 +16,14 @@ import torch
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data
-from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, ctrl_c_deferred, open_checkpoint
+from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, open_checkpoint
 from freezeframe.config import ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport, block_of, named_plan_parameters
+from freezeframe.interrupt import ctrl_c_deferred, stopped_by
 from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
@@ -259,7 +260,7 @@ def train_classifier(
         if checkpoint is not None:  # resuming its saved epochs would only diverge again
             checkpoint.discard()
         raise
-    # training is over: a Ctrl-C from here on waits until the model is written whole
+    # training is over: a Ctrl-C or SIGTERM from here on waits until the model is written whole
     with ctrl_c_deferred(deliver=False) as ctrl_c:
         seconds = time.perf_counter() - started
         loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
@@ -315,8 +316,10 @@ def train_classifier(
                 (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
                 if keep_checkpoint:
                     checkpoint.move_into(staging)
-    if ctrl_c and out is not None:
-        raise TrainingInterrupted(f"interrupted as training ended; the model was finished first and is saved in {out}")
+    if ctrl_c and out is None:  # nothing to finish: stop now (compare's runs), as the signal would have
+        raise KeyboardInterrupt
+    if ctrl_c:
+        raise TrainingInterrupted(f"{stopped_by()} as training ended; the model was finished first and is saved in {out}")
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
 

@@ -1,0 +1,90 @@
+"""SIGTERM (timeout, systemd, docker stop, CI runners) stops a command as Ctrl-C does: at a safe point, with
+one line and exit code 143; what a resumed run records adds up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from freezeframe.checkpoint import CHECKPOINT_DIR, SUMMARY_FILE, read_state
+
+ENSEMBLE_ARGS = ["--ensemble", "2", "--epochs", "3", "--lr", "1e-3", "--max-length", "32", "--quiet"]
+
+
+def train_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--train", str(data), "--model", str(model), "--out", str(out), *ENSEMBLE_ARGS, *extra]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    left, right = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+# In a child process: SIGTERM arrives as member 1's epoch-1 file has been renamed into place, before checkpoint.json
+# is written; the writer then waits a moment, as a slow disk would, for the signal to take effect.
+SIGTERM_BETWEEN_THE_FILES = """
+import os, signal, sys, time
+from freezeframe import checkpoint
+write = checkpoint.atomic_write_bytes
+def write_then_sigterm(path, payload):
+    write(path, payload)
+    if path.name == "member-0.pt" and not os.environ.get("SIGTERM_SENT"):
+        os.environ["SIGTERM_SENT"] = "1"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+checkpoint.atomic_write_bytes = write_then_sigterm
+from freezeframe.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_sigterm_saves_the_checkpoint_whole_says_one_line_exits_143_and_resumes_to_the_same_weights(
+        run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """Before: SIGTERM killed the process wherever it was (exit by the signal, no line), here between a member's
+    file and checkpoint.json, which then still said that no epoch of member 1 was saved."""
+    reference, out = tmp_path / "reference", tmp_path / "model"
+    assert run_cli(*train_args(tiny_model_dir, tiny_data["train"], reference))[0] == 0
+    child = subprocess.run([sys.executable, "-c", SIGTERM_BETWEEN_THE_FILES,
+                            *train_args(tiny_model_dir, tiny_data["train"], out)],
+                           check=False, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert child.returncode == 143, (child.returncode, child.stderr)
+    lines = child.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("freezeframe: interrupted by SIGTERM; saved: member 1: 1 of 3"), lines
+    assert "--resume" in lines[0] and "Traceback" not in child.stderr
+    saved = read_state(out / CHECKPOINT_DIR)
+    summary = json.loads((out / CHECKPOINT_DIR / SUMMARY_FILE).read_text())
+    epochs = {str(k): len(state["result"]["history"]) for k, state in saved["members"].items()}
+    assert summary["epochs_saved"] == {"0": 0, "1": 0, **epochs}, "checkpoint.json says what the member files hold"
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, "--resume"))
+    assert code == 0, err
+    assert same_weights(out, reference)
+
+
+def test_ctrl_c_as_a_run_without_out_finishes_stops_it(tiny_model_dir, tiny_data, monkeypatch):
+    """compare's runs write nothing: a Ctrl-C held while one was finishing was dropped, and compare went on."""
+    from freezeframe import fit
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    versions = fit._versions
+
+    def ctrl_c_then_versions():  # while freezeframe.json's record is built
+        os.kill(os.getpid(), signal.SIGINT)
+        return versions()
+
+    monkeypatch.setattr(fit, "_versions", ctrl_c_then_versions)
+    run = RunConfig(DataConfig(Path(tiny_data["train"])), ModelConfig(model=str(tiny_model_dir), freeze="head"),
+                    TrainConfig(epochs=1, show_progress=False))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit.train_classifier(run)
+    finally:
+        signal.signal(signal.SIGINT, previous)
