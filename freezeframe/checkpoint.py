@@ -18,6 +18,7 @@ import json
 import random
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,9 @@ class CheckpointStore:
         """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
         if saved:
             self.count = max(count, saved["count"])
+        self.seconds_before = saved.get("seconds", 0.0) if saved else 0.0
+        """The run's training time (wall clock) in its earlier sessions, up to their last save."""
+        self._clock: float | None = None
         self._replaces = replaces
         """An earlier run's checkpoint is in ``directory``: removed at this run's first save, so that
         stopping before then leaves it as it was."""
@@ -140,6 +144,11 @@ class CheckpointStore:
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
+
+    def start_clock(self) -> None:
+        """Training starts: every save from now on records the run's training time so far (earlier sessions'
+        included), which a resumed run's ``train_seconds`` adds to its own."""
+        self._clock = time.perf_counter()
 
     def member(self, index: int) -> MemberCheckpoint:
         """What member ``index`` saves through and resumes from."""
@@ -170,8 +179,9 @@ class CheckpointStore:
         rename run in a background thread while training continues (the fsync of tens of MB would
         otherwise stall every epoch)."""
         buffer = io.BytesIO()
+        seconds = self.seconds_before + (time.perf_counter() - self._clock if self._clock is not None else 0.0)
         torch.save({"format": FORMAT, "fingerprint": self.fingerprint, "member": index, "members": self.count,
-                    "state": state}, buffer)
+                    "seconds": seconds, "state": state}, buffer)
         with self._lock:
             if self._replaces:
                 shutil.rmtree(self.directory, ignore_errors=True)
@@ -275,9 +285,9 @@ def has_state(directory: Path) -> bool:
 
 
 def read_state(directory: Path) -> dict:
-    """Load a checkpoint directory's states onto the CPU (``{"fingerprint", "members": {k: state}, "count"}``),
-    or say in one line why they cannot be used."""
-    members, fingerprint, count = {}, None, 1
+    """Load a checkpoint directory's states onto the CPU (``{"fingerprint", "members": {k: state}, "count",
+    "seconds"}``, the last the run's training time at its latest save), or say in one line why they cannot be used."""
+    members, fingerprint, count, seconds = {}, None, 1, 0.0
     for path in sorted(directory.glob(STATE_FILE.format("*"))):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -289,7 +299,8 @@ def read_state(directory: Path) -> dict:
                                    "drop --resume and pass --overwrite to start over")
         members[int(state["member"])] = state["state"]
         fingerprint, count = state["fingerprint"], max(count, int(state["members"]))
-    return {"fingerprint": fingerprint, "members": members, "count": count}
+        seconds = max(seconds, float(state.get("seconds", 0.0)))  # absent from checkpoints of earlier versions
+    return {"fingerprint": fingerprint, "members": members, "count": count, "seconds": seconds}
 
 
 def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: bool = False,

@@ -240,6 +240,8 @@ def train_classifier(
         return loop, record
 
     started = time.perf_counter()
+    if checkpoint is not None:
+        checkpoint.start_clock()
     try:
         if together:
             seeds = ", ".join(str(run.train.seed + k) for k in range(members))
@@ -262,7 +264,8 @@ def train_classifier(
         raise
     # training is over: a Ctrl-C or SIGTERM from here on waits until the model is written whole
     with ctrl_c_deferred(deliver=False) as ctrl_c:
-        seconds = time.perf_counter() - started
+        # a resumed run's time includes its earlier sessions', as each member's does
+        seconds = time.perf_counter() - started + (checkpoint.seconds_before if checkpoint is not None else 0.0)
         loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
         model, loop = models[0], loops[0]
         stages = _gradual_stages(model, plan, len(loop.history)) if plan.is_gradual else []

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,28 @@ def test_ctrl_c_as_a_run_without_out_finishes_stops_it(tiny_model_dir, tiny_data
             fit.train_classifier(run)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_resumed_ensemble_counts_its_earlier_training_time_as_its_members_do(run_cli, tiny_model_dir, tiny_data,
+                                                                              tmp_path, monkeypatch, ctrl_c_after):
+    """Before: the top-level train_seconds counted the resumed session only, below each member's, which
+    counts its saved epochs too."""
+    from freezeframe import train
+
+    epoch = train._train_epoch
+
+    def slow_epoch(*args, **kwargs):  # the interrupted session's epochs take long, the resumed one's do not
+        time.sleep(0.5)
+        return epoch(*args, **kwargs)
+
+    out = tmp_path / "model"
+    monkeypatch.setattr(train, "_train_epoch", slow_epoch)
+    with ctrl_c_after(2):
+        assert run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))[0] == 130
+    monkeypatch.setattr(train, "_train_epoch", epoch)
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out, "--resume"))
+    assert code == 0, err
+    meta = json.loads((out / "freezeframe.json").read_text())
+    members = [run["train_seconds"] for run in meta["member_runs"]]
+    # trained at once, the run took at least as long as either member; one after the other, as long as both
+    assert meta["train_seconds"] >= max(members), (meta["train_seconds"], members)
