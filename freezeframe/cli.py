@@ -331,7 +331,7 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (more: 413).")] = 8.0,
     batch_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its forward pass.")] = 5.0,
     max_batch_texts: Annotated[int, typer.Option(help="Most texts merged into one forward pass.")] = 512,
-    max_concurrency: Annotated[int, typer.Option(help="Most connections and requests in progress at once (uvicorn's limit_concurrency); above it, requests get 503.")] = 1024,
+    max_concurrency: Annotated[int, typer.Option(help="Most requests in progress at once; above it, requests get 503 (a JSON error).")] = 1024,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /info, docs at /docs."""
     from freezeframe.serve import ServeConfig, serve_model

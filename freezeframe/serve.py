@@ -7,6 +7,7 @@ Requests that arrive within ``batch_wait_ms`` of each other (or while a forward 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class ServeConfig:
     batch_size: int = 64
     """Texts per model call inside a forward pass (length-sorted)."""
     max_concurrency: int = 1024
-    """Open connections beyond this get 503 instead of queueing without bound."""
+    """Requests in progress at once; more get 503 (a JSON error, as every other) instead of queueing without bound."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -174,6 +175,36 @@ class MicroBatcher:
                 start += len(request_texts)
 
 
+class ConcurrencyLimit:
+    """ASGI middleware: a request that finds ``limit`` requests in progress gets 503 at once, with a JSON body
+    shaped as every other error of the API (``{"detail": "..."}``) and ``Retry-After``.
+
+    uvicorn's own ``limit_concurrency`` answers in plain text, and counts idle keep-alive connections too
+    (which close after 5 s and cost nothing), so the limit is kept here instead."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit, self.active = app, limit, 0
+        detail = (f"the service is at its limit of {limit:,} requests in progress (serve --max-concurrency); "
+                  "retry shortly")
+        self.body = json.dumps({"detail": detail}).encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode()),
+                       (b"retry-after", b"1")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | None = None):
     """The FastAPI application around an already-loaded classifier.
 
@@ -201,8 +232,10 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     app = FastAPI(title="freezeframe", version=__version__, lifespan=lifespan,
                   description="Text classification with a model trained by freezeframe.")
     app.state.batcher = batcher
+    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency)
     errors = {413: {"description": "Body, text count or a text over the limits"},
-              422: {"description": "Malformed JSON, wrong types, or no texts"}}
+              422: {"description": "Malformed JSON, wrong types, or no texts"},
+              503: {"description": "Over --max-concurrency requests in progress; retry shortly"}}
     body_schema = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": PredictRequest.model_json_schema()}}}}
 
@@ -324,6 +357,5 @@ def serve_model(model_dir: Path, config: ServeConfig) -> None:
     logger.info(f"serving {model_dir} ({config.backend}{', int8' if config.quantize == 'int8' else ''}) on "
                 f"http://{host_port(host, port)}  (POST /predict, GET /health, GET /info, docs at /docs)")
     logger.info(f"settings: {asdict(config)}")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=config.max_concurrency,
-                                           timeout_keep_alive=5))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5))  # the limit: ConcurrencyLimit
     server.run(sockets=[sock])

@@ -249,3 +249,44 @@ def test_serve_prints_an_ipv6_address_in_brackets(run_cli, trained, monkeypatch)
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: sockets[0].close())
     code, _, err = run_cli("serve", "--model", trained, "--host", "::1", "--port", "0")
     assert code == 0 and "on http://[::1]:" in err
+
+
+def test_requests_over_max_concurrency_get_a_json_503_and_the_rest_are_answered(trained, monkeypatch):
+    """Before: uvicorn's limit_concurrency answered 'Service Unavailable' in plain text, where every other error
+    of the API is JSON ({"detail": ...})."""
+    release, entered = threading.Event(), threading.Event()
+
+    class Held(EchoClassifier):
+        def predict_proba(self, texts, batch_size=64):
+            entered.set()
+            release.wait(30)
+            return super().predict_proba(texts, batch_size)
+
+    answers: dict[str, object] = {}
+    with TestClient(create_app(Held(), ServeConfig(max_concurrency=1, batch_wait_ms=0))) as test_client:
+        def call(name: str, text: str) -> None:
+            answers[name] = test_client.post("/predict", json={"texts": [text]})
+
+        first = threading.Thread(target=call, args=("first", "4"))
+        first.start()
+        assert entered.wait(30), "the first request never reached the model"
+        second = threading.Thread(target=call, args=("second", "5"))
+        second.start()
+        second.join(timeout=10)  # over the limit: answered at once, not queued behind the first
+        release.set()
+        first.join(timeout=30)
+        second.join(timeout=30)
+        assert test_client.get("/health").status_code == 200, "the limit frees its place"
+    busy = answers["second"]
+    assert busy.status_code == 503 and busy.headers["content-type"] == "application/json"
+    assert "--max-concurrency" in busy.json()["detail"] and busy.headers["retry-after"] == "1"
+    assert answers["first"].status_code == 200 and answers["first"].json()["predictions"][0]["label"] == "one"
+
+    import uvicorn
+
+    from freezeframe.serve import serve_model
+
+    configs = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: (configs.append(self.config), sockets[0].close()))
+    serve_model(trained, ServeConfig(port=0, max_concurrency=1))
+    assert configs[0].limit_concurrency is None, "uvicorn's plain-text 503 would answer first"
