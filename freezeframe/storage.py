@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.errors import FreezeframeError
+from freezeframe.interrupt import ctrl_c_deferred
 
 
 def file_sha256(path: Path) -> str:
@@ -254,13 +255,15 @@ def atomic_directory(out: Path, overwrite: bool = False, layout: Layout | None =
                     os.fsync(handle.fileno())
             if not path.is_symlink():  # mkdtemp makes 0700 and some writers 0600: use the user's umask instead
                 path.chmod(mode["dir"] if path.is_dir() else mode["file"])
-        if out.exists():
-            retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out)
+        # Ctrl-C or SIGTERM between the two renames would leave neither directory at ``out``: they wait
+        with ctrl_c_deferred():
+            if out.exists():
+                retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(retired)
+                staging.rename(out)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                staging.rename(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -29,6 +29,17 @@ def same_weights(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
+@pytest.fixture
+def sigterm_raises():
+    """SIGTERM as the CLI's own handler would take it, so that a test of code without one fails instead of
+    killing pytest (exit 130 from Ctrl-C's handler, not 143)."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+    signal.signal(signal.SIGINT, sigint)
+
+
 # In a child process: SIGTERM arrives as member 1's epoch-1 file has been renamed into place, before checkpoint.json
 # is written; the writer then waits a moment, as a slow disk would, for the signal to take effect.
 SIGTERM_BETWEEN_THE_FILES = """
@@ -114,3 +125,27 @@ def test_a_resumed_ensemble_counts_its_earlier_training_time_as_its_members_do(r
     members = [run["train_seconds"] for run in meta["member_runs"]]
     # trained at once, the run took at least as long as either member; one after the other, as long as both
     assert meta["train_seconds"] >= max(members), (meta["train_seconds"], members)
+
+
+def test_a_signal_between_the_two_renames_of_a_replacement_loses_nothing(tmp_path, monkeypatch, sigterm_raises):
+    """Before: SIGTERM or Ctrl-C landing after the old directory was moved aside and before the new one took its
+    place removed the new one and left the old under a hidden name: --out was gone (a re-export, compare
+    --overwrite)."""
+    from freezeframe.storage import atomic_directory
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "results.json").write_text("old")
+    rename = Path.rename
+
+    def rename_then_sigterm(self, target):
+        moved = rename(self, target)
+        if self == out:  # the old directory is aside now
+            os.kill(os.getpid(), signal.SIGTERM)
+        return moved
+
+    monkeypatch.setattr(Path, "rename", rename_then_sigterm)
+    with pytest.raises(KeyboardInterrupt), atomic_directory(out, overwrite=True) as staging:
+        (staging / "results.json").write_text("new")
+    assert (out / "results.json").read_text() == "new", "the new directory is in place before the signal acts"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "nothing left aside"
