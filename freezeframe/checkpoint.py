@@ -69,6 +69,9 @@ def run_fingerprint(run: RunConfig) -> dict:
         for name, value in values.items():
             if f"{section}.{name}" not in ignored:
                 flat[f"{section}.{name}"] = value
+    model = Path(run.model.model).expanduser()
+    if model.is_dir():  # the same directory however it is named: m, ./m/, /abs/m, from another working directory
+        flat["model.model"] = str(model.resolve())
     data = {"train": file_sha256(run.data.train) if run.data.train.is_file() else None}
     if run.data.valid is not None:
         data["valid"] = file_sha256(run.data.valid) if run.data.valid.is_file() else None
@@ -80,6 +83,8 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
     problems = []
     for key in sorted(set(saved["settings"]) & set(current["settings"])):  # settings new to a version are not compared
         old, new = saved["settings"][key], current["settings"][key]
+        if key == "model.model" and Path(str(old)).is_dir() and Path(str(old)).resolve() == Path(str(new)).resolve():
+            continue  # a relative path recorded by an earlier version
         if old != new:
             if isinstance(new, bool) and isinstance(old, bool):  # a switch: --no-cache (checkpoint: --cache)
                 problems.append(f"{_switch(key, new)} (checkpoint: {_switch(key, old)})")

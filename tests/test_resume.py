@@ -248,3 +248,21 @@ def test_the_last_epoch_is_checkpointed_only_when_the_checkpoint_is_kept(run_cli
     assert (out / CHECKPOINT_DIR / STATE_FILE.format(0)).exists() == keep
     if keep:
         assert read_state(out / CHECKPOINT_DIR)["members"][0]["epoch"] == EPOCHS
+
+
+def test_resume_knows_the_model_directory_under_another_name(run_cli, uninterrupted, tiny_model_dir, tiny_data, tmp_path,
+                                                             ctrl_c_after, monkeypatch):
+    """Before: --model was compared as text, so resuming from another working directory (or with a trailing slash)
+    was refused ('--model tiny-bert0/ (checkpoint: /tmp/.../tiny-bert0)'), while --train's path may change."""
+    import shutil
+
+    out = tmp_path / "model"
+    with ctrl_c_after(2):
+        assert run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))[0] == 130
+    other = shutil.copytree(tiny_model_dir, tmp_path / "other")  # the same files, another directory: refused
+    code, _, err = run_cli(*train_args(other, tiny_data["train"], out, "--resume"))
+    assert code == 2 and f"--model {other.resolve()}" in err, err
+    monkeypatch.chdir(tiny_model_dir.parent)
+    code, _, err = run_cli(*train_args(f"{tiny_model_dir.name}/", tiny_data["train"], out, "--resume"))
+    assert code == 0, err
+    assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
