@@ -28,7 +28,7 @@ from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import report_overlap, split_train_valid
-from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
+from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256, output_claimed
 from freezeframe.tables import percent
 from freezeframe.train import (
     LoopResult,
@@ -148,6 +148,14 @@ def train_classifier(
         named = " and ".join(name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given)
         verb = "need" if resume and keep_checkpoint else "needs"
         raise ValueError(f"{named} {verb} out, the model directory whose checkpoint/ is continued or kept; pass out=...")
+    if out is None:
+        return _train(run, out, overwrite, train_data, valid_data, resume, keep_checkpoint)
+    with output_claimed(Path(out)):  # another process training into the same --out is refused
+        return _train(run, out, overwrite, train_data, valid_data, resume, keep_checkpoint)
+
+
+def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: LabelledTexts | None,
+           valid_data: LabelledTexts | None, resume: bool, keep_checkpoint: bool) -> TrainOutcome:
     members = run.train.ensemble
     checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint, members) if out is not None else None
     if train_data is None:

@@ -269,6 +269,58 @@ def atomic_directory(out: Path, overwrite: bool = False, layout: Layout | None =
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def output_claimed(out: Path, option: str = "--out") -> Iterator[None]:
+    """Hold ``out`` for this process while a run writes it; another process that tries the same is refused in one
+    line (two trainings into one --out interleaved their checkpoints, and the later silently replaced the earlier's
+    model, both saying it was saved).
+
+    The claim is a kernel lock (``flock``) on a hidden ``.NAME.lock`` beside ``out``, removed on release: a killed
+    process leaves the file, never the lock. Where ``fcntl`` does not exist (Windows) nothing is held.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    shown, out = out, Path(out).resolve()
+    check_output_path(Path(shown), option)
+    made = [p for p in out.parents if not p.exists()]  # removed again if the run leaves them empty
+    make_parent(out)
+    path = out.with_name(f".{out.name}.lock")
+    while True:
+        try:
+            handle = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held open until the block ends
+        except OSError as err:
+            raise FreezeframeError(f"cannot write in {out.parent}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise FreezeframeError(f"{option} {shown} is being written by another freezeframe process (pid {holder}); "
+                                   f"wait for it to end, or choose another {option}") from None
+        try:  # the holder before us may have removed the file after we opened it: claim the one at ``path``
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: a process waiting for this file then opens a new one
+        handle.close()
+        for directory in made:
+            with contextlib.suppress(OSError):  # only when nothing is in it
+                directory.rmdir()
+
+
 def _umask_modes() -> dict[str, int]:
     """The permissions a plain ``mkdir`` and ``open(..., "w")`` would give under the current umask."""
     umask = None

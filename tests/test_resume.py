@@ -266,3 +266,31 @@ def test_resume_knows_the_model_directory_under_another_name(run_cli, uninterrup
     code, _, err = run_cli(*train_args(f"{tiny_model_dir.name}/", tiny_data["train"], out, "--resume"))
     assert code == 0, err
     assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
+
+
+def test_a_second_train_into_the_same_out_is_refused_while_the_first_runs(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                           monkeypatch):
+    """Before: a second run started before the first had saved an epoch trained too, the two interleaving their
+    checkpoints in OUT/checkpoint, and both said 'model saved': the one that ended last had silently replaced the
+    other's model. (Once a checkpoint is there, a second run is refused without --resume or --overwrite, and with
+    them it raced the same way.)"""
+    from freezeframe import train
+
+    out = tmp_path / "model"
+    epoch, second = train._train_epoch, []
+
+    def start_another_then_train(*args, **kwargs):  # as the first run's first epoch starts, a second process starts
+        if not second:
+            command = [sys.executable, "-m", "freezeframe", *train_args(tiny_model_dir, tiny_data["train"], out, "--seed", "2")]
+            second.append(subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                                         env={**os.environ, "HF_HUB_OFFLINE": "1"}))
+        return epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", start_another_then_train)
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))
+    assert code == 0, err
+    refused = second[0]
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"--out {out} is being written by another freezeframe process" in refused.stderr
+    assert json.loads((out / "freezeframe.json").read_text())["settings"]["train"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "the claim leaves nothing beside --out"
