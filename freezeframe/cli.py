@@ -332,6 +332,7 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its forward pass.")] = 5.0,
     max_batch_texts: Annotated[int, typer.Option(help="Most texts merged into one forward pass.")] = 512,
     max_concurrency: Annotated[int, typer.Option(help="Most requests in progress at once; above it, requests get 503 (a JSON error).")] = 1024,
+    shutdown_timeout: Annotated[float, typer.Option(help="Seconds that requests in progress get to finish after SIGTERM or Ctrl-C; then they are cut.")] = 10.0,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /info, docs at /docs."""
     from freezeframe.serve import ServeConfig, serve_model
@@ -340,7 +341,7 @@ def serve(
     if not math.isfinite(max_body_mb):
         raise FreezeframeError(f"--max-body-mb must be a finite number, got {max_body_mb}")
     config = ServeConfig(host, port, backend, quantize, max_texts, max_chars, int(max_body_mb * 2**20), batch_wait_ms,
-                         max_batch_texts, max_concurrency=max_concurrency)
+                         max_batch_texts, max_concurrency=max_concurrency, shutdown_timeout_s=shutdown_timeout)
     serve_model(model, config)
 
 

@@ -290,3 +290,44 @@ def test_requests_over_max_concurrency_get_a_json_503_and_the_rest_are_answered(
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: (configs.append(self.config), sockets[0].close()))
     serve_model(trained, ServeConfig(port=0, max_concurrency=1))
     assert configs[0].limit_concurrency is None, "uvicorn's plain-text 503 would answer first"
+
+
+def test_sigterm_stops_serve_even_with_a_client_stalled_mid_request(trained):
+    """Before: graceful shutdown waited for every request in progress, so a client that sent half a body kept
+    the service up for as long as it held its connection (a second SIGTERM did nothing either). Now such a
+    request is answered 503 (JSON) after --shutdown-timeout, and said so in one line."""
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "freezeframe", "serve", "--model", str(trained), "--port", "0",
+               "--shutdown-timeout", "0.5"]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        first = server.stderr.readline()  # "serving MODEL (torch) on http://127.0.0.1:PORT ..."
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", first).group(1))
+        deadline = time.monotonic() + 60
+        while True:  # the port is bound before uvicorn listens on it
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        with client:
+            client.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                           b'Content-Length: 100\r\n\r\n{"texts": ')  # and then nothing more
+            server.send_signal(signal.SIGTERM)
+            _, err = server.communicate(timeout=120)  # a bound on a hang, not a timing
+            answer = client.recv(65536)
+    finally:
+        server.kill()
+    assert server.returncode == 143 and err.strip().splitlines()[-1] == "freezeframe: interrupted by SIGTERM", err
+    assert "Traceback" not in err and "ERROR" not in err, err
+    assert "warning: 1 request(s) still in progress 0.5 s after the signal to stop were answered 503" in err, err
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"shutting down" in json.loads(body)["detail"].encode(), answer
