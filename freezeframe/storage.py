@@ -284,7 +284,7 @@ def output_claimed(out: Path, option: str = "--out") -> Iterator[None]:
         yield
         return
     shown, out = out, Path(out).resolve()
-    check_output_path(Path(shown), option)
+    check_output_dir(Path(shown), overwrite=True, option=option)  # its type and place (the current directory, /)
     made = [p for p in out.parents if not p.exists()]  # removed again if the run leaves them empty
     make_parent(out)
     path = out.with_name(f".{out.name}.lock")
