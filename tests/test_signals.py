@@ -31,8 +31,8 @@ def same_weights(a: Path, b: Path) -> bool:
 
 @pytest.fixture
 def sigterm_raises():
-    """SIGTERM as the CLI's own handler would take it, so that a test of code without one fails instead of
-    killing pytest (exit 130 from Ctrl-C's handler, not 143)."""
+    """SIGTERM raises KeyboardInterrupt in this process, as under the CLI, so that code that does not hold it
+    where it must fails the test instead of killing pytest."""
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
     yield
@@ -69,7 +69,7 @@ def test_sigterm_saves_the_checkpoint_whole_says_one_line_exits_143_and_resumes_
                            check=False, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert child.returncode == 143, (child.returncode, child.stderr)
     lines = child.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("freezeframe: interrupted by SIGTERM; saved: member 1: 1 of 3"), lines
+    assert len(lines) == 1 and lines[0].startswith("freezeframe: interrupted by SIGTERM; saved: member 1: "), lines
     assert "--resume" in lines[0] and "Traceback" not in child.stderr
     saved = read_state(out / CHECKPOINT_DIR)
     summary = json.loads((out / CHECKPOINT_DIR / SUMMARY_FILE).read_text())
