@@ -390,6 +390,10 @@ def serve_model(model_dir: Path, config: ServeConfig) -> None:
         if app.state.cut:
             report(f"{len(app.state.cut)} request(s) still in progress {config.shutdown_timeout_s:g} s after the "
                    "signal to stop were answered 503 (serve --shutdown-timeout)")
+    if server.started and server.should_exit:
+        # stopped by a signal that uvicorn took although it was ignored (a background job's Ctrl-C): say so, as for
+        # any other (the rest re-raise through their own handlers as uvicorn ends)
+        raise KeyboardInterrupt
 
 
 def _no_cancel_report(record: logging.LogRecord) -> bool:

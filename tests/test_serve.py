@@ -292,32 +292,37 @@ def test_requests_over_max_concurrency_get_a_json_503_and_the_rest_are_answered(
     assert configs[0].limit_concurrency is None, "uvicorn's plain-text 503 would answer first"
 
 
-def test_sigterm_stops_serve_even_with_a_client_stalled_mid_request(trained):
-    """Before: graceful shutdown waited for every request in progress, so a client that sent half a body kept
-    the service up for as long as it held its connection (a second SIGTERM did nothing either). Now such a
-    request is answered 503 (JSON) after --shutdown-timeout, and said so in one line."""
+def _serve_process(model, *extra: str, start: str = "from freezeframe.cli import main; main()"):
+    """``freezeframe serve`` in a child process on a free port, once it accepts connections: (process, client socket)."""
     import os
     import re
-    import signal
     import socket
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "freezeframe", "serve", "--model", str(trained), "--port", "0",
-               "--shutdown-timeout", "0.5"]
+    command = [sys.executable, "-c", start, "serve", "--model", str(model), "--port", "0", *extra]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    first = server.stderr.readline()  # "serving MODEL (torch) on http://127.0.0.1:PORT ..."
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", first).group(1))
+    deadline = time.monotonic() + 60
+    while True:  # the port is bound before uvicorn listens on it
+        try:
+            return server, socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.05)
+
+
+def test_sigterm_stops_serve_even_with_a_client_stalled_mid_request(trained):
+    """Before: graceful shutdown waited for every request in progress, so a client that sent half a body kept
+    the service up for as long as it held its connection (a second SIGTERM did nothing either). Now such a
+    request is answered 503 (JSON) after --shutdown-timeout, and said so in one line."""
+    import signal
+
+    server, client = _serve_process(trained, "--shutdown-timeout", "0.5")
     try:
-        first = server.stderr.readline()  # "serving MODEL (torch) on http://127.0.0.1:PORT ..."
-        port = int(re.search(r"127\.0\.0\.1:(\d+)", first).group(1))
-        deadline = time.monotonic() + 60
-        while True:  # the port is bound before uvicorn listens on it
-            try:
-                client = socket.create_connection(("127.0.0.1", port), timeout=30)
-                break
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
         with client:
             client.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
                            b'Content-Length: 100\r\n\r\n{"texts": ')  # and then nothing more
@@ -331,3 +336,19 @@ def test_sigterm_stops_serve_even_with_a_client_stalled_mid_request(trained):
     assert "warning: 1 request(s) still in progress 0.5 s after the signal to stop were answered 503" in err, err
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503") and b"shutting down" in json.loads(body)["detail"].encode(), answer
+
+
+def test_serve_stopped_by_a_ctrl_c_it_was_told_to_ignore_says_so_and_exits_130(trained):
+    """A background job (`freezeframe serve ... &` in a script) starts with Ctrl-C ignored, but uvicorn handles it
+    anyway: before, `kill -INT` stopped the service with exit code 0 and nothing said."""
+    import signal
+
+    ignoring = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); from freezeframe.cli import main; main()"
+    server, client = _serve_process(trained, start=ignoring)
+    try:
+        client.close()
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=120)
+    finally:
+        server.kill()
+    assert server.returncode == 130 and err.strip().splitlines()[-1] == "freezeframe: interrupted", err
