@@ -3,7 +3,9 @@
 The checkpoint is one file per ensemble member (``member-0.pt`` for a single model), replaced
 atomically after every epoch of that member: the trainable weights, optimizer (with its schedule),
 every random generator, the early-stopping state and the history; a member that finished keeps
-its trained weights there instead. ``checkpoint.json`` beside them is a readable summary. While training runs, ``OUT`` holds only
+its trained weights there instead. ``checkpoint.json`` beside them is a readable summary, rewritten after each
+member file: a run stopped by Ctrl-C or SIGTERM finishes writing both, and only a hard kill (SIGKILL, power loss)
+between the two leaves it one save behind (``--resume`` reads the member files). While training runs, ``OUT`` holds only
 ``checkpoint/``, so it never looks like a finished model (no freezeframe.json, config.json or
 weights); the finished model replaces it in one rename (see :func:`storage.atomic_directory`).
 """
@@ -15,9 +17,8 @@ import io
 import json
 import random
 import shutil
-import signal
 import threading
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 
 from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
+from freezeframe.interrupt import stopped_by
 from freezeframe.storage import (
     CHECKPOINT_DIR,
     MODEL_LAYOUT,
@@ -48,7 +50,8 @@ _BASELINE_ONLY = {"model.vocab_size", "model.embedding_dim"}
 
 
 class TrainingInterrupted(FreezeframeError):
-    """Ctrl-C during training: the last complete epoch is saved and can be resumed."""
+    """Ctrl-C (or SIGTERM) during training: the last complete epoch is saved and can be resumed. The command
+    exits with 128 + the signal's number (see :func:`interrupt.exit_status`)."""
 
     exit_code = 130
 
@@ -66,6 +69,9 @@ def run_fingerprint(run: RunConfig) -> dict:
         for name, value in values.items():
             if f"{section}.{name}" not in ignored:
                 flat[f"{section}.{name}"] = value
+    model = Path(run.model.model).expanduser()
+    if model.is_dir():  # the same directory however it is named: m, ./m/, /abs/m, from another working directory
+        flat["model.model"] = str(model.resolve())
     data = {"train": _data_digest(run.data.train)}
     if run.data.valid is not None:
         data["valid"] = _data_digest(run.data.valid)
@@ -85,6 +91,8 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
     problems = []
     for key in sorted(set(saved["settings"]) & set(current["settings"])):  # settings new to a version are not compared
         old, new = saved["settings"][key], current["settings"][key]
+        if key == "model.model" and Path(str(old)).is_dir() and Path(str(old)).resolve() == Path(str(new)).resolve():
+            continue  # a relative path recorded by an earlier version
         if old != new:
             if isinstance(new, bool) and isinstance(old, bool):  # a switch: --no-cache (checkpoint: --cache)
                 problems.append(f"{_switch(key, new)} (checkpoint: {_switch(key, old)})")
@@ -138,6 +146,9 @@ class CheckpointStore:
         """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
         if saved:
             self.count = max(count, saved["count"])
+        self.seconds_before = saved.get("seconds", 0.0) if saved else 0.0
+        """The run's training time (wall clock) in its earlier sessions, up to their last save."""
+        self._clock: float | None = None
         self._replaces = replaces
         """An earlier run's checkpoint is in ``directory``: removed at this run's first save, so that
         stopping before then leaves it as it was."""
@@ -146,6 +157,11 @@ class CheckpointStore:
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
+
+    def start_clock(self) -> None:
+        """Training starts: every save from now on records the run's training time so far (earlier sessions'
+        included), which a resumed run's ``train_seconds`` adds to its own."""
+        self._clock = time.perf_counter()
 
     def member(self, index: int) -> MemberCheckpoint:
         """What member ``index`` saves through and resumes from."""
@@ -176,8 +192,9 @@ class CheckpointStore:
         rename run in a background thread while training continues (the fsync of tens of MB would
         otherwise stall every epoch)."""
         buffer = io.BytesIO()
+        seconds = self.seconds_before + (time.perf_counter() - self._clock if self._clock is not None else 0.0)
         torch.save({"format": FORMAT, "fingerprint": self.fingerprint, "member": index, "members": self.count,
-                    "state": state}, buffer)
+                    "seconds": seconds, "state": state}, buffer)
         with self._lock:
             if self._replaces:
                 shutil.rmtree(self.directory, ignore_errors=True)
@@ -232,40 +249,21 @@ class CheckpointStore:
             self.directory.rename(Path(directory) / CHECKPOINT_DIR)
 
     def interrupted(self, epochs: int) -> TrainingInterrupted:
-        """The error to raise when Ctrl-C stopped training (of ``epochs`` epochs per member)."""
+        """The error to raise when Ctrl-C or SIGTERM stopped training (of ``epochs`` epochs per member)."""
         self.flush()
-        saved = self.saved_epochs()
+        saved, stopped = self.saved_epochs(), stopped_by()
         if not any(saved.values()):
             if self._replaces:
-                return TrainingInterrupted(f"interrupted before any epoch was saved; {self.directory} still holds the "
+                return TrainingInterrupted(f"{stopped} before any epoch was saved; {self.directory} still holds the "
                                            "earlier run's checkpoint")
-            return TrainingInterrupted("interrupted before any epoch was saved; nothing to resume, run the command "
+            return TrainingInterrupted(f"{stopped} before any epoch was saved; nothing to resume, run the command "
                                        "again to start over")
         if len(saved) == 1:
             done = f"epoch 1 of {epochs} is saved" if saved[0] == 1 else f"epochs 1-{saved[0]} of {epochs} are saved"
         else:
             done = "saved: " + ", ".join(f"member {k + 1}: {n} of {epochs} epochs" for k, n in saved.items())
-        return TrainingInterrupted(f"interrupted; {done} in {self.directory}; to continue, run the same command "
+        return TrainingInterrupted(f"{stopped}; {done} in {self.directory}; to continue, run the same command "
                                    "again with --resume")
-
-
-@contextlib.contextmanager
-def ctrl_c_deferred(deliver: bool = True) -> Iterator[list[int]]:
-    """Hold a Ctrl-C that arrives inside the block until the block ends, so that an epoch logged as
-    done is also saved, and a model being written is written whole. Yields the list of the signals
-    held (empty if none came); ``deliver`` raises the held Ctrl-C as the block ends, else the caller
-    says what happened. Only the main thread receives Ctrl-C (elsewhere this holds nothing)."""
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield held
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield held
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held and deliver and callable(previous):  # not when Ctrl-C was ignored (SIG_IGN) before
-        previous(signal.SIGINT, None)
 
 
 def describe_saved(epochs: dict[int, int]) -> str:
@@ -300,9 +298,9 @@ def has_state(directory: Path) -> bool:
 
 
 def read_state(directory: Path) -> dict:
-    """Load a checkpoint directory's states onto the CPU (``{"fingerprint", "members": {k: state}, "count"}``),
-    or say in one line why they cannot be used."""
-    members, fingerprint, count = {}, None, 1
+    """Load a checkpoint directory's states onto the CPU (``{"fingerprint", "members": {k: state}, "count",
+    "seconds"}``, the last the run's training time at its latest save), or say in one line why they cannot be used."""
+    members, fingerprint, count, seconds = {}, None, 1, 0.0
     for path in sorted(directory.glob(STATE_FILE.format("*"))):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -314,7 +312,8 @@ def read_state(directory: Path) -> dict:
                                    "drop --resume and pass --overwrite to start over")
         members[int(state["member"])] = state["state"]
         fingerprint, count = state["fingerprint"], max(count, int(state["members"]))
-    return {"fingerprint": fingerprint, "members": members, "count": count}
+        seconds = max(seconds, float(state.get("seconds", 0.0)))  # absent from checkpoints of earlier versions
+    return {"fingerprint": fingerprint, "members": members, "count": count, "seconds": seconds}
 
 
 def open_checkpoint(out: Path, run: RunConfig, overwrite: bool = False, resume: bool = False,

@@ -28,6 +28,7 @@ from freezeframe.config import (
     TrainConfig,
 )
 from freezeframe.errors import FreezeframeError
+from freezeframe.interrupt import exit_status, stop_signals, stopped_by
 
 app = typer.Typer(
     name="freezeframe", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -349,7 +350,8 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB (more: 413).")] = 8.0,
     batch_wait_ms: Annotated[float, typer.Option(help="How long a request waits for others to share its forward pass.")] = 5.0,
     max_batch_texts: Annotated[int, typer.Option(help="Most texts merged into one forward pass.")] = 512,
-    max_concurrency: Annotated[int, typer.Option(help="Most connections and requests in progress at once (uvicorn's limit_concurrency); above it, requests get 503.")] = 1024,
+    max_concurrency: Annotated[int, typer.Option(help="Most requests in progress at once; above it, requests get 503 (a JSON error).")] = 1024,
+    shutdown_timeout: Annotated[float, typer.Option(help="Seconds that requests in progress get to finish after SIGTERM or Ctrl-C; then they are cut.")] = 10.0,
 ) -> None:
     """Serve the model over HTTP: POST /predict, GET /health, GET /info, docs at /docs."""
     from freezeframe.serve import ServeConfig, serve_model
@@ -358,7 +360,7 @@ def serve(
     if not math.isfinite(max_body_mb):
         raise FreezeframeError(f"--max-body-mb must be a finite number, got {max_body_mb}")
     config = ServeConfig(host, port, backend, quantize, max_texts, max_chars, int(max_body_mb * 2**20), batch_wait_ms,
-                         max_batch_texts, max_concurrency=max_concurrency)
+                         max_batch_texts, max_concurrency=max_concurrency, shutdown_timeout_s=shutdown_timeout)
     serve_model(model, config)
 
 
@@ -393,15 +395,20 @@ def _dash_text_hint(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
+    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback. Ctrl-C and
+    SIGTERM stop it at a safe point, with one line and exit code 130 or 143."""
+    with stop_signals():
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="freezeframe", standalone_mode=False)
     except _EXITS as done:
         sys.exit(done.exit_code)
     except _ABORTS:
-        print("freezeframe: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except _USAGE_ERRORS as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # bare `freezeframe` or `freezeframe COMMAND`: the help
             print(err.format_message(), file=sys.stderr)
@@ -411,15 +418,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"freezeframe: error: {_one_line(message)}{_dash_text_hint(err)} (see --help)", file=sys.stderr)
         sys.exit(2)
     except FreezeframeError as err:
-        kind = "" if err.exit_code == 130 else "error: "  # 130: interrupted, not the user's mistake
-        print(f"freezeframe: {kind}{_one_line(err)}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        stopped = err.exit_code == 130  # interrupted, not the user's mistake
+        print(f"freezeframe: {'' if stopped else 'error: '}{_one_line(err)}", file=sys.stderr)
+        sys.exit(exit_status() if stopped else err.exit_code)
     except ValueError as err:
         print(f"freezeframe: error: {_one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("freezeframe: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except Exception as err:
         if os.environ.get("FREEZEFRAME_DEBUG"):
             raise
@@ -429,5 +435,10 @@ def main(argv: list[str] | None = None) -> None:
     # without standalone mode, typer turns a Ctrl-C outside freezeframe's own handlers into a returned 130
     if isinstance(code, int) and code:
         if code == 130:
-            print("freezeframe: interrupted", file=sys.stderr)
+            _interrupted()
         sys.exit(code)
+
+
+def _interrupted() -> None:
+    print(f"freezeframe: {stopped_by()}", file=sys.stderr)
+    sys.exit(exit_status())

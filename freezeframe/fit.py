@@ -16,18 +16,19 @@ import torch
 from freezeframe import __version__
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data
-from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, ctrl_c_deferred, open_checkpoint
+from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, open_checkpoint
 from freezeframe.config import ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
 from freezeframe.freeze import FreezePlan, FreezeReport, block_of, named_plan_parameters
+from freezeframe.interrupt import ctrl_c_deferred, stopped_by
 from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import report_overlap, split_train_valid
-from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256
+from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256, output_claimed
 from freezeframe.tables import percent
 from freezeframe.train import (
     LoopResult,
@@ -147,6 +148,14 @@ def train_classifier(
         named = " and ".join(name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given)
         verb = "need" if resume and keep_checkpoint else "needs"
         raise ValueError(f"{named} {verb} out, the model directory whose checkpoint/ is continued or kept; pass out=...")
+    if out is None:
+        return _train(run, out, overwrite, train_data, valid_data, resume, keep_checkpoint)
+    with output_claimed(Path(out)):  # another process training into the same --out is refused
+        return _train(run, out, overwrite, train_data, valid_data, resume, keep_checkpoint)
+
+
+def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: LabelledTexts | None,
+           valid_data: LabelledTexts | None, resume: bool, keep_checkpoint: bool) -> TrainOutcome:
     members = run.train.ensemble
     checkpoint = open_checkpoint(Path(out), run, overwrite, resume, keep_checkpoint, members) if out is not None else None
     if train_data is None:
@@ -239,6 +248,8 @@ def train_classifier(
         return loop, record
 
     started = time.perf_counter()
+    if checkpoint is not None:
+        checkpoint.start_clock()
     try:
         if together:
             seeds = ", ".join(str(run.train.seed + k) for k in range(members))
@@ -259,9 +270,10 @@ def train_classifier(
         if checkpoint is not None:  # resuming its saved epochs would only diverge again
             checkpoint.discard()
         raise
-    # training is over: a Ctrl-C from here on waits until the model is written whole
+    # training is over: a Ctrl-C or SIGTERM from here on waits until the model is written whole
     with ctrl_c_deferred(deliver=False) as ctrl_c:
-        seconds = time.perf_counter() - started
+        # a resumed run's time includes its earlier sessions', as each member's does
+        seconds = time.perf_counter() - started + (checkpoint.seconds_before if checkpoint is not None else 0.0)
         loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
         model, loop = models[0], loops[0]
         stages = _gradual_stages(model, plan, len(loop.history)) if plan.is_gradual else []
@@ -315,8 +327,10 @@ def train_classifier(
                 (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
                 if keep_checkpoint:
                     checkpoint.move_into(staging)
-    if ctrl_c and out is not None:
-        raise TrainingInterrupted(f"interrupted as training ended; the model was finished first and is saved in {out}")
+    if ctrl_c and out is None:  # nothing to finish: stop now (compare's runs), as the signal would have
+        raise KeyboardInterrupt
+    if ctrl_c:
+        raise TrainingInterrupted(f"{stopped_by()} as training ended; the model was finished first and is saved in {out}")
     return TrainOutcome(Path(out) if out is not None else None, labels, metrics, loop, freeze_report, cache_info, meta,
                         model, tokenizer, models if members > 1 else [])
 

@@ -7,6 +7,8 @@ Requests that arrive within ``batch_wait_ms`` of each other (or while a forward 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -19,7 +21,7 @@ import numpy as np
 
 from freezeframe import __version__
 from freezeframe.config import check_fields
-from freezeframe.errors import FreezeframeError, logger
+from freezeframe.errors import FreezeframeError, logger, report
 
 try:
     from fastapi import FastAPI, HTTPException, Request
@@ -70,7 +72,10 @@ class ServeConfig:
     batch_size: int = 64
     """Texts per model call inside a forward pass (length-sorted)."""
     max_concurrency: int = 1024
-    """Open connections beyond this get 503 instead of queueing without bound."""
+    """Requests in progress at once; more get 503 (a JSON error, as every other) instead of queueing without bound."""
+    shutdown_timeout_s: float = 10.0
+    """After SIGTERM or Ctrl-C, how long requests in progress may take before they are cut (a client that
+    stalls mid-request otherwise kept the service from ever stopping)."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -83,6 +88,8 @@ class ServeConfig:
             problems.append(f"--port: expected 0 to 65535, got {self.port}")
         if not 0 <= self.batch_wait_ms <= 1000:
             problems.append(f"--batch-wait-ms: expected 0 to 1000, got {self.batch_wait_ms}")
+        if not 0 <= self.shutdown_timeout_s <= 3600:  # NaN fails too
+            problems.append(f"--shutdown-timeout: expected 0 to 3600 seconds, got {self.shutdown_timeout_s}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -174,6 +181,51 @@ class MicroBatcher:
                 start += len(request_texts)
 
 
+class ConcurrencyLimit:
+    """ASGI middleware: a request that finds ``limit`` requests in progress gets 503 at once, and so does one that
+    shutting down cuts (``shutdown_timeout_s`` after SIGTERM), each with a JSON body shaped as every other error of
+    the API (``{"detail": "..."}``); the requests cut are added to ``cut``.
+
+    uvicorn's own ``limit_concurrency`` answers in plain text, and counts idle keep-alive connections too
+    (which close after 5 s and cost nothing), so the limit is kept here instead; uvicorn cuts a request by
+    cancelling its task, which it reports with a traceback."""
+
+    def __init__(self, app, limit: int, cut: list[str]) -> None:
+        self.app, self.limit, self.active, self.cut = app, limit, 0, cut
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            await _json_error(send, 503, f"the service is at its limit of {self.limit:,} requests in progress "
+                                         "(serve --max-concurrency); retry shortly")
+            return
+        started = []
+
+        async def tracked(message: dict) -> None:
+            started.append(message["type"] == "http.response.start")
+            await send(message)
+
+        self.active += 1
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:  # cut by shutting down: answer, if the answer has not begun
+            self.cut.append(scope.get("path", ""))
+            if not any(started):
+                await _json_error(send, 503, "the service is shutting down; retry on another instance or later")
+        finally:
+            self.active -= 1
+
+
+async def _json_error(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | None = None):
     """The FastAPI application around an already-loaded classifier.
 
@@ -201,8 +253,11 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     app = FastAPI(title="freezeframe", version=__version__, lifespan=lifespan,
                   description="Text classification with a model trained by freezeframe.")
     app.state.batcher = batcher
+    app.state.cut = []
+    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency, cut=app.state.cut)
     errors = {413: {"description": "Body, text count or a text over the limits"},
-              422: {"description": "Malformed JSON, wrong types, or no texts"}}
+              422: {"description": "Malformed JSON, wrong types, or no texts"},
+              503: {"description": "Over --max-concurrency requests in progress; retry shortly"}}
     body_schema = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": PredictRequest.model_json_schema()}}}}
 
@@ -324,6 +379,22 @@ def serve_model(model_dir: Path, config: ServeConfig) -> None:
     logger.info(f"serving {model_dir} ({config.backend}{', int8' if config.quantize == 'int8' else ''}) on "
                 f"http://{host_port(host, port)}  (POST /predict, GET /health, GET /info, docs at /docs)")
     logger.info(f"settings: {asdict(config)}")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=config.max_concurrency,
-                                           timeout_keep_alive=5))
-    server.run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5,  # the limit: ConcurrencyLimit
+                                           timeout_graceful_shutdown=config.shutdown_timeout_s))
+    quiet = logging.getLogger("uvicorn.error")
+    quiet.addFilter(_no_cancel_report)  # said below, as freezeframe says things
+    try:
+        server.run(sockets=[sock])
+    finally:
+        quiet.removeFilter(_no_cancel_report)
+        if app.state.cut:
+            report(f"{len(app.state.cut)} request(s) still in progress {config.shutdown_timeout_s:g} s after the "
+                   "signal to stop were answered 503 (serve --shutdown-timeout)")
+    if server.started and server.should_exit:
+        # stopped by a signal that uvicorn took although it was ignored (a background job's Ctrl-C): say so, as for
+        # any other (the rest re-raise through their own handlers as uvicorn ends)
+        raise KeyboardInterrupt
+
+
+def _no_cancel_report(record: logging.LogRecord) -> bool:
+    return "timeout graceful shutdown exceeded" not in str(record.msg)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.errors import FreezeframeError
+from freezeframe.interrupt import ctrl_c_deferred
 
 
 def file_sha256(path: Path) -> str:
@@ -256,17 +257,19 @@ def atomic_directory(out: Path, overwrite: bool = False, layout: Layout | None =
                         os.fsync(handle.fileno())
                 if not path.is_symlink():  # mkdtemp makes 0700 and some writers 0600: use the user's umask instead
                     path.chmod(mode["dir"] if path.is_dir() else mode["file"])
-            if out.exists():
-                retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-                out.rename(retired)
-                try:
+            # Ctrl-C or SIGTERM between the two renames would leave neither directory at ``out``: they wait
+            with ctrl_c_deferred():
+                if out.exists():
+                    retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+                    out.rename(retired)
+                    try:
+                        staging.rename(out)
+                    except OSError:
+                        retired.rename(out)  # the user's output stays where it was
+                        raise
+                    shutil.rmtree(retired, ignore_errors=True)
+                else:
                     staging.rename(out)
-                except OSError:
-                    retired.rename(out)  # the user's output stays where it was
-                    raise
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                staging.rename(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -296,6 +299,58 @@ def _write_failures_named(out: Path, outcome: str) -> Iterator[None]:
         if failure is None:
             raise
         raise FreezeframeError(f"cannot write {out}: {failure.strerror or failure}; {outcome}") from None
+
+
+@contextlib.contextmanager
+def output_claimed(out: Path, option: str = "--out") -> Iterator[None]:
+    """Hold ``out`` for this process while a run writes it; another process that tries the same is refused in one
+    line (two trainings into one --out interleaved their checkpoints, and the later silently replaced the earlier's
+    model, both saying it was saved).
+
+    The claim is a kernel lock (``flock``) on a hidden ``.NAME.lock`` beside ``out``, removed on release: a killed
+    process leaves the file, never the lock. Where ``fcntl`` does not exist (Windows) nothing is held.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    shown, out = out, Path(out).resolve()
+    check_output_dir(Path(shown), overwrite=True, option=option)  # its type and place (the current directory, /)
+    made = [p for p in out.parents if not p.exists()]  # removed again if the run leaves them empty
+    make_parent(out)
+    path = out.with_name(f".{out.name}.lock")
+    while True:
+        try:
+            handle = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held open until the block ends
+        except OSError as err:
+            raise FreezeframeError(f"cannot write in {out.parent}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise FreezeframeError(f"{option} {shown} is being written by another freezeframe process (pid {holder}); "
+                                   f"wait for it to end, or choose another {option}") from None
+        try:  # the holder before us may have removed the file after we opened it: claim the one at ``path``
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: a process waiting for this file then opens a new one
+        handle.close()
+        for directory in made:
+            with contextlib.suppress(OSError):  # only when nothing is in it
+                directory.rmdir()
 
 
 def _umask_modes() -> dict[str, int]:

@@ -28,13 +28,13 @@ from freezeframe.batching import ExampleSet
 from freezeframe.checkpoint import (
     MemberCheckpoint,
     TrainingDiverged,
-    ctrl_c_deferred,
     random_states,
     restore_random_states,
 )
 from freezeframe.config import TrainConfig
 from freezeframe.errors import FreezeframeError, logger
 from freezeframe.freeze import optimizer_groups
+from freezeframe.interrupt import ctrl_c_deferred
 from freezeframe.optim import FusedAdamW
 
 

@@ -248,3 +248,49 @@ def test_the_last_epoch_is_checkpointed_only_when_the_checkpoint_is_kept(run_cli
     assert (out / CHECKPOINT_DIR / STATE_FILE.format(0)).exists() == keep
     if keep:
         assert read_state(out / CHECKPOINT_DIR)["members"][0]["epoch"] == EPOCHS
+
+
+def test_resume_knows_the_model_directory_under_another_name(run_cli, uninterrupted, tiny_model_dir, tiny_data, tmp_path,
+                                                             ctrl_c_after, monkeypatch):
+    """Before: --model was compared as text, so resuming from another working directory (or with a trailing slash)
+    was refused ('--model tiny-bert0/ (checkpoint: /tmp/.../tiny-bert0)'), while --train's path may change."""
+    import shutil
+
+    out = tmp_path / "model"
+    with ctrl_c_after(2):
+        assert run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))[0] == 130
+    other = shutil.copytree(tiny_model_dir, tmp_path / "other")  # the same files, another directory: refused
+    code, _, err = run_cli(*train_args(other, tiny_data["train"], out, "--resume"))
+    assert code == 2 and f"--model {other.resolve()}" in err, err
+    monkeypatch.chdir(tiny_model_dir.parent)
+    code, _, err = run_cli(*train_args(f"{tiny_model_dir.name}/", tiny_data["train"], out, "--resume"))
+    assert code == 0, err
+    assert outcome(out) == outcome(uninterrupted) and same_weights(out, uninterrupted)
+
+
+def test_a_second_train_into_the_same_out_is_refused_while_the_first_runs(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                           monkeypatch):
+    """Before: a second run started before the first had saved an epoch trained too, the two interleaving their
+    checkpoints in OUT/checkpoint, and both said 'model saved': the one that ended last had silently replaced the
+    other's model. (Once a checkpoint is there, a second run is refused without --resume or --overwrite, and with
+    them it raced the same way.)"""
+    from freezeframe import train
+
+    out = tmp_path / "model"
+    epoch, second = train._train_epoch, []
+
+    def start_another_then_train(*args, **kwargs):  # as the first run's first epoch starts, a second process starts
+        if not second:
+            command = [sys.executable, "-m", "freezeframe", *train_args(tiny_model_dir, tiny_data["train"], out, "--seed", "2")]
+            second.append(subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                                         env={**os.environ, "HF_HUB_OFFLINE": "1"}))
+        return epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_epoch", start_another_then_train)
+    code, _, err = run_cli(*train_args(tiny_model_dir, tiny_data["train"], out))
+    assert code == 0, err
+    refused = second[0]
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"--out {out} is being written by another freezeframe process" in refused.stderr
+    assert json.loads((out / "freezeframe.json").read_text())["settings"]["train"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "the claim leaves nothing beside --out"

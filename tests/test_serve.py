@@ -249,3 +249,106 @@ def test_serve_prints_an_ipv6_address_in_brackets(run_cli, trained, monkeypatch)
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: sockets[0].close())
     code, _, err = run_cli("serve", "--model", trained, "--host", "::1", "--port", "0")
     assert code == 0 and "on http://[::1]:" in err
+
+
+def test_requests_over_max_concurrency_get_a_json_503_and_the_rest_are_answered(trained, monkeypatch):
+    """Before: uvicorn's limit_concurrency answered 'Service Unavailable' in plain text, where every other error
+    of the API is JSON ({"detail": ...})."""
+    release, entered = threading.Event(), threading.Event()
+
+    class Held(EchoClassifier):
+        def predict_proba(self, texts, batch_size=64):
+            entered.set()
+            release.wait(30)
+            return super().predict_proba(texts, batch_size)
+
+    answers: dict[str, object] = {}
+    with TestClient(create_app(Held(), ServeConfig(max_concurrency=1, batch_wait_ms=0))) as test_client:
+        def call(name: str, text: str) -> None:
+            answers[name] = test_client.post("/predict", json={"texts": [text]})
+
+        first = threading.Thread(target=call, args=("first", "4"))
+        first.start()
+        assert entered.wait(30), "the first request never reached the model"
+        second = threading.Thread(target=call, args=("second", "5"))
+        second.start()
+        second.join(timeout=10)  # over the limit: answered at once, not queued behind the first
+        release.set()
+        first.join(timeout=30)
+        second.join(timeout=30)
+        assert test_client.get("/health").status_code == 200, "the limit frees its place"
+    busy = answers["second"]
+    assert busy.status_code == 503 and busy.headers["content-type"] == "application/json"
+    assert "--max-concurrency" in busy.json()["detail"] and busy.headers["retry-after"] == "1"
+    assert answers["first"].status_code == 200 and answers["first"].json()["predictions"][0]["label"] == "one"
+
+    import uvicorn
+
+    from freezeframe.serve import serve_model
+
+    configs = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: (configs.append(self.config), sockets[0].close()))
+    serve_model(trained, ServeConfig(port=0, max_concurrency=1))
+    assert configs[0].limit_concurrency is None, "uvicorn's plain-text 503 would answer first"
+
+
+def _serve_process(model, *extra: str, start: str = "from freezeframe.cli import main; main()"):
+    """``freezeframe serve`` in a child process on a free port, once it accepts connections: (process, client socket)."""
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", start, "serve", "--model", str(model), "--port", "0", *extra]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    first = server.stderr.readline()  # "serving MODEL (torch) on http://127.0.0.1:PORT ..."
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", first).group(1))
+    deadline = time.monotonic() + 60
+    while True:  # the port is bound before uvicorn listens on it
+        try:
+            return server, socket.create_connection(("127.0.0.1", port), timeout=30)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.05)
+
+
+def test_sigterm_stops_serve_even_with_a_client_stalled_mid_request(trained):
+    """Before: graceful shutdown waited for every request in progress, so a client that sent half a body kept
+    the service up for as long as it held its connection (a second SIGTERM did nothing either). Now such a
+    request is answered 503 (JSON) after --shutdown-timeout, and said so in one line."""
+    import signal
+
+    server, client = _serve_process(trained, "--shutdown-timeout", "0.5")
+    try:
+        with client:
+            client.sendall(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                           b'Content-Length: 100\r\n\r\n{"texts": ')  # and then nothing more
+            server.send_signal(signal.SIGTERM)
+            _, err = server.communicate(timeout=120)  # a bound on a hang, not a timing
+            answer = client.recv(65536)
+    finally:
+        server.kill()
+    assert server.returncode == 143 and err.strip().splitlines()[-1] == "freezeframe: interrupted by SIGTERM", err
+    assert "Traceback" not in err and "ERROR" not in err, err
+    assert "warning: 1 request(s) still in progress 0.5 s after the signal to stop were answered 503" in err, err
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"shutting down" in json.loads(body)["detail"].encode(), answer
+
+
+def test_serve_stopped_by_a_ctrl_c_it_was_told_to_ignore_says_so_and_exits_130(trained):
+    """A background job (`freezeframe serve ... &` in a script) starts with Ctrl-C ignored, but uvicorn handles it
+    anyway: before, `kill -INT` stopped the service with exit code 0 and nothing said."""
+    import signal
+
+    ignoring = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); from freezeframe.cli import main; main()"
+    server, client = _serve_process(trained, start=ignoring)
+    try:
+        client.close()
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=120)
+    finally:
+        server.kill()
+    assert server.returncode == 130 and err.strip().splitlines()[-1] == "freezeframe: interrupted", err
