@@ -87,9 +87,10 @@ class EncoderClassifier(nn.Module):
         self.new_weights: set[str] = set()
         """Parameters the pretrained checkpoint lacked (a new classifier, a masked-LM checkpoint's pooler)."""
         self.base = hf_model.base_model
-        self.staged = all(hasattr(x, a) for x, a in [(self.base, "embeddings"), (self.base, "encoder"),
-                                                    (hf_model, "classifier"), (hf_model, "dropout")])
-        self.staged = self.staged and hasattr(self.base.encoder, "layer")
+        # Only BERT's own classes run stage by stage: other families with the same module names (DeBERTa's
+        # embeddings, encoder.layer, classifier and dropout) have layers of another signature (relative positions,
+        # tuples out) or work after the last layer (its final LayerNorm, its own pooler), so they run whole.
+        self.staged = getattr(hf_model.config, "model_type", None) in bert.MODEL_TYPES
         if pooling == "mean" and not self.staged:
             # The stages (and so mean pooling, and the cache) follow BERT's modules; other families run whole,
             # through their own head, which reads the first token as --pooling cls does.
