@@ -253,8 +253,8 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
             raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
                                    "(the default, or a model directory such as TinyBERT's)")
     labelled = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
-    overrides = {**labelled, **dropout_settings(bert.read_json(Path(source) / "config.json") if Path(source).is_dir()
-                                                 else None, dropout, encoder_dropout)}
+    raw = bert.read_json(Path(source) / "config.json") if Path(source).is_dir() else None
+    overrides = {**labelled, **dropout_settings(raw, dropout, encoder_dropout)}
     if runs_natively(source):
         with _load_errors(name):
             model = bert.BertForSequenceClassification.from_pretrained(Path(source), overrides)
@@ -263,8 +263,11 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     transformers = import_transformers()
     from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
 
+    # a BERT configuration that names no model type (TinyBERT's) is one that AutoConfig and AutoTokenizer refuse
+    untyped_bert = raw is not None and "model_type" not in raw and bert.model_type(raw) == "bert"
     with _load_errors(name):
-        config = transformers.AutoConfig.from_pretrained(source, num_labels=len(labels), **overrides)
+        config_class = transformers.BertConfig if untyped_bert else transformers.AutoConfig
+        config = config_class.from_pretrained(source, num_labels=len(labels), **overrides)
         if pooling == "mean" and config.model_type == "bert":
             model_class = FreezeframeBertForSequenceClassification
             config = FreezeframeBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
@@ -279,7 +282,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         other = sorted(key for key in mismatched if not key.startswith("classifier."))
         if other:  # only a classifier for other classes may be replaced; anything else is another model's weights
             raise ValueError(f"{other[0]} has shape {mismatched[other[0]]} in the checkpoint, not what its config.json says")
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **({"config": transformers.BertConfig()} if untyped_bert else {}))
     replaced = next((shape[0] for key, shape in mismatched.items() if key.endswith(".weight")), None)
     new_weights = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
     return _with_new_weights(EncoderClassifier(hf_model, pooling), new_weights, replaced, name), SubwordTokenizer(tokenizer)

@@ -39,3 +39,57 @@ def test_a_deberta_trains_whole_through_its_own_head(run_cli, tiny_model_dir, ti
     expected = [max(row["scores"].values()) for row in load_classifier(out).predict(TEXTS)]
     scored = pipeline("text-classification", model=str(out), truncation=True)(TEXTS)
     assert [row["score"] for row in scored] == pytest.approx(expected, abs=1e-5)
+
+
+def _cached(hub, repo_id, files: dict) -> None:
+    """Put ``files`` (name -> source path) in a local Hugging Face cache as a download lays them out."""
+    snapshot = hub / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name, path in files.items():
+        shutil.copyfile(path, snapshot / name)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+
+
+def _tinybert_as_shipped(tiny_model_dir, directory):
+    """The tiny model as huawei-noah ships TinyBERT: a config.json without ``model_type`` (with TinyBERT's own extra
+    keys), a pretraining checkpoint in pytorch_model.bin (``bert.*``, ``cls.*``, ``fit_denses.*``), a bare vocab.txt."""
+    import torch
+    from safetensors.torch import load_file
+
+    directory.mkdir()
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    config = {key: value for key, value in config.items() if key not in ("model_type", "architectures", "transformers_version")}
+    (directory / "config.json").write_text(json.dumps({**config, "cell": {}, "emb_size": config["hidden_size"],
+                                                       "pre_trained": "", "structure": []}))
+    weights = {f"bert.{key}": value for key, value in load_file(str(tiny_model_dir / "model.safetensors")).items()}
+    weights |= {"cls.predictions.bias": torch.zeros(config["vocab_size"]), "fit_denses.0.weight": torch.zeros(8, 32)}
+    torch.save(weights, directory / "pytorch_model.bin")
+    shutil.copyfile(tiny_model_dir / "vocab.txt", directory / "vocab.txt")
+    return directory
+
+
+@pytest.mark.parametrize("backend", ["lean", "transformers"])
+def test_tinybert_as_shipped_trains_from_the_cache(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch, backend):
+    """TinyBERT's config.json names no model type, which transformers refuses ("Should have a `model_type` key"), and
+    the cached hub id was then refused as "not in the Hugging Face cache". Its BERT keys make it BERT's: it trains on
+    either backend, and the directory it writes loads in pipeline()."""
+    import huggingface_hub.constants
+    from transformers import pipeline
+
+    from freezeframe.predict import load_classifier
+
+    source = _tinybert_as_shipped(tiny_model_dir, tmp_path / "tinybert")
+    _cached(tmp_path / "hub", "huawei-noah/TinyBERT_General_4L_312D", {n: source / n for n in ("config.json", "vocab.txt", "pytorch_model.bin")})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    if backend == "transformers":
+        monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
+    out = tmp_path / "m"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "huawei-noah/TinyBERT_General_4L_312D",
+                           "--out", out, "--freeze", "last-2", "--epochs", "1", "--ensemble", "1")
+    assert code == 0 and "mean pooling needs" not in err, err
+    assert json.loads((out / "config.json").read_text())["model_type"] == "freezeframe_bert"
+    expected = [max(row["scores"].values()) for row in load_classifier(out).predict(TEXTS)]
+    scored = pipeline("text-classification", model=str(out), trust_remote_code=True, truncation=True)(TEXTS)
+    assert [row["score"] for row in scored] == pytest.approx(expected, abs=1e-5)
+
