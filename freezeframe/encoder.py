@@ -23,7 +23,7 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.source import dropout_settings, resolve_model
+from freezeframe.source import cached_snapshot, dropout_settings, resolve_model
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
@@ -373,7 +373,7 @@ def _load_errors(name: str) -> Iterator[None]:
 
 def _load_failure(name: str, err: Exception) -> str:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(name).exists():
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(name).exists() and cached_snapshot(name) is None:
         return (f"cannot load model {name!r}: it is not a local directory and not in the Hugging Face cache "
                 "(freezeframe never downloads); pass a local model directory")
     return f"cannot load model {name!r}: {first}"

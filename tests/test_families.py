@@ -93,3 +93,18 @@ def test_tinybert_as_shipped_trains_from_the_cache(run_cli, tiny_model_dir, tiny
     scored = pipeline("text-classification", model=str(out), trust_remote_code=True, truncation=True)(TEXTS)
     assert [row["score"] for row in scored] == pytest.approx(expected, abs=1e-5)
 
+
+def test_a_cached_hub_id_that_fails_to_load_says_why(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """A hub id found in the cache whose files are broken is named as such, not as missing from the cache."""
+    import huggingface_hub.constants
+
+    broken = tmp_path / "pytorch_model.bin"
+    broken.write_bytes(b"not a checkpoint")
+    _cached(tmp_path / "hub", "org/broken", {"config.json": tiny_model_dir / "config.json",
+                                             "vocab.txt": tiny_model_dir / "vocab.txt", "pytorch_model.bin": broken})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "org/broken", "--out", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cannot load model 'org/broken': cannot read pytorch_model.bin" in err and "not in the Hugging Face cache" not in err
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "org/absent", "--out", tmp_path / "m")
+    assert code == 2 and "not a local directory and not in the Hugging Face cache" in err, err
