@@ -80,8 +80,14 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object from ``path``; ``{}`` when the file is absent."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """A JSON object from ``path``; ``{}`` when the file is absent. Anything but an object (a list, a string) is a
+    ``ValueError``, as invalid JSON is: every caller reads keys from it."""
+    if not path.is_file():
+        return {}
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError(f"{path.name} holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def weights_file(directory: Path) -> Path | None:

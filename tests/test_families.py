@@ -108,3 +108,30 @@ def test_a_cached_hub_id_that_fails_to_load_says_why(run_cli, tiny_model_dir, ti
     assert "cannot load model 'org/broken': cannot read pytorch_model.bin" in err and "not in the Hugging Face cache" not in err
     code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "org/absent", "--out", tmp_path / "m")
     assert code == 2 and "not a local directory and not in the Hugging Face cache" in err, err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[1, 2]", "config.json is damaged (not a JSON object)"),
+    ('"bert"', "config.json is damaged (not a JSON object)"),
+    ({"num_hidden_layers": "4"}, "config.json is damaged: num_hidden_layers is '4', not a whole number"),
+    ({"hidden_size": 32.0}, "config.json is damaged: hidden_size is 32.0, not a whole number"),
+])
+def test_a_damaged_config_is_one_line(run_cli, tiny_model_dir, tiny_data, tmp_path, content, message):
+    """A config.json that is JSON but not an object, or sizes the network with something other than whole numbers, was
+    an internal error (AttributeError, TypeError) in train and inspect; as a cached hub id's too."""
+    import huggingface_hub.constants
+
+    source = tmp_path / "damaged"
+    shutil.copytree(tiny_model_dir, source)
+    if isinstance(content, dict):
+        content = json.dumps({**json.loads((source / "config.json").read_text()), **content})
+    (source / "config.json").write_text(content)
+    for command in (["train", "--train", tiny_data["train"], "--out", tmp_path / "m"], ["inspect"]):
+        code, _, err = run_cli(*command, "--model", source)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "m").exists()
+    _cached(tmp_path / "hub", "org/damaged", {"config.json": source / "config.json", "vocab.txt": source / "vocab.txt"})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+        code, _, err = run_cli("inspect", "--model", "org/damaged")
+    assert code == 2 and message in err, err
