@@ -135,3 +135,30 @@ def test_a_damaged_config_is_one_line(run_cli, tiny_model_dir, tiny_data, tmp_pa
         patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         code, _, err = run_cli("inspect", "--model", "org/damaged")
     assert code == 2 and message in err, err
+
+
+def test_what_the_layers_share_is_not_the_head(tiny_model_dir, tmp_path):
+    """MPNet's relative attention bias (DeBERTa's LayerNorm of its relative positions likewise) lies in the encoder
+    outside its layers; named by its first part ("mpnet"), it counted as the head, so `--freeze head` trained a part
+    of the encoder. It is the block `encoder`: frozen by `head` (and gradual's first epoch), trained by `last-N` at
+    the top layer's rate."""
+    from transformers import MPNetConfig, MPNetModel
+
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.freeze import FreezePlan, FreezeReport, optimizer_groups
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    source = tmp_path / "mpnet"
+    MPNetModel(MPNetConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=160)).save_pretrained(source)
+    model, _ = load_pretrained(str(_with_tokenizer(tiny_model_dir, source)), ["a", "b", "c"], "cls")
+    shared = "mpnet.encoder.relative_attention_bias.weight"
+    assert {n.split(".")[0] for n in FreezePlan("head").trainable_names(model)} == {"classifier"}
+    assert shared not in FreezePlan("gradual").stage(1, 2).trainable_names(model)
+    assert shared in FreezePlan("last-1").trainable_names(model) and shared not in FreezePlan("last-0").trainable_names(model)
+    FreezePlan("last-1").apply(model, quiet=True)
+    blocks = {row.block: row.state for row in FreezeReport.of(model, "last-1").rows}
+    assert blocks["encoder"] == "trainable" and blocks["layer 0"] == "frozen"
+    rates = {name: group["lr"] for group in optimizer_groups(model, 1e-3, 0.01, lr_decay=0.5, head_lr=1e-2)
+             for name in group["names"]}
+    assert rates[shared] == rates["mpnet.encoder.layer.1.attention.attn.q.weight"] == 1e-3
