@@ -69,6 +69,13 @@ def count_layers(names: Iterable[str]) -> int:
     return max(indices) + 1 if indices else 0
 
 
+def _owned_by_head(name: str, model: nn.Module) -> bool:
+    """Whether a pooler parameter belongs to the classification head rather than to the pretrained encoder: DeBERTa's
+    ``pooler.dense`` sits beside its base model and starts random, where BERT's ``bert.pooler`` is pretrained."""
+    base = getattr(getattr(model, "hf", None), "base_model_prefix", None)
+    return base is not None and not name.startswith(f"{base}.")
+
+
 @dataclass(frozen=True)
 class FreezePlan:
     """A rule deciding, for each named parameter, whether it trains.
@@ -131,6 +138,7 @@ class FreezePlan:
             return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
         blocks = {n: block_of(n) for n in names}
         head = {n for n, b in blocks.items() if b not in ("embeddings", "pooler", "encoder") and not b.startswith("layer ")}
+        head |= {n for n, b in blocks.items() if b == "pooler" and _owned_by_head(n, model)}
         if self.spec == "head":
             return head
         last = _PRESET_LAST.match(self.spec)

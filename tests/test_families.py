@@ -16,21 +16,27 @@ def _with_tokenizer(tiny_model_dir, directory):
     return directory
 
 
+def _deberta(tiny_model_dir, directory):
+    """A tiny DeBERTa-v2 with relative positions (DeBERTa-v3's layout) and the tiny WordPiece tokenizer."""
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    DebertaV2Model(DebertaV2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=160, relative_attention=True,
+                                   pos_att_type=["p2c", "c2p"], position_biased_input=False, position_buckets=16,
+                                   norm_rel_ebd="layer_norm")).save_pretrained(directory)
+    return _with_tokenizer(tiny_model_dir, directory)
+
+
 def test_a_deberta_trains_whole_through_its_own_head(run_cli, tiny_model_dir, tiny_data, tmp_path):
     """DeBERTa has BERT's module names (embeddings, encoder.layer, classifier, dropout) but not its layers (relative
     positions, tuples out): run stage by stage it stopped in the first batch with an internal TypeError. It trains
     whole, through its own head over the first token, and predicts what pipeline() predicts."""
-    from transformers import DebertaV2Config, DebertaV2Model, pipeline
+    from transformers import pipeline
 
     from freezeframe.predict import load_classifier
 
-    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
-    source = tmp_path / "deberta"
-    DebertaV2Model(DebertaV2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                   intermediate_size=64, max_position_embeddings=160, relative_attention=True,
-                                   pos_att_type=["p2c", "c2p"], position_biased_input=False, position_buckets=16,
-                                   norm_rel_ebd="layer_norm")).save_pretrained(source)
-    _with_tokenizer(tiny_model_dir, source)
+    source = _deberta(tiny_model_dir, tmp_path / "deberta")
     out = tmp_path / "m"
     code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", out,
                            "--epochs", "1", "--ensemble", "1")
@@ -162,3 +168,18 @@ def test_what_the_layers_share_is_not_the_head(tiny_model_dir, tmp_path):
     rates = {name: group["lr"] for group in optimizer_groups(model, 1e-3, 0.01, lr_decay=0.5, head_lr=1e-2)
              for name in group["names"]}
     assert rates[shared] == rates["mpnet.encoder.layer.1.attention.attn.q.weight"] == 1e-3
+
+
+def test_a_pooler_of_the_head_trains_with_the_head(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """DeBERTa's classifier reads its own pooler (``pooler.dense``, beside the base model, new and random), where BERT's
+    ``bert.pooler`` is the pretrained encoder's: `--freeze head` left it frozen at random, with a warning whose advice
+    (--pooling mean) a DeBERTa cannot take. It is the head's, and trains with it."""
+    source = _deberta(tiny_model_dir, tmp_path / "deberta")
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m",
+                           "--freeze", "head", "--epochs", "1")
+    assert code == 0 and "random initialisation" not in err, err
+    blocks = {b["block"]: b for b in json.loads((tmp_path / "m" / "freezeframe.json").read_text())["freeze"]["blocks"]}
+    assert blocks["pooler"]["trainable"] == blocks["pooler"]["parameters"] > 0 and blocks["layer 1"]["trainable"] == 0
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "g",
+                           "--freeze", "classifier.*", "--epochs", "1")
+    assert code == 0 and "leaves the [CLS] pooler frozen at its random initialisation" in err and "add pooler.*" in err, err
