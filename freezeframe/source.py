@@ -39,6 +39,9 @@ def resolve_model(name: str) -> str:
     if not name.strip():
         raise FreezeframeError(EMPTY_MODEL)
     path = Path(name).expanduser()
+    if path.is_file():  # a model's file (its config.json, its weights) rather than its directory
+        hint = f"; pass its directory, {path.parent}" if (path.parent / "config.json").is_file() else ""
+        raise FreezeframeError(f"{path} is a file; --model takes a model directory{hint}")
     if path.exists():
         if not (path / "config.json").is_file():
             raise FreezeframeError(not_a_model(path, "a Hugging Face model directory (no config.json)"))

@@ -183,3 +183,12 @@ def test_a_pooler_of_the_head_trains_with_the_head(run_cli, tiny_model_dir, tiny
     code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "g",
                            "--freeze", "classifier.*", "--epochs", "1")
     assert code == 0 and "leaves the [CLS] pooler frozen at its random initialisation" in err and "add pooler.*" in err, err
+
+
+def test_a_file_given_as_the_encoder_is_named_as_a_file(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """`--model DIR/config.json` (or the weights) was 'not a Hugging Face model directory (no config.json)'."""
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir / "config.json",
+                           "--out", tmp_path / "m")
+    assert code == 2 and err.strip().endswith(f"is a file; --model takes a model directory; pass its directory, {tiny_model_dir}"), err
+    code, _, err = run_cli("inspect", "--model", tiny_data["train"])
+    assert code == 2 and err.strip().endswith("train.csv is a file; --model takes a model directory"), err
