@@ -275,6 +275,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
             model_class = transformers.BertForSequenceClassification
         else:
             model_class = transformers.AutoModelForSequenceClassification
+            _check_classifies_text(config.model_type, name)
         # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
         hf_model, loading = model_class.from_pretrained(source, config=config, dtype=torch.float32,
                                                         output_loading_info=True, ignore_mismatched_sizes=True)
@@ -286,6 +287,16 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     replaced = next((shape[0] for key, shape in mismatched.items() if key.endswith(".weight")), None)
     new_weights = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
     return _with_new_weights(EncoderClassifier(hf_model, pooling), new_weights, replaced, name), SubwordTokenizer(tokenizer)
+
+
+def _check_classifies_text(model_type: str, name: str) -> None:
+    """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
+    names the configuration class of an Auto mapping, not the problem."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; "
+                               "--model takes a text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)")
 
 
 def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,

@@ -11,6 +11,7 @@ TEXTS = ["camera lighting shot", "villain hero role", "the plot twist ending"]
 
 
 def _with_tokenizer(tiny_model_dir, directory):
+    directory.mkdir(exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
         shutil.copyfile(tiny_model_dir / name, directory / name)
     return directory
@@ -192,3 +193,14 @@ def test_a_file_given_as_the_encoder_is_named_as_a_file(run_cli, tiny_model_dir,
     assert code == 2 and err.strip().endswith(f"is a file; --model takes a model directory; pass its directory, {tiny_model_dir}"), err
     code, _, err = run_cli("inspect", "--model", tiny_data["train"])
     assert code == 2 and err.strip().endswith("train.csv is a file; --model takes a model directory"), err
+
+
+def test_a_model_that_classifies_no_text_is_refused_by_name(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """An image model's directory was refused in transformers' words ("Unrecognized configuration class <class
+    'transformers.models.vit.configuration_vit.ViTConfig'> for this kind of AutoModel")."""
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "vit")
+    (source / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2,
+                                                    "num_attention_heads": 2, "intermediate_size": 64}))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1 and "is a 'vit' model, which transformers has no text classifier for" in err, err
+    assert not (tmp_path / "m").exists()
