@@ -23,7 +23,7 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.source import cached_snapshot, dropout_settings, resolve_model
+from freezeframe.source import dropout_settings, resolve_model
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
@@ -60,14 +60,8 @@ def runs_natively(source: str) -> bool:
 
 def encoder_depth(name: str) -> int:
     """How many encoder layers ``--model`` has, read from its configuration alone (no weights)."""
-    source = resolve_model(name)
-    path = Path(source) / "config.json"
-    if path.is_file():
-        config = bert.read_json(path)  # resolve_model refused it if it is not JSON
-    else:
-        with _load_errors(name):
-            config = import_transformers().AutoConfig.from_pretrained(source).to_dict()
-    return int(config.get("num_hidden_layers", 0))
+    config = bert.read_json(Path(resolve_model(name)) / "config.json")  # resolve_model checked it
+    return int(config.get("num_hidden_layers") or 0)
 
 
 class EncoderClassifier(nn.Module):
@@ -384,7 +378,4 @@ def _load_errors(name: str) -> Iterator[None]:
 
 def _load_failure(name: str, err: Exception) -> str:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(name).exists() and cached_snapshot(name) is None:
-        return (f"cannot load model {name!r}: it is not a local directory and not in the Hugging Face cache "
-                "(freezeframe never downloads); pass a local model directory")
     return f"cannot load model {name!r}: {first}"

@@ -33,7 +33,8 @@ def packaged_model_dir() -> Path:
 
 
 def resolve_model(name: str) -> str:
-    """Turn ``--model`` into something ``from_pretrained`` can load without the network."""
+    """Turn ``--model`` into a directory that ``from_pretrained`` loads without the network: the packaged default, a
+    local directory, or a hub id's snapshot in the local Hugging Face cache."""
     if name == DEFAULT_MODEL:
         return str(packaged_model_dir())
     if not name.strip():
@@ -50,8 +51,9 @@ def resolve_model(name: str) -> str:
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise FreezeframeError(f"model directory not found: {name}")
     snapshot = cached_snapshot(name)
-    if snapshot is None:
-        return name
+    if snapshot is None:  # refused here, not by transformers: with HF_HUB_OFFLINE=0 in the environment it would download
+        raise FreezeframeError(f"cannot load model {name!r}: it is not a local directory and not in the Hugging Face cache "
+                               "(freezeframe never downloads); pass a local model directory")
     check_config(snapshot / "config.json")
     return str(snapshot)
 

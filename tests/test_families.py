@@ -204,3 +204,21 @@ def test_a_model_that_classifies_no_text_is_refused_by_name(run_cli, tiny_model_
     code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m")
     assert code == 2 and err.count("\n") == 1 and "is a 'vit' model, which transformers has no text classifier for" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_hub_id_not_in_the_cache_never_reaches_transformers(run_cli, tiny_data, tmp_path, monkeypatch):
+    """freezeframe only sets HF_HUB_OFFLINE=1 when the environment has no value: with HF_HUB_OFFLINE=0 an id missing
+    from the cache went to transformers, which retried the hub for half a minute (and with a network, downloads).
+    It is refused before transformers is imported."""
+    import freezeframe.encoder
+
+    def refuse():
+        raise AssertionError("an id missing from the cache was handed to transformers")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(freezeframe.encoder, "import_transformers", refuse)
+    for command in (["inspect"], ["train", "--train", tiny_data["train"], "--out", tmp_path / "m"],
+                    ["compare", "--train", tiny_data["train"], "--configs", "head", "--out", tmp_path / "r"]):
+        code, _, err = run_cli(*command, "--model", "org/absent")
+        assert code == 2 and err.count("\n") == 1, err
+        assert "'org/absent': it is not a local directory and not in the Hugging Face cache (freezeframe never downloads)" in err
