@@ -86,7 +86,7 @@ def read_json(path: Path) -> dict:
         return {}
     value = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(value, dict):
-        raise ValueError(f"{path.name} holds a JSON {type(value).__name__}, not an object")
+        raise ValueError(f"{path.name} holds a JSON {type(value).__name__}, not an object")  # noqa: TRY004 - a damaged file, caught with invalid JSON
     return value
 
 
