@@ -58,9 +58,22 @@ def runs_natively(source: str) -> bool:
     return os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.unsupported(path) is None
 
 
+def pretrained_source(name: str) -> str:
+    """The directory that training from ``--model`` starts from; an ONNX export or a trained ensemble, which hold no
+    single encoder's torch weights, is refused."""
+    source = resolve_model(name)
+    from freezeframe.predict import refuse_export_dir
+
+    refuse_export_dir(Path(source), "train from the encoder or model directory it was exported from ({source})")
+    if _is_ensemble(Path(source)):  # resolve_model checked its config.json
+        raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
+                               "(the default, or a model directory such as TinyBERT's)")
+    return source
+
+
 def encoder_depth(name: str) -> int:
     """How many encoder layers ``--model`` has, read from its configuration alone (no weights)."""
-    config = bert.read_json(Path(resolve_model(name)) / "config.json")  # resolve_model checked it
+    config = bert.read_json(Path(pretrained_source(name)) / "config.json")  # resolve_model checked it
     return int(config.get("num_hidden_layers") or 0)
 
 
@@ -237,15 +250,8 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     Returns:
         The staged classifier and its tokenizer.
     """
-    source = resolve_model(name)
-    from freezeframe.predict import refuse_export_dir
-
-    refuse_export_dir(Path(source), "train from the encoder or model directory it was exported from ({source})")
+    source = pretrained_source(name)
     check_tokenizer_files(source)
-    with _load_errors(name):
-        if _is_ensemble(Path(source)):
-            raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
-                                   "(the default, or a model directory such as TinyBERT's)")
     labelled = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
     raw = bert.read_json(Path(source) / "config.json") if Path(source).is_dir() else None
     overrides = {**labelled, **dropout_settings(raw, dropout, encoder_dropout)}

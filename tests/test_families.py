@@ -222,3 +222,20 @@ def test_a_hub_id_not_in_the_cache_never_reaches_transformers(run_cli, tiny_data
         code, _, err = run_cli(*command, "--model", "org/absent")
         assert code == 2 and err.count("\n") == 1, err
         assert "'org/absent': it is not a local directory and not in the Hugging Face cache (freezeframe never downloads)" in err
+
+
+def test_compare_refuses_a_trained_ensemble_or_an_export_as_train_does(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """compare's check before the first run read their depth as 0: `--configs last-1` said the model "has no encoder
+    layers; use full or head", and `--configs head` started the runs before train's refusal stopped the first."""
+    ensemble = _with_tokenizer(tiny_model_dir, tmp_path / "ensemble")
+    (ensemble / "config.json").write_text(json.dumps({"model_type": "freezeframe_ensemble", "members": 2, "member": {}}))
+    export = _with_tokenizer(tiny_model_dir, tmp_path / "export")
+    shutil.copyfile(tiny_model_dir / "config.json", export / "config.json")
+    (export / "export.json").write_text(json.dumps({"directory": "runs/m"}))
+    (export / "model.onnx").write_bytes(b"")
+    for model, refusal in ((ensemble, "is an ensemble of trained classifiers"), (export, "is an ONNX export")):
+        for configs in ("last-1", "head"):
+            code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", model, "--configs", configs,
+                                     "--folds", "2", "--out", tmp_path / "r")
+            assert code == 2 and refusal in err and "has no encoder layers" not in err and "fold" not in out + err, err
+    assert not (tmp_path / "r").exists()
