@@ -72,9 +72,14 @@ def pretrained_source(name: str) -> str:
 
 
 def encoder_depth(name: str) -> int:
-    """How many encoder layers ``--model`` has, read from its configuration alone (no weights)."""
+    """How many encoder layers ``--model`` has as freeze plans count them, read from its configuration alone (no
+    weights): DistilBERT keeps the count under ``n_layers``; ALBERT's layers share the weights of its
+    ``num_hidden_groups`` groups (one by default), which are what a plan can train."""
     config = bert.read_json(Path(pretrained_source(name)) / "config.json")  # resolve_model checked it
-    return int(config.get("num_hidden_layers") or 0)
+    model_type = bert.model_type(config)
+    if model_type == "albert":
+        return int(config.get("num_hidden_groups") or 1)
+    return int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
 
 
 class EncoderClassifier(nn.Module):

@@ -239,3 +239,20 @@ def test_compare_refuses_a_trained_ensemble_or_an_export_as_train_does(run_cli, 
                                      "--folds", "2", "--out", tmp_path / "r")
             assert code == 2 and refusal in err and "has no encoder layers" not in err and "fold" not in out + err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_compare_counts_the_layers_of_other_families_as_freeze_plans_do(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """compare's check before the first run read `num_hidden_layers` alone: DistilBERT (`n_layers`) had "no encoder
+    layers", so `--configs last-1` was refused though train runs it; ALBERT's 3 layers passed `--configs last-2`, which
+    then stopped part-way, as `--freeze last-2`, at its one group of shared layers."""
+    from transformers import AlbertConfig, DistilBertConfig
+
+    from freezeframe.encoder import encoder_depth
+
+    distilbert, albert = _with_tokenizer(tiny_model_dir, tmp_path / "distilbert"), _with_tokenizer(tiny_model_dir, tmp_path / "albert")
+    DistilBertConfig(dim=32, n_layers=3, n_heads=2, hidden_dim=64).save_pretrained(distilbert)
+    AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=2).save_pretrained(albert)
+    assert (encoder_depth(str(distilbert)), encoder_depth(str(albert))) == (3, 1)
+    code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", albert, "--configs", "head,last-2",
+                             "--folds", "2", "--out", tmp_path / "r")
+    assert code == 2 and "--configs last-2: " in err and "has only 1 encoder layer" in err and "fold" not in out + err, err
