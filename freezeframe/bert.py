@@ -37,6 +37,8 @@ WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 VOCAB_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast")
 """Tokenizer classes that a bare ``vocab.txt`` can stand for (``BertJapaneseTokenizer``, say, cannot)."""
 MODEL_TYPES = ("bert", "freezeframe_bert")
+BERT_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "type_vocab_size", "vocab_size")
+"""The ``config.json`` keys that make a configuration naming no model type BERT's (see :func:`model_type`)."""
 ACTIVATIONS = {
     "gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
     "gelu_new": partial(F.gelu, approximate="tanh"), "gelu_pytorch_tanh": partial(F.gelu, approximate="tanh"),
@@ -44,7 +46,7 @@ ACTIVATIONS = {
 CONFIG_DEFAULTS = {
     "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "type_vocab_size": 2,
     "layer_norm_eps": 1e-12, "initializer_range": 0.02, "max_position_embeddings": 512, "classifier_dropout": None,
-    "pad_token_id": 0, "position_embedding_type": "absolute",
+    "pad_token_id": 0, "position_embedding_type": "absolute", "model_type": "bert",
 }
 
 
@@ -78,8 +80,14 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object from ``path``; ``{}`` when the file is absent."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """A JSON object from ``path``; ``{}`` when the file is absent. Anything but an object (a list, a string) is a
+    ``ValueError``, as invalid JSON is: every caller reads keys from it."""
+    if not path.is_file():
+        return {}
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError(f"{path.name} holds a JSON {type(value).__name__}, not an object")  # noqa: TRY004 - a damaged file, caught with invalid JSON
+    return value
 
 
 def weights_file(directory: Path) -> Path | None:
@@ -128,10 +136,18 @@ def unsupported(directory: Path) -> str | None:
     return config_unsupported(config) or tokenizer_unsupported(directory)
 
 
+def model_type(config: dict) -> str | None:
+    """The model type of a ``config.json``. One that names none but has BERT's keys is BERT's: TinyBERT's, as
+    huawei-noah ships it, predates the key, and transformers refuses it ("Should have a `model_type` key")."""
+    if "model_type" in config:
+        return config["model_type"]
+    return "bert" if all(key in config for key in BERT_KEYS) else None
+
+
 def config_unsupported(config: dict) -> str | None:
     """Why a model with this ``config.json`` needs transformers' own classes, or ``None``."""
     reasons = [
-        (config.get("model_type") not in MODEL_TYPES, f"model type {config.get('model_type')!r}"),
+        (model_type(config) not in MODEL_TYPES, f"model type {config.get('model_type')!r}"),
         (config.get("position_embedding_type", "absolute") != "absolute", "relative position embeddings"),
         (config.get("hidden_act", "gelu") not in ACTIVATIONS, f"activation {config.get('hidden_act')!r}"),
         (config.get("is_decoder", False) or config.get("add_cross_attention", False), "a decoder"),

@@ -58,16 +58,28 @@ def runs_natively(source: str) -> bool:
     return os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.unsupported(path) is None
 
 
-def encoder_depth(name: str) -> int:
-    """How many encoder layers ``--model`` has, read from its configuration alone (no weights)."""
+def pretrained_source(name: str) -> str:
+    """The directory that training from ``--model`` starts from; an ONNX export or a trained ensemble, which hold no
+    single encoder's torch weights, is refused."""
     source = resolve_model(name)
-    path = Path(source) / "config.json"
-    if path.is_file():
-        config = bert.read_json(path)  # resolve_model refused it if it is not JSON
-    else:
-        with _load_errors(name):
-            config = import_transformers().AutoConfig.from_pretrained(source).to_dict()
-    return int(config.get("num_hidden_layers", 0))
+    from freezeframe.predict import refuse_export_dir
+
+    refuse_export_dir(Path(source), "train from the encoder or model directory it was exported from ({source})")
+    if _is_ensemble(Path(source)):  # resolve_model checked its config.json
+        raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
+                               "(the default, or a model directory such as TinyBERT's)")
+    return source
+
+
+def encoder_depth(name: str) -> int:
+    """How many encoder layers ``--model`` has as freeze plans count them, read from its configuration alone (no
+    weights): DistilBERT keeps the count under ``n_layers``; ALBERT's layers share the weights of its
+    ``num_hidden_groups`` groups (one by default), which are what a plan can train."""
+    config = bert.read_json(Path(pretrained_source(name)) / "config.json")  # resolve_model checked it
+    model_type = bert.model_type(config)
+    if model_type == "albert":
+        return int(config.get("num_hidden_groups") or 1)
+    return int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
 
 
 class EncoderClassifier(nn.Module):
@@ -87,9 +99,10 @@ class EncoderClassifier(nn.Module):
         self.new_weights: set[str] = set()
         """Parameters the pretrained checkpoint lacked (a new classifier, a masked-LM checkpoint's pooler)."""
         self.base = hf_model.base_model
-        self.staged = all(hasattr(x, a) for x, a in [(self.base, "embeddings"), (self.base, "encoder"),
-                                                    (hf_model, "classifier"), (hf_model, "dropout")])
-        self.staged = self.staged and hasattr(self.base.encoder, "layer")
+        # Only BERT's own classes run stage by stage: other families with the same module names (DeBERTa's
+        # embeddings, encoder.layer, classifier and dropout) have layers of another signature (relative positions,
+        # tuples out) or work after the last layer (its final LayerNorm, its own pooler), so they run whole.
+        self.staged = getattr(hf_model.config, "model_type", None) in bert.MODEL_TYPES
         if pooling == "mean" and not self.staged:
             # The stages (and so mean pooling, and the cache) follow BERT's modules; other families run whole,
             # through their own head, which reads the first token as --pooling cls does.
@@ -242,18 +255,11 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     Returns:
         The staged classifier and its tokenizer.
     """
-    source = resolve_model(name)
-    from freezeframe.predict import refuse_export_dir
-
-    refuse_export_dir(Path(source), "train from the encoder or model directory it was exported from ({source})")
+    source = pretrained_source(name)
     check_tokenizer_files(source)
-    with _load_errors(name):
-        if _is_ensemble(Path(source)):
-            raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
-                                   "(the default, or a model directory such as TinyBERT's)")
     labelled = {"id2label": dict(enumerate(labels)), "label2id": {l: i for i, l in enumerate(labels)}}
-    overrides = {**labelled, **dropout_settings(bert.read_json(Path(source) / "config.json") if Path(source).is_dir()
-                                                 else None, dropout, encoder_dropout)}
+    raw = bert.read_json(Path(source) / "config.json") if Path(source).is_dir() else None
+    overrides = {**labelled, **dropout_settings(raw, dropout, encoder_dropout)}
     if runs_natively(source):
         with _load_errors(name):
             model = bert.BertForSequenceClassification.from_pretrained(Path(source), overrides)
@@ -262,8 +268,11 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
     transformers = import_transformers()
     from freezeframe.hf_modeling import FreezeframeBertConfig, FreezeframeBertForSequenceClassification
 
+    # a BERT configuration that names no model type (TinyBERT's) is one that AutoConfig and AutoTokenizer refuse
+    untyped_bert = raw is not None and "model_type" not in raw and bert.model_type(raw) == "bert"
     with _load_errors(name):
-        config = transformers.AutoConfig.from_pretrained(source, num_labels=len(labels), **overrides)
+        config_class = transformers.BertConfig if untyped_bert else transformers.AutoConfig
+        config = config_class.from_pretrained(source, num_labels=len(labels), **overrides)
         if pooling == "mean" and config.model_type == "bert":
             model_class = FreezeframeBertForSequenceClassification
             config = FreezeframeBertConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"})
@@ -271,6 +280,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
             model_class = transformers.BertForSequenceClassification
         else:
             model_class = transformers.AutoModelForSequenceClassification
+            _check_classifies_text(config.model_type, name)
         # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
         hf_model, loading = model_class.from_pretrained(source, config=config, dtype=torch.float32,
                                                         output_loading_info=True, ignore_mismatched_sizes=True)
@@ -278,7 +288,7 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
         other = sorted(key for key in mismatched if not key.startswith("classifier."))
         if other:  # only a classifier for other classes may be replaced; anything else is another model's weights
             raise ValueError(f"{other[0]} has shape {mismatched[other[0]]} in the checkpoint, not what its config.json says")
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **({"config": transformers.BertConfig()} if untyped_bert else {}))
     replaced = next((shape[0] for key, shape in mismatched.items() if key.endswith(".weight")), None)
     new_weights = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
     return _with_new_weights(EncoderClassifier(hf_model, pooling), new_weights, replaced, name), SubwordTokenizer(tokenizer)
@@ -293,6 +303,16 @@ def load_tokenizer(name: str) -> FastTokenizer | SubwordTokenizer:
         if os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.tokenizer_unsupported(path) is None:
             return FastTokenizer(path)
         return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(source))
+
+
+def _check_classifies_text(model_type: str, name: str) -> None:
+    """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
+    names the configuration class of an Auto mapping, not the problem."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; "
+                               "--model takes a text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)")
 
 
 def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,
@@ -380,7 +400,4 @@ def _load_errors(name: str) -> Iterator[None]:
 
 def _load_failure(name: str, err: Exception) -> str:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(name).exists():
-        return (f"cannot load model {name!r}: it is not a local directory and not in the Hugging Face cache "
-                "(freezeframe never downloads); pass a local model directory")
     return f"cannot load model {name!r}: {first}"

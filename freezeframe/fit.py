@@ -348,8 +348,9 @@ def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
         report(f"--freeze {plan.spec} leaves {named} frozen at {its} random initialisation; add {patterns} to the plan "
                f"to train {it}")
     if "pooler" in frozen:
+        fix = "use --pooling mean, or a plan that trains it (last-N)" if getattr(model, "staged", True) else "add pooler.* to the plan"
         report(f"--freeze {plan.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
-               "no pooler weights, as masked-LM checkpoints do not); use --pooling mean, or a plan that trains it (last-N)")
+               f"no pooler weights, as masked-LM checkpoints do not); {fix}")
 
 
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,

@@ -29,6 +29,10 @@ from freezeframe.errors import FreezeframeError, logger
 _LAYER = re.compile(r"(?:^|\.)(?:layers?|albert_layer_groups)\.(\d+)\.")
 """An encoder layer's index in a parameter name: ``bert.encoder.layer.3.``, DistilBERT's ``transformer.layer.3.``,
 ALBERT's group of shared layers ``albert_layer_groups.0.`` (one set of weights that every depth reuses)."""
+_SHARED = re.compile(r"^[^.]+\.encoder\.")
+"""A parameter of the encoder outside its layers (a layer's name matches ``_LAYER`` first): what every layer shares,
+DeBERTa's LayerNorm of its relative positions, MPNet's relative attention bias. Not the head's: ``head`` leaves it
+frozen, ``last-N`` trains it with the top layer."""
 _PRESET_LAST = re.compile(r"^last-(\d+)$")
 _PRESET_GRADUAL = re.compile(r"^gradual(?:-(\d+))?$")
 
@@ -50,6 +54,8 @@ def block_of(name: str) -> str:
         return "embeddings"
     if ".pooler." in f".{name}":
         return "pooler"
+    if _SHARED.search(name):
+        return "encoder"
     return name.split(".")[0]
 
 
@@ -61,6 +67,13 @@ def layer_index(name: str) -> int | None:
 def count_layers(names: Iterable[str]) -> int:
     indices = [i for i in (layer_index(n) for n in names) if i is not None]
     return max(indices) + 1 if indices else 0
+
+
+def _owned_by_head(name: str, model: nn.Module) -> bool:
+    """Whether a pooler parameter belongs to the classification head rather than to the pretrained encoder: DeBERTa's
+    ``pooler.dense`` sits beside its base model and starts random, where BERT's ``bert.pooler`` is pretrained."""
+    base = getattr(getattr(model, "hf", None), "base_model_prefix", None)
+    return base is not None and not name.startswith(f"{base}.")
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,8 @@ class FreezePlan:
         if self.spec == "encoder":
             return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
         blocks = {n: block_of(n) for n in names}
-        head = {n for n, b in blocks.items() if b not in ("embeddings", "pooler") and not b.startswith("layer ")}
+        head = {n for n, b in blocks.items() if b not in ("embeddings", "pooler", "encoder") and not b.startswith("layer ")}
+        head |= {n for n, b in blocks.items() if b == "pooler" and _owned_by_head(n, model)}
         if self.spec == "head":
             return head
         last = _PRESET_LAST.match(self.spec)
@@ -134,7 +148,8 @@ class FreezePlan:
             lowest = n_layers - int(last.group(1))
             # a mean-pooled head never reads the pooler, so it has nothing to learn there
             pooler = set() if getattr(model, "pooling", "cls") == "mean" else {n for n, b in blocks.items() if b == "pooler"}
-            return head | pooler | {
+            shared = {n for n, b in blocks.items() if b == "encoder"} if lowest < n_layers else set()
+            return head | pooler | shared | {
                 n for n in names if (layer_index(n) is not None and layer_index(n) >= lowest)
             }
         chosen: set[str] = set()
@@ -233,7 +248,8 @@ def optimizer_groups(
 
     Biases and LayerNorm weights get no weight decay. The top encoder layer trains at ``lr`` and
     each lower one at ``lr_decay`` times the rate of the layer above (discriminative learning
-    rates); the classifier and pooler train at ``head_lr`` (default ``lr``).
+    rates); what the layers share (block ``encoder``) trains at ``lr``; the classifier and pooler at ``head_lr``
+    (default ``lr``).
     """
     named = [(n, p) for n, p in named_plan_parameters(model) if p.requires_grad]
     n_layers = count_layers(n for n, _ in named_plan_parameters(model))
@@ -245,6 +261,8 @@ def optimizer_groups(
             rate = lr * lr_decay ** (n_layers - 1 - index)
         elif block_of(name) == "embeddings":
             rate = lr * lr_decay**n_layers
+        elif block_of(name) == "encoder":  # shared by every layer, trained with the top one
+            rate = lr
         else:
             rate = head_lr if head_lr is not None else lr
         group = groups.setdefault((decay, rate), {

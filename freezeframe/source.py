@@ -6,6 +6,7 @@ positions and vocabulary against ``--max-length`` and its tokenizer.
 from __future__ import annotations
 
 import importlib.resources
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -32,24 +33,49 @@ def packaged_model_dir() -> Path:
 
 
 def resolve_model(name: str) -> str:
-    """Turn ``--model`` into something ``from_pretrained`` can load without the network."""
+    """Turn ``--model`` into a directory that ``from_pretrained`` loads without the network: the packaged default, a
+    local directory, or a hub id's snapshot in the local Hugging Face cache."""
     if name == DEFAULT_MODEL:
         return str(packaged_model_dir())
     if not name.strip():
         raise FreezeframeError(EMPTY_MODEL)
     path = Path(name).expanduser()
+    if path.is_file():  # a model's file (its config.json, its weights) rather than its directory
+        hint = f"; pass its directory, {path.parent}" if (path.parent / "config.json").is_file() else ""
+        raise FreezeframeError(f"{path} is a file; --model takes a model directory{hint}")
     if path.exists():
         if not (path / "config.json").is_file():
             raise FreezeframeError(not_a_model(path, "a Hugging Face model directory (no config.json)"))
-        try:
-            bert.read_json(path / "config.json")
-        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
-            raise FreezeframeError(f"{path / 'config.json'} is damaged (not valid JSON)") from None
+        check_config(path / "config.json")
         return str(path)
     if name.count("/") > 1 or name.startswith((".", "/", "~")):
         raise FreezeframeError(f"model directory not found: {name}")
     snapshot = cached_snapshot(name)
-    return str(snapshot) if snapshot is not None else name
+    if snapshot is None:  # refused here, not by transformers: with HF_HUB_OFFLINE=0 in the environment it would download
+        raise FreezeframeError(f"cannot load model {name!r}: it is not a local directory and not in the Hugging Face cache "
+                               "(freezeframe never downloads); pass a local model directory")
+    check_config(snapshot / "config.json")
+    return str(snapshot)
+
+
+_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+          "max_position_embeddings", "type_vocab_size")
+"""``config.json`` keys that size the network: a value of another kind fails deep inside the model's constructor."""
+
+
+def check_config(path: Path) -> None:
+    """Refuse a ``config.json`` that is not a JSON object, or whose sizes are not whole numbers (a hand edit that
+    wrote ``"4"`` for ``4``): either would fail deep inside the loaders."""
+    try:
+        config = bert.read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FreezeframeError(f"{path} is damaged (not valid JSON)") from None
+    except ValueError:  # valid JSON, but a list or a string
+        raise FreezeframeError(f"{path} is damaged (not a JSON object)") from None
+    for key in _SIZES:
+        value = config.get(key)  # absent or null: the family's default
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise FreezeframeError(f"{path} is damaged: {key} is {value!r}, not a whole number")
 
 
 def cached_snapshot(repo_id: str) -> Path | None:

@@ -299,6 +299,7 @@ def test_a_cached_hub_id_runs_on_the_lean_path_and_its_model_loads_in_pipeline(
     from freezeframe import bert
     from freezeframe.cli import main
     from freezeframe.encoder import load_pretrained
+    from freezeframe.errors import FreezeframeError
     from freezeframe.predict import load_classifier
     from freezeframe.source import resolve_model
 
@@ -310,7 +311,9 @@ def test_a_cached_hub_id_runs_on_the_lean_path_and_its_model_loads_in_pipeline(
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert resolve_model("org/tiny-bert") == str(snapshot) and resolve_model("org/absent") == "org/absent"
+    assert resolve_model("org/tiny-bert") == str(snapshot)
+    with pytest.raises(FreezeframeError, match="not in the Hugging Face cache"):  # never handed to transformers
+        resolve_model("org/absent")
     model, _ = load_pretrained("org/tiny-bert", ["a", "b"], "mean")
     assert isinstance(model.hf, bert.BertForSequenceClassification)
     out = tmp_path / "m"

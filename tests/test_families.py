@@ -1,0 +1,258 @@
+"""Encoders other than the default through --model: other families, and BERT checkpoints as they are shipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+TEXTS = ["camera lighting shot", "villain hero role", "the plot twist ending"]
+
+
+def _with_tokenizer(tiny_model_dir, directory):
+    directory.mkdir(exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copyfile(tiny_model_dir / name, directory / name)
+    return directory
+
+
+def _deberta(tiny_model_dir, directory):
+    """A tiny DeBERTa-v2 with relative positions (DeBERTa-v3's layout) and the tiny WordPiece tokenizer."""
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    DebertaV2Model(DebertaV2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=160, relative_attention=True,
+                                   pos_att_type=["p2c", "c2p"], position_biased_input=False, position_buckets=16,
+                                   norm_rel_ebd="layer_norm")).save_pretrained(directory)
+    return _with_tokenizer(tiny_model_dir, directory)
+
+
+def test_a_deberta_trains_whole_through_its_own_head(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """DeBERTa has BERT's module names (embeddings, encoder.layer, classifier, dropout) but not its layers (relative
+    positions, tuples out): run stage by stage it stopped in the first batch with an internal TypeError. It trains
+    whole, through its own head over the first token, and predicts what pipeline() predicts."""
+    from transformers import pipeline
+
+    from freezeframe.predict import load_classifier
+
+    source = _deberta(tiny_model_dir, tmp_path / "deberta")
+    out = tmp_path / "m"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", out,
+                           "--epochs", "1", "--ensemble", "1")
+    assert code == 0 and "DebertaV2ForSequenceClassification classifies with its own head" in err, err
+    assert json.loads((out / "freezeframe.json").read_text())["settings"]["model"]["pooling"] == "cls"
+    expected = [max(row["scores"].values()) for row in load_classifier(out).predict(TEXTS)]
+    scored = pipeline("text-classification", model=str(out), truncation=True)(TEXTS)
+    assert [row["score"] for row in scored] == pytest.approx(expected, abs=1e-5)
+
+
+def _cached(hub, repo_id, files: dict) -> None:
+    """Put ``files`` (name -> source path) in a local Hugging Face cache as a download lays them out."""
+    snapshot = hub / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name, path in files.items():
+        shutil.copyfile(path, snapshot / name)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+
+
+def _tinybert_as_shipped(tiny_model_dir, directory):
+    """The tiny model as huawei-noah ships TinyBERT: a config.json without ``model_type`` (with TinyBERT's own extra
+    keys), a pretraining checkpoint in pytorch_model.bin (``bert.*``, ``cls.*``, ``fit_denses.*``), a bare vocab.txt."""
+    import torch
+    from safetensors.torch import load_file
+
+    directory.mkdir()
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    config = {key: value for key, value in config.items() if key not in ("model_type", "architectures", "transformers_version")}
+    (directory / "config.json").write_text(json.dumps({**config, "cell": {}, "emb_size": config["hidden_size"],
+                                                       "pre_trained": "", "structure": []}))
+    weights = {f"bert.{key}": value for key, value in load_file(str(tiny_model_dir / "model.safetensors")).items()}
+    weights |= {"cls.predictions.bias": torch.zeros(config["vocab_size"]), "fit_denses.0.weight": torch.zeros(8, 32)}
+    torch.save(weights, directory / "pytorch_model.bin")
+    shutil.copyfile(tiny_model_dir / "vocab.txt", directory / "vocab.txt")
+    return directory
+
+
+@pytest.mark.parametrize("backend", ["lean", "transformers"])
+def test_tinybert_as_shipped_trains_from_the_cache(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch, backend):
+    """TinyBERT's config.json names no model type, which transformers refuses ("Should have a `model_type` key"), and
+    the cached hub id was then refused as "not in the Hugging Face cache". Its BERT keys make it BERT's: it trains on
+    either backend, and the directory it writes loads in pipeline()."""
+    import huggingface_hub.constants
+    from transformers import pipeline
+
+    from freezeframe.predict import load_classifier
+
+    source = _tinybert_as_shipped(tiny_model_dir, tmp_path / "tinybert")
+    _cached(tmp_path / "hub", "huawei-noah/TinyBERT_General_4L_312D", {n: source / n for n in ("config.json", "vocab.txt", "pytorch_model.bin")})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    if backend == "transformers":
+        monkeypatch.setenv("FREEZEFRAME_BERT", "transformers")
+    out = tmp_path / "m"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "huawei-noah/TinyBERT_General_4L_312D",
+                           "--out", out, "--freeze", "last-2", "--epochs", "1", "--ensemble", "1")
+    assert code == 0 and "mean pooling needs" not in err, err
+    assert json.loads((out / "config.json").read_text())["model_type"] == "freezeframe_bert"
+    expected = [max(row["scores"].values()) for row in load_classifier(out).predict(TEXTS)]
+    scored = pipeline("text-classification", model=str(out), trust_remote_code=True, truncation=True)(TEXTS)
+    assert [row["score"] for row in scored] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_cached_hub_id_that_fails_to_load_says_why(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """A hub id found in the cache whose files are broken is named as such, not as missing from the cache."""
+    import huggingface_hub.constants
+
+    broken = tmp_path / "pytorch_model.bin"
+    broken.write_bytes(b"not a checkpoint")
+    _cached(tmp_path / "hub", "org/broken", {"config.json": tiny_model_dir / "config.json",
+                                             "vocab.txt": tiny_model_dir / "vocab.txt", "pytorch_model.bin": broken})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "org/broken", "--out", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cannot load model 'org/broken': cannot read pytorch_model.bin" in err and "not in the Hugging Face cache" not in err
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "org/absent", "--out", tmp_path / "m")
+    assert code == 2 and "not a local directory and not in the Hugging Face cache" in err, err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[1, 2]", "config.json is damaged (not a JSON object)"),
+    ('"bert"', "config.json is damaged (not a JSON object)"),
+    ({"num_hidden_layers": "4"}, "config.json is damaged: num_hidden_layers is '4', not a whole number"),
+    ({"hidden_size": 32.0}, "config.json is damaged: hidden_size is 32.0, not a whole number"),
+])
+def test_a_damaged_config_is_one_line(run_cli, tiny_model_dir, tiny_data, tmp_path, content, message):
+    """A config.json that is JSON but not an object, or sizes the network with something other than whole numbers, was
+    an internal error (AttributeError, TypeError) in train and inspect; as a cached hub id's too."""
+    import huggingface_hub.constants
+
+    source = tmp_path / "damaged"
+    shutil.copytree(tiny_model_dir, source)
+    if isinstance(content, dict):
+        content = json.dumps({**json.loads((source / "config.json").read_text()), **content})
+    (source / "config.json").write_text(content)
+    for command in (["train", "--train", tiny_data["train"], "--out", tmp_path / "m"], ["inspect"]):
+        code, _, err = run_cli(*command, "--model", source)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "m").exists()
+    _cached(tmp_path / "hub", "org/damaged", {"config.json": source / "config.json", "vocab.txt": source / "vocab.txt"})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+        code, _, err = run_cli("inspect", "--model", "org/damaged")
+    assert code == 2 and message in err, err
+
+
+def test_what_the_layers_share_is_not_the_head(tiny_model_dir, tmp_path):
+    """MPNet's relative attention bias (DeBERTa's LayerNorm of its relative positions likewise) lies in the encoder
+    outside its layers; named by its first part ("mpnet"), it counted as the head, so `--freeze head` trained a part
+    of the encoder. It is the block `encoder`: frozen by `head` (and gradual's first epoch), trained by `last-N` at
+    the top layer's rate."""
+    from transformers import MPNetConfig, MPNetModel
+
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.freeze import FreezePlan, FreezeReport, optimizer_groups
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    source = tmp_path / "mpnet"
+    MPNetModel(MPNetConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=160)).save_pretrained(source)
+    model, _ = load_pretrained(str(_with_tokenizer(tiny_model_dir, source)), ["a", "b", "c"], "cls")
+    shared = "mpnet.encoder.relative_attention_bias.weight"
+    assert {n.split(".")[0] for n in FreezePlan("head").trainable_names(model)} == {"classifier"}
+    assert shared not in FreezePlan("gradual").stage(1, 2).trainable_names(model)
+    assert shared in FreezePlan("last-1").trainable_names(model) and shared not in FreezePlan("last-0").trainable_names(model)
+    FreezePlan("last-1").apply(model, quiet=True)
+    blocks = {row.block: row.state for row in FreezeReport.of(model, "last-1").rows}
+    assert blocks["encoder"] == "trainable" and blocks["layer 0"] == "frozen"
+    rates = {name: group["lr"] for group in optimizer_groups(model, 1e-3, 0.01, lr_decay=0.5, head_lr=1e-2)
+             for name in group["names"]}
+    assert rates[shared] == rates["mpnet.encoder.layer.1.attention.attn.q.weight"] == 1e-3
+
+
+def test_a_pooler_of_the_head_trains_with_the_head(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """DeBERTa's classifier reads its own pooler (``pooler.dense``, beside the base model, new and random), where BERT's
+    ``bert.pooler`` is the pretrained encoder's: `--freeze head` left it frozen at random, with a warning whose advice
+    (--pooling mean) a DeBERTa cannot take. It is the head's, and trains with it."""
+    source = _deberta(tiny_model_dir, tmp_path / "deberta")
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m",
+                           "--freeze", "head", "--epochs", "1")
+    assert code == 0 and "random initialisation" not in err, err
+    blocks = {b["block"]: b for b in json.loads((tmp_path / "m" / "freezeframe.json").read_text())["freeze"]["blocks"]}
+    assert blocks["pooler"]["trainable"] == blocks["pooler"]["parameters"] > 0 and blocks["layer 1"]["trainable"] == 0
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "g",
+                           "--freeze", "classifier.*", "--epochs", "1")
+    assert code == 0 and "leaves the [CLS] pooler frozen at its random initialisation" in err and "add pooler.*" in err, err
+
+
+def test_a_file_given_as_the_encoder_is_named_as_a_file(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """`--model DIR/config.json` (or the weights) was 'not a Hugging Face model directory (no config.json)'."""
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir / "config.json",
+                           "--out", tmp_path / "m")
+    assert code == 2 and err.strip().endswith(f"is a file; --model takes a model directory; pass its directory, {tiny_model_dir}"), err
+    code, _, err = run_cli("inspect", "--model", tiny_data["train"])
+    assert code == 2 and err.strip().endswith("train.csv is a file; --model takes a model directory"), err
+
+
+def test_a_model_that_classifies_no_text_is_refused_by_name(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """An image model's directory was refused in transformers' words ("Unrecognized configuration class <class
+    'transformers.models.vit.configuration_vit.ViTConfig'> for this kind of AutoModel")."""
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "vit")
+    (source / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2,
+                                                    "num_attention_heads": 2, "intermediate_size": 64}))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m")
+    assert code == 2 and err.count("\n") == 1 and "is a 'vit' model, which transformers has no text classifier for" in err, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_hub_id_not_in_the_cache_never_reaches_transformers(run_cli, tiny_data, tmp_path, monkeypatch):
+    """freezeframe only sets HF_HUB_OFFLINE=1 when the environment has no value: with HF_HUB_OFFLINE=0 an id missing
+    from the cache went to transformers, which retried the hub for half a minute (and with a network, downloads).
+    It is refused before transformers is imported."""
+    import freezeframe.encoder
+
+    def refuse():
+        raise AssertionError("an id missing from the cache was handed to transformers")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(freezeframe.encoder, "import_transformers", refuse)
+    for command in (["inspect"], ["train", "--train", tiny_data["train"], "--out", tmp_path / "m"],
+                    ["compare", "--train", tiny_data["train"], "--configs", "head", "--out", tmp_path / "r"]):
+        code, _, err = run_cli(*command, "--model", "org/absent")
+        assert code == 2 and err.count("\n") == 1, err
+        assert "'org/absent': it is not a local directory and not in the Hugging Face cache (freezeframe never downloads)" in err
+
+
+def test_compare_refuses_a_trained_ensemble_or_an_export_as_train_does(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """compare's check before the first run read their depth as 0: `--configs last-1` said the model "has no encoder
+    layers; use full or head", and `--configs head` started the runs before train's refusal stopped the first."""
+    ensemble = _with_tokenizer(tiny_model_dir, tmp_path / "ensemble")
+    (ensemble / "config.json").write_text(json.dumps({"model_type": "freezeframe_ensemble", "members": 2, "member": {}}))
+    export = _with_tokenizer(tiny_model_dir, tmp_path / "export")
+    shutil.copyfile(tiny_model_dir / "config.json", export / "config.json")
+    (export / "export.json").write_text(json.dumps({"directory": "runs/m"}))
+    (export / "model.onnx").write_bytes(b"")
+    for model, refusal in ((ensemble, "is an ensemble of trained classifiers"), (export, "is an ONNX export")):
+        for configs in ("last-1", "head"):
+            code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", model, "--configs", configs,
+                                     "--folds", "2", "--out", tmp_path / "r")
+            assert code == 2 and refusal in err and "has no encoder layers" not in err and "fold" not in out + err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_compare_counts_the_layers_of_other_families_as_freeze_plans_do(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """compare's check before the first run read `num_hidden_layers` alone: DistilBERT (`n_layers`) had "no encoder
+    layers", so `--configs last-1` was refused though train runs it; ALBERT's 3 layers passed `--configs last-2`, which
+    then stopped part-way, as `--freeze last-2`, at its one group of shared layers."""
+    from transformers import AlbertConfig, DistilBertConfig
+
+    from freezeframe.encoder import encoder_depth
+
+    distilbert, albert = _with_tokenizer(tiny_model_dir, tmp_path / "distilbert"), _with_tokenizer(tiny_model_dir, tmp_path / "albert")
+    DistilBertConfig(dim=32, n_layers=3, n_heads=2, hidden_dim=64).save_pretrained(distilbert)
+    AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=2).save_pretrained(albert)
+    assert (encoder_depth(str(distilbert)), encoder_depth(str(albert))) == (3, 1)
+    code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", albert, "--configs", "head,last-2",
+                             "--folds", "2", "--out", tmp_path / "r")
+    assert code == 2 and "--configs last-2: " in err and "has only 1 encoder layer" in err and "fold" not in out + err, err
