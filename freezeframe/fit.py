@@ -22,7 +22,7 @@ from freezeframe.data import LabelledTexts, check_classes, check_known_labels, l
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
-from freezeframe.freeze import FreezePlan, FreezeReport, block_of, named_plan_parameters
+from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.interrupt import ctrl_c_deferred, stopped_by
 from freezeframe.members import own_dropout, restore_member, train_together
 from freezeframe.predict import META_FILE
@@ -176,7 +176,7 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
     if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
         run = replace(run, model=replace(run.model, pooling=model.pooling))
     freeze_report = plan.apply(model)
-    _warn_untrained_frozen(model, plan)
+    plan.warn_untrained_frozen(model)
     depth = plan.gradual_depth(model.num_layers) if plan.is_gradual else 0
     if run.train.epochs <= depth:
         report(f"--freeze {plan.spec}: {run.train.epochs} epoch(s) unfreeze only {run.train.epochs - 1} of its {depth} "
@@ -276,7 +276,7 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
         seconds = time.perf_counter() - started + (checkpoint.seconds_before if checkpoint is not None else 0.0)
         loops, probes = [o[0] for o in outcomes], [o[1] for o in outcomes]
         model, loop = models[0], loops[0]
-        stages = _gradual_stages(model, plan, len(loop.history)) if plan.is_gradual else []
+        stages = plan.gradual_stages(model, len(loop.history)) if plan.is_gradual else []
         unused = [info for info in stage_caches if not info["used"]]
         if unused:  # a stage over --cache-budget, or a family without BERT's stages, trained without the cache
             cache_info = unused[0] if len(unused) == len(stage_caches) else {
@@ -335,24 +335,6 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
                         model, tokenizer, models if members > 1 else [])
 
 
-def _warn_untrained_frozen(model: torch.nn.Module, plan: FreezePlan) -> None:
-    """Say when the plan freezes weights that start random (the checkpoint lacked them) where the model reads them."""
-    new = getattr(model, "new_weights", ())
-    frozen = {block_of(name) for name, param in named_plan_parameters(model) if not param.requires_grad and name in new}
-    if getattr(model, "pooling", "mean") != "cls":
-        frozen.discard("pooler")  # mean pooling never reads it
-    head = sorted(block for block in frozen if block != "pooler")  # the classifier, DistilBERT's pre_classifier
-    if head:
-        named, patterns = " and ".join(f"the {block}" for block in head), ",".join(f"{block}.*" for block in head)
-        its, it = ("its", "it") if len(head) == 1 else ("their", "them")
-        report(f"--freeze {plan.spec} leaves {named} frozen at {its} random initialisation; add {patterns} to the plan "
-               f"to train {it}")
-    if "pooler" in frozen:
-        fix = "use --pooling mean, or a plan that trains it (last-N)" if getattr(model, "staged", True) else "add pooler.* to the plan"
-        report(f"--freeze {plan.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
-               f"no pooler weights, as masked-LM checkpoints do not); {fix}")
-
-
 def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set: ExampleSet | None, run: RunConfig,
                      device: torch.device, budget: int | None, caches: list[dict]):
     """Per-epoch hook for gradual unfreezing: apply the epoch's stage; rebuild the cache when it shrinks, and add
@@ -374,20 +356,6 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
         return module, cached_train, cached_valid
 
     return schedule
-
-
-def _gradual_stages(model, plan: FreezePlan, epochs_run: int) -> list[dict]:
-    """The stages of a gradual plan over the ``epochs_run`` epochs of the kept history, as freezeframe.json
-    records them: from the plan itself, so that a resumed run (whose hook saw only the later epochs) and an
-    ensemble (a hook per member) record the one schedule every member followed."""
-    sizes = {name: param.numel() for name, param in named_plan_parameters(model)}
-    stages: list[dict] = []
-    for epoch in range(1, epochs_run + 1):
-        stage = plan.stage(epoch, model.num_layers)
-        if not stages or stages[-1]["plan"] != stage.spec:
-            trainable = sum(sizes[name] for name in stage.trainable_names(model))
-            stages.append({"from_epoch": epoch, "plan": stage.spec, "trainable_parameters": trainable})
-    return stages
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None) -> dict:

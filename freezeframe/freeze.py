@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from freezeframe.errors import FreezeframeError, logger
+from freezeframe.errors import FreezeframeError, logger, report
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers?|albert_layer_groups)\.(\d+)\.")
 """An encoder layer's index in a parameter name: ``bert.encoder.layer.3.``, DistilBERT's ``transformer.layer.3.``,
@@ -181,6 +181,36 @@ class FreezePlan:
             " once every stage is unfrozen" if self.is_gradual else "",
         )
         return freeze_report
+
+    def warn_untrained_frozen(self, model: nn.Module) -> None:
+        """Say when the plan freezes weights that start random (the checkpoint lacked them) where the model reads them."""
+        new = getattr(model, "new_weights", ())
+        frozen = {block_of(name) for name, param in named_plan_parameters(model) if not param.requires_grad and name in new}
+        if getattr(model, "pooling", "mean") != "cls":
+            frozen.discard("pooler")  # mean pooling never reads it
+        head = sorted(block for block in frozen if block != "pooler")  # the classifier, DistilBERT's pre_classifier
+        if head:
+            named, patterns = " and ".join(f"the {block}" for block in head), ",".join(f"{block}.*" for block in head)
+            its, it = ("its", "it") if len(head) == 1 else ("their", "them")
+            report(f"--freeze {self.spec} leaves {named} frozen at {its} random initialisation; add {patterns} to the plan "
+                   f"to train {it}")
+        if "pooler" in frozen:
+            fix = "use --pooling mean, or a plan that trains it (last-N)" if getattr(model, "staged", True) else "add pooler.* to the plan"
+            report(f"--freeze {self.spec} leaves the [CLS] pooler frozen at its random initialisation (the checkpoint has "
+                   f"no pooler weights, as masked-LM checkpoints do not); {fix}")
+
+    def gradual_stages(self, model: nn.Module, epochs_run: int) -> list[dict]:
+        """The stages of a gradual plan over the ``epochs_run`` epochs of the kept history, as freezeframe.json
+        records them: from the plan itself, so that a resumed run (whose hook saw only the later epochs) and an
+        ensemble (a hook per member) record the one schedule every member followed."""
+        sizes = {name: param.numel() for name, param in named_plan_parameters(model)}
+        stages: list[dict] = []
+        for epoch in range(1, epochs_run + 1):
+            stage = self.stage(epoch, model.num_layers)
+            if not stages or stages[-1]["plan"] != stage.spec:
+                trainable = sum(sizes[name] for name in stage.trainable_names(model))
+                stages.append({"from_epoch": epoch, "plan": stage.spec, "trainable_parameters": trainable})
+        return stages
 
 
 @dataclass
