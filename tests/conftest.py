@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import random
 from pathlib import Path
@@ -96,6 +97,24 @@ def head_model(tmp_path_factory, tiny_model_dir, tiny_data) -> Path:
     main(["train", "--train", str(tiny_data["train"]), "--model", str(tiny_model_dir), "--out", str(out),
           "--freeze", "head", "--epochs", "1", "--lr", "1e-3", "--quiet"])
     return out
+
+
+@pytest.fixture
+def reports():
+    """Lines reported on the user's behalf (freezeframe.errors.report), in order."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("freezeframe")
+    handler, level = Collect(level=logging.WARNING), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture

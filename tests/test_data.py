@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 import pytest
@@ -17,24 +16,6 @@ from freezeframe.splits import split_train_valid
 GOOD = "".join(f"the camera shot {i},Cinematography\nthe villain role {i},Characters\nthe plot twist {i},Story\n"
                for i in range(4))
 HEADER = "review,aspect\n"
-
-
-@pytest.fixture
-def reports():
-    """Lines reported on the user's behalf (freezeframe.errors.report), in order."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger("freezeframe")
-    handler, level = Collect(level=logging.WARNING), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def write(tmp_path, payload: str | bytes, name: str = "data.csv"):

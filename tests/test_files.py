@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 import zipfile
 from pathlib import Path
@@ -16,24 +15,6 @@ from freezeframe.errors import FreezeframeError
 ROWS = "".join(f"the camera shot {i},Cinematography\nthe villain role {i},Characters\nthe plot twist {i},Story\n"
                for i in range(4))
 TABLE = "review,aspect\n" + ROWS
-
-
-@pytest.fixture
-def reports():
-    """Lines reported on the user's behalf (freezeframe.errors.report), in order."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger("freezeframe")
-    handler, level = Collect(level=logging.WARNING), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def one_error(err: str) -> str:
