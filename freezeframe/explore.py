@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from freezeframe.baseline import VOCAB_FILE, WordTokenizer, split_words
-from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
+from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL, SAME_COLUMNS, check_fields
 from freezeframe.data import LabelledTexts, labelled_from_frame
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import META_FILE
@@ -44,13 +45,18 @@ class ExploreConfig:
     """How many typical words to name per class (0: none)."""
 
     def __post_init__(self) -> None:
-        self.data = Path(self.data)
-        if self.max_length is not None and (isinstance(self.max_length, bool) or not isinstance(self.max_length, int)
-                                            or self.max_length < 2):
+        if isinstance(self.model, os.PathLike):  # a model directory given as a Path
+            self.model = os.fspath(self.model)
+        check_fields(self)
+        if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be an integer of at least 2, got {self.max_length!r}")
-        if isinstance(self.top_words, bool) or not isinstance(self.top_words, int) or self.top_words < 0:
+        if self.top_words < 0:
             raise ValueError(f"top_words must be a non-negative integer, got {self.top_words!r}")
-        if not isinstance(self.model, str) or not self.model.strip():
+        if not self.text_column or not self.label_column:
+            raise ValueError("--text-column and --label-column must be non-empty")
+        if self.text_column == self.label_column:
+            raise ValueError(SAME_COLUMNS.format(self.text_column))
+        if not self.model.strip():
             raise FreezeframeError(EMPTY_MODEL)
 
 

@@ -84,3 +84,17 @@ def test_a_trained_baseline_counts_words(tmp_path, tiny_data, run_cli):
     summary = explore_data(ExploreConfig(tiny_data["test"], model=str(out)))
     assert summary["tokens"] == f"the words of the baseline {out}"
     assert summary["all"]["tokens"] == summary["all"]["words"]
+
+
+def test_the_config_checks_its_fields_as_the_other_configs_do(tmp_path, tiny_model_dir, tiny_data):
+    summary = explore_data(ExploreConfig(tiny_data["train"], model=tiny_model_dir, top_words=0))  # a Path model
+    assert summary["tokens"].startswith(f"as {tiny_model_dir}'s tokenizer")
+    for field, value, message in [("text_column", 3, "ExploreConfig.text_column must be a string"),
+                                  ("normalize_labels", "yes", "ExploreConfig.normalize_labels must be True or False"),
+                                  ("data", 5, "ExploreConfig.data must be a path"),
+                                  ("max_length", 2.5, "ExploreConfig.max_length must be an int or None")]:
+        with pytest.raises(TypeError, match=message):
+            ExploreConfig(**{"data": tiny_data["train"], field: value})
+    with pytest.raises(ValueError, match="both 'review'"):
+        ExploreConfig(tiny_data["train"], label_column="review")
+
