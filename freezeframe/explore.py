@@ -199,15 +199,9 @@ def typical_words(data: LabelledTexts, top: int) -> dict[str, list[str]]:
 def format_exploration(summary: dict) -> str:
     """The text ``freezeframe explore`` prints for :func:`explore_data`'s result."""
     width = max(5, *(len(label) for label in summary["labels"]))
-    over = f"over {summary['max_length']}"
     title = (f"{summary['file']}: {summary['texts']} labelled texts, {len(summary['labels'])} classes "
              f"(always guessing the largest class scores {summary['majority_share']:.1%})")
-    lines = [title, "",
-             f"{'':<{width}}  {'':>5}  {'':>6}  {'words':^17}  {'tokens':^17}",
-             f"{'class':<{width}}  {'texts':>5}  {'share':>6}  {'median  p90  max':>17}  {'median  p90  max':>17}  {over}"]
-    for name, row in [*summary["classes"].items(), ("all", summary["all"])]:
-        lines.append(f"{name:<{width}}  {row['texts']:>5}  {row['share']:>6.1%}  {_spread_text(row['words'])}  "
-                     f"{_spread_text(row['tokens'])}  {row['over_max_length']:>{len(over)}}")
+    lines = [title, "", *_length_table(summary, width)]
     cut = summary["all"]["over_max_length"]
     lines += ["", f"tokens: {summary['tokens']}; " + (
         f"{cut} texts are longer than --max-length {summary['max_length']} and lose their ends in training and prediction"
@@ -231,5 +225,26 @@ def format_exploration(summary: dict) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _spread_text(spread: dict) -> str:
-    return f"{spread['median']:>6g}  {spread['p90']:>3.0f}  {spread['max']:>4}"
+def _length_table(summary: dict, width: int) -> list[str]:
+    """The per-class table, each column as wide as its longest cell, so that a 5,000-word text or a
+    long label name does not push the numbers out from under their headings."""
+    over = f"over {summary['max_length']}"
+    rows = [*summary["classes"].items(), ("all", summary["all"])]
+    cells = [[f"{row['texts']}", f"{row['share']:.1%}",
+              *(value for unit in ("words", "tokens") for value in _spread_cells(row[unit])),
+              f"{row['over_max_length']}"] for _, row in rows]
+    heads = ["texts", "share", "median", "p90", "max", "median", "p90", "max", over]
+    least = [5, 6, 6, 3, 4, 6, 3, 4, len(over)]
+    widths = [max(low, *(len(cell[i]) for cell in cells)) for i, low in enumerate(least)]
+    # words / tokens centred over their three columns
+    spans = [sum(widths[start:start + 3]) + 4 for start in (2, 5)]
+    lines = [f"{'':<{width}}  {'':>{widths[0]}}  {'':>{widths[1]}}  {'words':^{spans[0]}}  {'tokens':^{spans[1]}}",
+             "  ".join([f"{'class':<{width}}", *(f"{h:>{w}}" for h, w in zip(heads, widths))])]
+    lines += ["  ".join([f"{name:<{width}}", *(f"{c:>{w}}" for c, w in zip(cell, widths))])
+              for (name, _), cell in zip(rows, cells)]
+    return lines
+
+
+def _spread_cells(spread: dict) -> list[str]:
+    median = f"{spread['median']:.1f}".removesuffix(".0")  # a median is a whole or a half: never 1e+06
+    return [median, f"{spread['p90']:.0f}", f"{spread['max']}"]

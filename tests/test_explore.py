@@ -98,3 +98,12 @@ def test_the_config_checks_its_fields_as_the_other_configs_do(tmp_path, tiny_mod
     with pytest.raises(ValueError, match="both 'review'"):
         ExploreConfig(tiny_data["train"], label_column="review")
 
+
+def test_the_table_stays_aligned_for_long_texts(tmp_path, run_cli):
+    rows = [(" ".join(["plot"] * 12000), "Story"), ("camera", "Cinematography"), ("hero", "Characters")]
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", rows), "--model", "baseline",
+                             "--top-words", "0")
+    assert code == 0, err
+    table = out.splitlines()[3:8]
+    assert len({len(line) for line in table}) == 1, table  # every column right-aligned under its heading
+    assert table[3].split() == ["Story", "1", "33.3%", "12000", "12000", "12000", "12000", "12000", "12000", "1"]
