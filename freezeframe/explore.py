@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from freezeframe.data import LabelledTexts, labelled_from_frame
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import META_FILE
 from freezeframe.tables import format_rows, read_table
+
+WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
+"""A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
+``split_words`` reads English (which keeps ``[a-z0-9]`` only, and so finds no word in Chinese or Arabic)."""
 
 MIN_COUNT = 3
 """A word must occur this often in a class to be named as typical of it."""
@@ -73,7 +78,7 @@ def explore_data(config: ExploreConfig) -> dict:
     data = labelled_from_frame(frame, config.data, config.text_column, config.label_column, config.normalize_labels)
     count_tokens, unit = _token_counter(config.model)
     max_length = config.max_length or _trained_max_length(Path(config.model)) or DEFAULT_MAX_LENGTH
-    words = [len(split_words(text)) for text in data.texts]
+    words = [len(text_words(text)) for text in data.texts]
     tokens = count_tokens(data.texts)
     groups = {label: [i for i, lab in enumerate(data.labels) if lab == label] for label in data.label_names}
     groups_all = {**groups, "all": list(range(len(data)))}
@@ -119,6 +124,11 @@ def _token_counter(model: str):
         return [len(i) for i in ids]
 
     return count, f"as {model}'s tokenizer cuts the texts, special tokens included"
+
+
+def text_words(text: str) -> list[str]:
+    """``text`` lowercased and cut into words, in whatever script it is written."""
+    return WORDS.findall(text.lower())
 
 
 def _trained_max_length(directory: Path) -> int | None:
@@ -178,7 +188,7 @@ def typical_words(data: LabelledTexts, top: int) -> dict[str, list[str]]:
     prior is the whole file's word counts."""
     counts = {label: Counter() for label in data.label_names}
     for text, label in zip(data.texts, data.labels):
-        counts[label].update(split_words(text))
+        counts[label].update(text_words(text))
     total = sum(counts.values(), Counter())
     size = sum(total.values())
     typical = {}

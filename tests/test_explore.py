@@ -107,3 +107,13 @@ def test_the_table_stays_aligned_for_long_texts(tmp_path, run_cli):
     table = out.splitlines()[3:8]
     assert len({len(line) for line in table}) == 1, table  # every column right-aligned under its heading
     assert table[3].split() == ["Story", "1", "33.3%", "12000", "12000", "12000", "12000", "12000", "12000", "1"]
+
+
+def test_words_in_other_scripts_are_counted(tmp_path, run_cli):
+    rows = [("الفيلم قصة جميلة", "Story"), ("摄影 很美", "Cinematography"), ("Amélie était là 😀", "Characters")] * 3
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", rows), "--model", "baseline", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [summary["classes"][c]["words"]["max"] for c in ("Story", "Cinematography", "Characters")] == [3, 2, 3]
+    assert summary["typical_words"]["Story"] == ["الفيلم", "جميلة", "قصة"]
+    assert "amélie" in summary["typical_words"]["Characters"]
