@@ -26,6 +26,9 @@ WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
 """A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
 ``split_words`` reads English (which keeps ``[a-z0-9]`` only, and so finds no word in Chinese or Arabic)."""
 
+CODE_AGREEMENT = 0.75
+"""A column codes the labels when more than this share of the rows carry their class's value."""
+
 MIN_COUNT = 3
 """A word must occur this often in a class to be named as typical of it."""
 
@@ -158,26 +161,36 @@ def _repeats(data: LabelledTexts) -> dict:
 
 
 def _code_columns(frame, data: LabelledTexts, used: list[str]) -> dict:
-    """For each other column with at most one distinct value per class and row: which value stands for which
-    label, and the data rows where a column disagrees with that reading (the notebooks' ``aspect_encoded``)."""
+    """Each other column that stands for the label, one value per class (the notebooks' ``aspect_encoded``):
+    which value stands for which label, the data rows where a filled cell disagrees with that reading and
+    the rows where the cell is empty. A column reads as a code when each class's most frequent value is
+    its own and more than ``CODE_AGREEMENT`` of the rows carry it, so that a code with a few mistakes (or a
+    few empty cells) is found, and an ID, a constant or a column of unrelated values is not."""
     found = {}
+    if len(data.label_names) < 2:
+        return found
     for column in frame.columns:
         if column in used:
             continue
-        values = [None if value is None else str(value).strip()
+        values = [None if value is None or not str(value).strip() else str(value).strip()
                   for value in frame[column].iloc[[row - 1 for row in data.rows]]]
-        if any(v in (None, "") for v in values) or len(set(values)) > len(data.label_names):
-            continue
-        pairs = Counter(zip(data.labels, values))
+        pairs = Counter((label, value) for label, value in zip(data.labels, values) if value is not None)
         meaning = {}
         for label in data.label_names:  # each label's most frequent value; ties go to the smallest
             counts = {v: n for (lab, v), n in pairs.items() if lab == label}
-            meaning[label] = min(counts, key=lambda v: (-counts[v], v))
-        if len(set(meaning.values())) < len(meaning):
-            continue  # two labels share a value: not a code for the label
-        disagree = [row for row, label, value in zip(data.rows, data.labels, values) if meaning[label] != value]
-        found[column] = {"codes": {code: label for label, code in sorted(meaning.items(), key=lambda kv: kv[1])},
-                         "disagreeing_rows": disagree}
+            if counts:
+                meaning[label] = min(counts, key=lambda v: (-counts[v], v))
+        if len(meaning) < len(data.label_names) or len(set(meaning.values())) < len(meaning):
+            continue  # a class with no value, or two classes sharing one: not a code for the label
+        agree = sum(pairs[label, code] for label, code in meaning.items())
+        if agree <= CODE_AGREEMENT * len(values):
+            continue
+        found[column] = {
+            "codes": {code: label for label, code in sorted(meaning.items(), key=lambda kv: kv[1])},
+            "disagreeing_rows": [row for row, label, value in zip(data.rows, data.labels, values)
+                                 if value is not None and meaning[label] != value],
+            "empty_rows": [row for row, value in zip(data.rows, values) if value is None],
+        }
     return found
 
 
@@ -225,9 +238,11 @@ def format_exploration(summary: dict) -> str:
         lines.append("repeated texts: none")
     for column, found in summary["code_columns"].items():
         codes = ", ".join(f"{code} = {label}" for code, label in found["codes"].items())
-        rows = found["disagreeing_rows"]
+        rows, empty = found["disagreeing_rows"], found["empty_rows"]
         lines.append(f"column {column!r} codes the labels: {codes}" + (
-            f"; {len(rows)} rows disagree (data rows {format_rows(rows)})" if rows else ", on every row"))
+            (f"; {len(rows)} rows disagree (data rows {format_rows(rows)})" if rows else "")
+            + (f"; {len(empty)} rows are empty (data rows {format_rows(empty)})" if empty else "")
+            if rows or empty else ", on every row"))
     if any(summary["typical_words"].values()):
         lines += ["", "words most typical of each class (weighted log-odds against the other classes):"]
         lines += [f"  {label:<{width}}  {', '.join(words) or '(none stands out)'}"

@@ -1,6 +1,7 @@
 """`freezeframe explore`: what a labelled file holds, counted as the model will see it."""
 
 import json
+from collections import Counter
 
 import pytest
 from conftest import REAL_TRAIN, WORDS, make_rows, write_csv
@@ -117,3 +118,24 @@ def test_words_in_other_scripts_are_counted(tmp_path, run_cli):
     assert [summary["classes"][c]["words"]["max"] for c in ("Story", "Cinematography", "Characters")] == [3, 2, 3]
     assert summary["typical_words"]["Story"] == ["الفيلم", "جميلة", "قصة"]
     assert "amélie" in summary["typical_words"]["Characters"]
+
+
+def test_a_code_column_with_a_stray_value_or_empty_cells_is_still_read(tmp_path, run_cli):
+    rows = make_rows(10, seed=5)
+    codes = {"Cinematography": "0", "Characters": "1", "Story": "2"}
+    seen = Counter()
+    unrelated = []  # each class's most frequent value is its own, but on 4 rows in 10 only
+    for _, label in rows:
+        seen[label] += 1
+        unrelated.append(str((int(codes[label]) + (seen[label] > 4) + (seen[label] > 7)) % 3))
+    table = [(text, label, codes[label] if i else "9", "" if i == 4 else label[:3], str(i), "same", unrelated[i])
+             for i, (text, label) in enumerate(rows)]
+    header = ("review", "aspect", "code", "initial", "id", "constant", "unrelated")
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", table, header=header),
+                             "--model", "baseline", "--json")
+    assert code == 0, err
+    found = json.loads(out)["code_columns"]
+    assert set(found) == {"code", "initial"}  # an ID, a constant and a column that often disagrees code nothing
+    assert found["code"] == {"codes": {"0": "Cinematography", "1": "Characters", "2": "Story"},
+                             "disagreeing_rows": [1], "empty_rows": []}
+    assert found["initial"]["disagreeing_rows"] == [] and found["initial"]["empty_rows"] == [5]
