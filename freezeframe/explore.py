@@ -115,8 +115,11 @@ def _token_counter(model: str):
     if model == "baseline":
         return (lambda texts: [len(split_words(t)) for t in texts]), "the baseline's words"
     path = Path(model).expanduser()
-    if (path / VOCAB_FILE).is_file() and (path / "baseline_config.json").is_file():
+    own_words = (path / VOCAB_FILE).is_file() and (path / "baseline_config.json").is_file()
+    if own_words:
         WordTokenizer.load(path)  # a damaged baseline directory is refused here, not counted as words
+    # a baseline ensemble keeps its vocabularies in member-N/, a baseline's ONNX export has no baseline_config.json
+    if own_words or _trained_model_settings(path).get("model") == "baseline":
         return (lambda texts: [len(split_words(t)) for t in texts]), f"the words of the baseline {model}"
     from freezeframe.encoder import load_tokenizer
 
@@ -134,12 +137,18 @@ def text_words(text: str) -> list[str]:
     return WORDS.findall(text.lower())
 
 
+def _trained_model_settings(directory: Path) -> dict:
+    """The model settings freezeframe recorded in a directory it trained or exported (empty if none)."""
+    try:
+        settings = json.loads((directory / META_FILE).read_text(encoding="utf-8"))["settings"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
 def _trained_max_length(directory: Path) -> int | None:
     """The ``--max-length`` a model directory was trained with, if freezeframe trained it."""
-    try:
-        value = json.loads((directory / META_FILE).read_text(encoding="utf-8"))["settings"]["model"]["max_length"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    value = _trained_model_settings(directory).get("max_length")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else None
 
 

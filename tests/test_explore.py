@@ -139,3 +139,18 @@ def test_a_code_column_with_a_stray_value_or_empty_cells_is_still_read(tmp_path,
     assert found["code"] == {"codes": {"0": "Cinematography", "1": "Characters", "2": "Story"},
                              "disagreeing_rows": [1], "empty_rows": []}
     assert found["initial"]["disagreeing_rows"] == [] and found["initial"]["empty_rows"] == [5]
+
+
+def test_a_baseline_ensemble_and_a_baseline_export_count_words(tmp_path, tiny_data, run_cli):
+    ensemble, export = tmp_path / "be", tmp_path / "bx"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "baseline", "--out", ensemble,
+                           "--ensemble", "2", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli("export", "--model", ensemble / "member-0", "--out", export)
+    assert code == 0, err
+    for directory in (ensemble, export):
+        code, out, err = run_cli("explore", "--data", tiny_data["test"], "--model", directory, "--json")
+        assert code == 0, err  # was: "... is a from-scratch baseline ... and cannot be trained from"
+        summary = json.loads(out)
+        assert summary["tokens"] == f"the words of the baseline {directory}"
+        assert summary["all"]["tokens"] == summary["all"]["words"]
