@@ -231,27 +231,29 @@ def typical_words(data: LabelledTexts, top: int) -> dict[str, list[str]]:
 def format_exploration(summary: dict) -> str:
     """The text ``freezeframe explore`` prints for :func:`explore_data`'s result."""
     width = max(5, *(len(label) for label in summary["labels"]))
-    title = (f"{summary['file']}: {summary['texts']} labelled texts, {len(summary['labels'])} classes "
+    title = (f"{summary['file']}: {_count(summary['texts'], 'labelled text')}, {_count(len(summary['labels']), 'class')} "
              f"(always guessing the largest class scores {summary['majority_share']:.1%})")
     lines = [title, "", *_length_table(summary, width)]
     cut = summary["all"]["over_max_length"]
     lines += ["", f"tokens: {summary['tokens']}; " + (
-        f"{cut} texts are longer than --max-length {summary['max_length']} and lose their ends in training and prediction"
+        f"{_count(cut, 'text')} {_verb(cut, 'is', 'are')} longer than --max-length {summary['max_length']} and "
+        f"{_verb(cut, 'loses its end', 'lose their ends')} in training and prediction"
         if cut else f"every text fits in --max-length {summary['max_length']}")]
     repeats = summary["repeats"]
     if repeats["texts"]:
         clash = (f", {repeats['conflicting']} of them under different labels (data rows "
                  f"{format_rows(repeats['conflicting_rows'])})" if repeats["conflicting"] else "")
-        lines.append(f"repeated texts: {repeats['texts']} occur more than once ({repeats['extra_rows']} extra rows){clash}")
+        lines.append(f"repeated texts: {repeats['texts']} {_verb(repeats['texts'], 'occurs', 'occur')} more than once "
+                     f"({_count(repeats['extra_rows'], 'extra row')}){clash}")
     else:
         lines.append("repeated texts: none")
     for column, found in summary["code_columns"].items():
         codes = ", ".join(f"{code} = {label}" for code, label in found["codes"].items())
         rows, empty = found["disagreeing_rows"], found["empty_rows"]
+        disagree = f"; {_count(len(rows), 'row')} {_verb(len(rows), 'disagrees', 'disagree')} (data rows {format_rows(rows)})"
+        blank = f"; {_count(len(empty), 'row')} {_verb(len(empty), 'is', 'are')} empty (data rows {format_rows(empty)})"
         lines.append(f"column {column!r} codes the labels: {codes}" + (
-            (f"; {len(rows)} rows disagree (data rows {format_rows(rows)})" if rows else "")
-            + (f"; {len(empty)} rows are empty (data rows {format_rows(empty)})" if empty else "")
-            if rows or empty else ", on every row"))
+            (disagree if rows else "") + (blank if empty else "") if rows or empty else ", on every row"))
     if any(summary["typical_words"].values()):
         lines += ["", "words most typical of each class (weighted log-odds against the other classes):"]
         lines += [f"  {label:<{width}}  {', '.join(words) or '(none stands out)'}"
@@ -277,6 +279,15 @@ def _length_table(summary: dict, width: int) -> list[str]:
     lines += ["  ".join([f"{name:<{width}}", *(f"{c:>{w}}" for c, w in zip(cell, widths))])
               for (name, _), cell in zip(rows, cells)]
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 class``, ``3 classes``, ``1 labelled text``, ``369 labelled texts``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ss') else 's'}"
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
 
 
 def _spread_cells(spread: dict) -> list[str]:

@@ -33,7 +33,7 @@ def test_repeats_and_a_code_column_that_disagrees(tmp_path, run_cli):
     assert code == 0, err
     assert "1 of them under different labels (data rows 1, 2)" in out
     assert "column 'aspect_encoded' codes the labels: 0 = Cinematography, 1 = Story, 2 = Characters; " \
-           "1 rows disagree (data rows 5)" in out
+           "1 row disagrees (data rows 5)" in out
     assert "the baseline's words" in out
 
 
@@ -108,6 +108,15 @@ def test_the_table_stays_aligned_for_long_texts(tmp_path, run_cli):
     table = out.splitlines()[3:8]
     assert len({len(line) for line in table}) == 1, table  # every column right-aligned under its heading
     assert table[3].split() == ["Story", "1", "33.3%", "12000", "12000", "12000", "12000", "12000", "12000", "1"]
+    assert "1 text is longer than --max-length 128 and loses its end in training" in out
+
+
+def test_counts_of_one_read_as_one(tmp_path, run_cli):
+    rows = [("the same text", "Story"), ("the same text", "Story"), ("another text", "Story")]
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", rows), "--model", "baseline")
+    assert code == 0, err
+    assert "3 labelled texts, 1 class (always" in out
+    assert "repeated texts: 1 occurs more than once (1 extra row)" in out
 
 
 def test_words_in_other_scripts_are_counted(tmp_path, run_cli):
