@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,15 +269,25 @@ def render_markdown(blocks: list[Block]) -> str:
         elif block.kind == "h2":
             out.append(f"## {block.text}")
         elif block.kind == "p":
-            out.append(block.text)
+            out.append(_markdown_text(block.text))
         elif block.kind == "table":
-            out.append("| " + " | ".join(block.header) + " |")
+            out.append("| " + " | ".join(_markdown_cell(cell) for cell in block.header) + " |")
             out.append("|" + "|".join("---" for _ in block.header) + "|")
-            out.extend("| " + " | ".join(row) + " |" for row in block.rows)
+            out.extend("| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in block.rows)
         elif block.kind == "image":
             out.append(f"![{block.text}]({block.text})")
         out.append("")
     return "\n".join(out)
+
+
+def _markdown_text(text: str) -> str:
+    """Text as Markdown shows it literally: a label such as ``<b>`` would otherwise be read as an HTML tag."""
+    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text)
+
+
+def _markdown_cell(text: str) -> str:
+    """A table cell: a ``|`` in a label name would otherwise end the cell and shift the row's columns."""
+    return _markdown_text(text).replace("|", "\\|")
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}

@@ -278,3 +278,15 @@ def test_a_class_the_test_file_lacks_has_no_recall_and_is_not_called_the_hardest
     markdown = (out / "report.md").read_text()
     assert "| baseline | " in markdown and "| no test items |" in markdown
     assert "the hardest class was Story" not in markdown and "the hardest class was C" in markdown
+
+
+def test_label_names_with_markdown_characters_keep_report_md_tables_whole():
+    from freezeframe.report import Block, render_markdown
+
+    markdown = render_markdown([Block("p", "the hardest class was <b>Story|plot</b> (p < 0.01)"),
+                                Block("table", header=["configuration", "<b>Story|plot</b>", "Cinematography"],
+                                      rows=[["baseline", "0.500", "0.875"]])])
+    lines = markdown.splitlines()
+    assert lines[0] == "the hardest class was \\<b>Story|plot\\</b> (p < 0.01)"  # shown as written, not as bold
+    assert lines[2] == "| configuration | \\<b>Story\\|plot\\</b> | Cinematography |"
+    assert [len(re.findall(r"(?<!\\)\|", line)) for line in lines[2:5]] == [4, 4, 4]  # three cells in every row
