@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from freezeframe.baseline import VOCAB_FILE, WordTokenizer, split_words
-from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL, SAME_COLUMNS, check_fields
+from freezeframe.config import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MODEL,
+    EMPTY_MODEL,
+    MAX_LENGTH_RANGE,
+    SAME_COLUMNS,
+    check_fields,
+)
 from freezeframe.data import LabelledTexts, labelled_from_frame
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import META_FILE
@@ -48,7 +55,8 @@ class ExploreConfig:
     model: str = DEFAULT_MODEL
     """Whose tokens to count: an encoder, a cached hub id, a trained model directory, or ``baseline`` (words)."""
     max_length: int | None = None
-    """Texts longer than this many tokens are counted as cut; default: a trained model's own, else 128."""
+    """Texts longer than this many tokens are counted as cut (8 to 512, as train takes it); default: a trained
+    model's own, else 128."""
     top_words: int = 8
     """How many typical words to name per class (0: none)."""
 
@@ -56,8 +64,9 @@ class ExploreConfig:
         if isinstance(self.model, os.PathLike):  # a model directory given as a Path
             self.model = os.fspath(self.model)
         check_fields(self)
-        if self.max_length is not None and self.max_length < 2:
-            raise ValueError(f"max_length must be an integer of at least 2, got {self.max_length!r}")
+        low, high = MAX_LENGTH_RANGE
+        if self.max_length is not None and not low <= self.max_length <= high:  # what train would cut at, not more
+            raise ValueError(f"--max-length must be between {low} and {high}, as train takes it, got {self.max_length}")
         if self.top_words < 0:
             raise ValueError(f"top_words must be a non-negative integer, got {self.top_words!r}")
         if not self.text_column or not self.label_column:

@@ -57,7 +57,9 @@ def test_a_trained_model_counts_at_its_own_max_length(tmp_path, tiny_model_dir, 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-length", "1"], "max_length must be an integer of at least 2"),
+    (["--max-length", "1"], "--max-length must be between 8 and 512, as train takes it, got 1"),
+    (["--max-length", "4"], "--max-length must be between 8 and 512, as train takes it, got 4"),
+    (["--max-length", "1000"], "--max-length must be between 8 and 512, as train takes it, got 1000"),
     (["--top-words", "-1"], "top_words must be a non-negative integer"),
     (["--model", ""], "--model is empty"),
     (["--model", "no/such/dir"], "model directory not found"),
