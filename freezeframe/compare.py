@@ -277,7 +277,7 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
     if out is not None:
         from freezeframe.report import write_report
 
-        write_report(results, records, Path(out), overwrite)
+        write_report(results, records, Path(out), overwrite, evaluated.rows)
         logger.info("report written to %s", out)
     return results
 

@@ -30,6 +30,8 @@ EMPTY_MODEL = "--model is empty; give a model directory, a hub id in the local c
 """The message for ``--model ""``, refused by the settings and by the model loader alike."""
 
 DEFAULT_MAX_LENGTH = 128
+MAX_LENGTH_RANGE = (8, 512)
+"""The ``--max-length`` values train takes."""
 """The seed notebooks' truncation length; all but 6 of train.csv's 369 reviews fit in it."""
 
 DEFAULT_COMPARE = ("baseline", "head", "last-1", "encoder", "full")
@@ -183,8 +185,8 @@ class ModelConfig:
                              "brings its own: drop them, or use --model baseline")
         if self.padding not in ("longest", "max_length"):
             raise ValueError(f"--padding must be 'longest' or 'max_length', got {self.padding!r}")
-        if not 8 <= self.max_length <= 512:
-            raise ValueError(f"--max-length must be between 8 and 512, got {self.max_length}")
+        if not MAX_LENGTH_RANGE[0] <= self.max_length <= MAX_LENGTH_RANGE[1]:
+            raise ValueError(f"--max-length must be between {MAX_LENGTH_RANGE[0]} and {MAX_LENGTH_RANGE[1]}, got {self.max_length}")
         if self.vocab_size < 1 or self.embedding_dim < 1:
             raise ValueError("--vocab-size and --embedding-dim must be positive")
         for name in ("dropout", "encoder_dropout"):

@@ -248,7 +248,8 @@ def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
         labels_of.setdefault(text, set()).add(label)
     conflicting = [text for text, labels in labels_of.items() if len(labels) > 1]
     if conflicting:
-        shown = "; ".join(" and ".join(map(str, rows_of[text])) for text in conflicting[:3])
+        shown = "; ".join(" and ".join(map(str, rows_of[text][:4])) + (
+            f" and {len(rows_of[text]) - 4} more" if len(rows_of[text]) > 4 else "") for text in conflicting[:3])
         texts = "1 text appears" if len(conflicting) == 1 else f"{len(conflicting)} texts appear"
         report(f"{path}: {texts} with different labels (data rows {shown}"
                f"{'; ...' if len(conflicting) > 3 else ''}); kept, but no model can get both right: fix their labels")

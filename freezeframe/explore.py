@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +16,25 @@ from pathlib import Path
 import numpy as np
 
 from freezeframe.baseline import VOCAB_FILE, WordTokenizer, split_words
-from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
+from freezeframe.config import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MODEL,
+    EMPTY_MODEL,
+    MAX_LENGTH_RANGE,
+    SAME_COLUMNS,
+    check_fields,
+)
 from freezeframe.data import LabelledTexts, labelled_from_frame
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import META_FILE
 from freezeframe.tables import format_rows, read_table
+
+WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
+"""A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
+``split_words`` reads English (which keeps ``[a-z0-9]`` only, and so finds no word in Chinese or Arabic)."""
+
+CODE_AGREEMENT = 0.75
+"""A column codes the labels when more than this share of the rows carry their class's value."""
 
 MIN_COUNT = 3
 """A word must occur this often in a class to be named as typical of it."""
@@ -39,18 +55,25 @@ class ExploreConfig:
     model: str = DEFAULT_MODEL
     """Whose tokens to count: an encoder, a cached hub id, a trained model directory, or ``baseline`` (words)."""
     max_length: int | None = None
-    """Texts longer than this many tokens are counted as cut; default: a trained model's own, else 128."""
+    """Texts longer than this many tokens are counted as cut (8 to 512, as train takes it); default: a trained
+    model's own, else 128."""
     top_words: int = 8
     """How many typical words to name per class (0: none)."""
 
     def __post_init__(self) -> None:
-        self.data = Path(self.data)
-        if self.max_length is not None and (isinstance(self.max_length, bool) or not isinstance(self.max_length, int)
-                                            or self.max_length < 2):
-            raise ValueError(f"max_length must be an integer of at least 2, got {self.max_length!r}")
-        if isinstance(self.top_words, bool) or not isinstance(self.top_words, int) or self.top_words < 0:
+        if isinstance(self.model, os.PathLike):  # a model directory given as a Path
+            self.model = os.fspath(self.model)
+        check_fields(self)
+        low, high = MAX_LENGTH_RANGE
+        if self.max_length is not None and not low <= self.max_length <= high:  # what train would cut at, not more
+            raise ValueError(f"--max-length must be between {low} and {high}, as train takes it, got {self.max_length}")
+        if self.top_words < 0:
             raise ValueError(f"top_words must be a non-negative integer, got {self.top_words!r}")
-        if not isinstance(self.model, str) or not self.model.strip():
+        if not self.text_column or not self.label_column:
+            raise ValueError("--text-column and --label-column must be non-empty")
+        if self.text_column == self.label_column:
+            raise ValueError(SAME_COLUMNS.format(self.text_column))
+        if not self.model.strip():
             raise FreezeframeError(EMPTY_MODEL)
 
 
@@ -67,7 +90,7 @@ def explore_data(config: ExploreConfig) -> dict:
     data = labelled_from_frame(frame, config.data, config.text_column, config.label_column, config.normalize_labels)
     count_tokens, unit = _token_counter(config.model)
     max_length = config.max_length or _trained_max_length(Path(config.model)) or DEFAULT_MAX_LENGTH
-    words = [len(split_words(text)) for text in data.texts]
+    words = [len(text_words(text)) for text in data.texts]
     tokens = count_tokens(data.texts)
     groups = {label: [i for i, lab in enumerate(data.labels) if lab == label] for label in data.label_names}
     groups_all = {**groups, "all": list(range(len(data)))}
@@ -101,8 +124,11 @@ def _token_counter(model: str):
     if model == "baseline":
         return (lambda texts: [len(split_words(t)) for t in texts]), "the baseline's words"
     path = Path(model).expanduser()
-    if (path / VOCAB_FILE).is_file() and (path / "baseline_config.json").is_file():
+    own_words = (path / VOCAB_FILE).is_file() and (path / "baseline_config.json").is_file()
+    if own_words:
         WordTokenizer.load(path)  # a damaged baseline directory is refused here, not counted as words
+    # a baseline ensemble keeps its vocabularies in member-N/, a baseline's ONNX export has no baseline_config.json
+    if own_words or _trained_model_settings(path).get("model") == "baseline":
         return (lambda texts: [len(split_words(t)) for t in texts]), f"the words of the baseline {model}"
     from freezeframe.encoder import load_tokenizer
 
@@ -115,12 +141,23 @@ def _token_counter(model: str):
     return count, f"as {model}'s tokenizer cuts the texts, special tokens included"
 
 
+def text_words(text: str) -> list[str]:
+    """``text`` lowercased and cut into words, in whatever script it is written."""
+    return WORDS.findall(text.lower())
+
+
+def _trained_model_settings(directory: Path) -> dict:
+    """The model settings freezeframe recorded in a directory it trained or exported (empty if none)."""
+    try:
+        settings = json.loads((directory / META_FILE).read_text(encoding="utf-8"))["settings"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
 def _trained_max_length(directory: Path) -> int | None:
     """The ``--max-length`` a model directory was trained with, if freezeframe trained it."""
-    try:
-        value = json.loads((directory / META_FILE).read_text(encoding="utf-8"))["settings"]["model"]["max_length"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    value = _trained_model_settings(directory).get("max_length")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else None
 
 
@@ -142,26 +179,36 @@ def _repeats(data: LabelledTexts) -> dict:
 
 
 def _code_columns(frame, data: LabelledTexts, used: list[str]) -> dict:
-    """For each other column with at most one distinct value per class and row: which value stands for which
-    label, and the data rows where a column disagrees with that reading (the notebooks' ``aspect_encoded``)."""
+    """Each other column that stands for the label, one value per class (the notebooks' ``aspect_encoded``):
+    which value stands for which label, the data rows where a filled cell disagrees with that reading and
+    the rows where the cell is empty. A column reads as a code when each class's most frequent value is
+    its own and more than ``CODE_AGREEMENT`` of the rows carry it, so that a code with a few mistakes (or a
+    few empty cells) is found, and an ID, a constant or a column of unrelated values is not."""
     found = {}
+    if len(data.label_names) < 2:
+        return found
     for column in frame.columns:
         if column in used:
             continue
-        values = [None if value is None else str(value).strip()
+        values = [None if value is None or not str(value).strip() else str(value).strip()
                   for value in frame[column].iloc[[row - 1 for row in data.rows]]]
-        if any(v in (None, "") for v in values) or len(set(values)) > len(data.label_names):
-            continue
-        pairs = Counter(zip(data.labels, values))
+        pairs = Counter((label, value) for label, value in zip(data.labels, values) if value is not None)
         meaning = {}
         for label in data.label_names:  # each label's most frequent value; ties go to the smallest
             counts = {v: n for (lab, v), n in pairs.items() if lab == label}
-            meaning[label] = min(counts, key=lambda v: (-counts[v], v))
-        if len(set(meaning.values())) < len(meaning):
-            continue  # two labels share a value: not a code for the label
-        disagree = [row for row, label, value in zip(data.rows, data.labels, values) if meaning[label] != value]
-        found[column] = {"codes": {code: label for label, code in sorted(meaning.items(), key=lambda kv: kv[1])},
-                         "disagreeing_rows": disagree}
+            if counts:
+                meaning[label] = min(counts, key=lambda v: (-counts[v], v))
+        if len(meaning) < len(data.label_names) or len(set(meaning.values())) < len(meaning):
+            continue  # a class with no value, or two classes sharing one: not a code for the label
+        agree = sum(pairs[label, code] for label, code in meaning.items())
+        if agree <= CODE_AGREEMENT * len(values):
+            continue
+        found[column] = {
+            "codes": {code: label for label, code in sorted(meaning.items(), key=lambda kv: kv[1])},
+            "disagreeing_rows": [row for row, label, value in zip(data.rows, data.labels, values)
+                                 if value is not None and meaning[label] != value],
+            "empty_rows": [row for row, value in zip(data.rows, values) if value is None],
+        }
     return found
 
 
@@ -172,7 +219,7 @@ def typical_words(data: LabelledTexts, top: int) -> dict[str, list[str]]:
     prior is the whole file's word counts."""
     counts = {label: Counter() for label in data.label_names}
     for text, label in zip(data.texts, data.labels):
-        counts[label].update(split_words(text))
+        counts[label].update(text_words(text))
     total = sum(counts.values(), Counter())
     size = sum(total.values())
     typical = {}
@@ -193,31 +240,29 @@ def typical_words(data: LabelledTexts, top: int) -> dict[str, list[str]]:
 def format_exploration(summary: dict) -> str:
     """The text ``freezeframe explore`` prints for :func:`explore_data`'s result."""
     width = max(5, *(len(label) for label in summary["labels"]))
-    over = f"over {summary['max_length']}"
-    title = (f"{summary['file']}: {summary['texts']} labelled texts, {len(summary['labels'])} classes "
+    title = (f"{summary['file']}: {_count(summary['texts'], 'labelled text')}, {_count(len(summary['labels']), 'class')} "
              f"(always guessing the largest class scores {summary['majority_share']:.1%})")
-    lines = [title, "",
-             f"{'':<{width}}  {'':>5}  {'':>6}  {'words':^17}  {'tokens':^17}",
-             f"{'class':<{width}}  {'texts':>5}  {'share':>6}  {'median  p90  max':>17}  {'median  p90  max':>17}  {over}"]
-    for name, row in [*summary["classes"].items(), ("all", summary["all"])]:
-        lines.append(f"{name:<{width}}  {row['texts']:>5}  {row['share']:>6.1%}  {_spread_text(row['words'])}  "
-                     f"{_spread_text(row['tokens'])}  {row['over_max_length']:>{len(over)}}")
+    lines = [title, "", *_length_table(summary, width)]
     cut = summary["all"]["over_max_length"]
     lines += ["", f"tokens: {summary['tokens']}; " + (
-        f"{cut} texts are longer than --max-length {summary['max_length']} and lose their ends in training and prediction"
+        f"{_count(cut, 'text')} {_verb(cut, 'is', 'are')} longer than --max-length {summary['max_length']} and "
+        f"{_verb(cut, 'loses its end', 'lose their ends')} in training and prediction"
         if cut else f"every text fits in --max-length {summary['max_length']}")]
     repeats = summary["repeats"]
     if repeats["texts"]:
         clash = (f", {repeats['conflicting']} of them under different labels (data rows "
                  f"{format_rows(repeats['conflicting_rows'])})" if repeats["conflicting"] else "")
-        lines.append(f"repeated texts: {repeats['texts']} occur more than once ({repeats['extra_rows']} extra rows){clash}")
+        lines.append(f"repeated texts: {repeats['texts']} {_verb(repeats['texts'], 'occurs', 'occur')} more than once "
+                     f"({_count(repeats['extra_rows'], 'extra row')}){clash}")
     else:
         lines.append("repeated texts: none")
     for column, found in summary["code_columns"].items():
         codes = ", ".join(f"{code} = {label}" for code, label in found["codes"].items())
-        rows = found["disagreeing_rows"]
+        rows, empty = found["disagreeing_rows"], found["empty_rows"]
+        disagree = f"; {_count(len(rows), 'row')} {_verb(len(rows), 'disagrees', 'disagree')} (data rows {format_rows(rows)})"
+        blank = f"; {_count(len(empty), 'row')} {_verb(len(empty), 'is', 'are')} empty (data rows {format_rows(empty)})"
         lines.append(f"column {column!r} codes the labels: {codes}" + (
-            f"; {len(rows)} rows disagree (data rows {format_rows(rows)})" if rows else ", on every row"))
+            (disagree if rows else "") + (blank if empty else "") if rows or empty else ", on every row"))
     if any(summary["typical_words"].values()):
         lines += ["", "words most typical of each class (weighted log-odds against the other classes):"]
         lines += [f"  {label:<{width}}  {', '.join(words) or '(none stands out)'}"
@@ -225,5 +270,35 @@ def format_exploration(summary: dict) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _spread_text(spread: dict) -> str:
-    return f"{spread['median']:>6g}  {spread['p90']:>3.0f}  {spread['max']:>4}"
+def _length_table(summary: dict, width: int) -> list[str]:
+    """The per-class table, each column as wide as its longest cell, so that a 5,000-word text or a
+    long label name does not push the numbers out from under their headings."""
+    over = f"over {summary['max_length']}"
+    rows = [*summary["classes"].items(), ("all", summary["all"])]
+    cells = [[f"{row['texts']}", f"{row['share']:.1%}",
+              *(value for unit in ("words", "tokens") for value in _spread_cells(row[unit])),
+              f"{row['over_max_length']}"] for _, row in rows]
+    heads = ["texts", "share", "median", "p90", "max", "median", "p90", "max", over]
+    least = [5, 6, 6, 3, 4, 6, 3, 4, len(over)]
+    widths = [max(low, *(len(cell[i]) for cell in cells)) for i, low in enumerate(least)]
+    # words / tokens centred over their three columns
+    spans = [sum(widths[start:start + 3]) + 4 for start in (2, 5)]
+    lines = [f"{'':<{width}}  {'':>{widths[0]}}  {'':>{widths[1]}}  {'words':^{spans[0]}}  {'tokens':^{spans[1]}}",
+             "  ".join([f"{'class':<{width}}", *(f"{h:>{w}}" for h, w in zip(heads, widths))])]
+    lines += ["  ".join([f"{name:<{width}}", *(f"{c:>{w}}" for c, w in zip(cell, widths))])
+              for (name, _), cell in zip(rows, cells)]
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 class``, ``3 classes``, ``1 labelled text``, ``369 labelled texts``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ss') else 's'}"
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def _spread_cells(spread: dict) -> list[str]:
+    median = f"{spread['median']:.1f}".removesuffix(".0")  # a median is a whole or a half: never 1e+06
+    return [median, f"{spread['p90']:.0f}", f"{spread['max']}"]

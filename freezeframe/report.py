@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,8 @@ class Block:
     rows: list[list[str]] | None = None
 
 
-def write_report(results: dict, records: list, out: Path, overwrite: bool = False) -> None:
+def write_report(results: dict, records: list, out: Path, overwrite: bool = False,
+                 data_rows: list[int] | None = None) -> None:
     """Write results.json, predictions.csv, the PNGs, report.md and report.html into ``out``.
 
     Args:
@@ -41,10 +43,11 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
         records: the per-run records (:class:`freezeframe.compare.RunRecord`) behind ``results``.
         out: the report directory; it appears complete or not at all.
         overwrite: replace an existing ``out``.
+        data_rows: each test item's data row in its file (as warnings number them), for predictions.csv.
     """
     with atomic_directory(Path(out), overwrite, REPORT_LAYOUT) as staging:
         (staging / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-        _write_predictions(results, records, staging / "predictions.csv")
+        _write_predictions(results, records, staging / "predictions.csv", data_rows)
         configs = results["configs"]
         plot_confusion_matrices({name: c["confusion_matrix"] for name, c in configs.items()}, results["labels"],
                                 staging / CONFUSION_PNG)
@@ -55,17 +58,19 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
         (staging / "report.html").write_text(render_html(blocks, staging), encoding="utf-8")
 
 
-def _write_predictions(results: dict, records: list, path: Path) -> None:
-    """One row per tested item and seed: the true label and each configuration's prediction."""
+def _write_predictions(results: dict, records: list, path: Path, data_rows: list[int] | None) -> None:
+    """One row per tested item and seed: the item's data row in its file, the true label and each
+    configuration's prediction."""
     labels, names = results["labels"], list(results["configs"])
     rows: dict[tuple[int, int], dict] = {}
     for record in records:
         for item, predicted, true in zip(record.test_items, record.predictions, record.true_labels):
             row = rows.setdefault((record.seed, item), {"seed": record.seed, "fold": record.fold, "item": item,
+                                                        "row": data_rows[item] if data_rows else "",
                                                         "label": labels[true]})
             row[record.config] = labels[predicted]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["seed", "fold", "item", "label", *names])
+        writer = csv.DictWriter(handle, ["seed", "fold", "item", "row", "label", *names])
         writer.writeheader()
         writer.writerows(rows[key] for key in sorted(rows))
 
@@ -268,15 +273,25 @@ def render_markdown(blocks: list[Block]) -> str:
         elif block.kind == "h2":
             out.append(f"## {block.text}")
         elif block.kind == "p":
-            out.append(block.text)
+            out.append(_markdown_text(block.text))
         elif block.kind == "table":
-            out.append("| " + " | ".join(block.header) + " |")
+            out.append("| " + " | ".join(_markdown_cell(cell) for cell in block.header) + " |")
             out.append("|" + "|".join("---" for _ in block.header) + "|")
-            out.extend("| " + " | ".join(row) + " |" for row in block.rows)
+            out.extend("| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in block.rows)
         elif block.kind == "image":
             out.append(f"![{block.text}]({block.text})")
         out.append("")
     return "\n".join(out)
+
+
+def _markdown_text(text: str) -> str:
+    """Text as Markdown shows it literally: a label such as ``<b>`` would otherwise be read as an HTML tag."""
+    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text)
+
+
+def _markdown_cell(text: str) -> str:
+    """A table cell: a ``|`` in a label name would otherwise end the cell and shift the row's columns."""
+    return _markdown_text(text).replace("|", "\\|")
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}

@@ -79,7 +79,7 @@ def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny
     assert trained == pytest.approx([seconds for pair in zip(*runs) for seconds in pair], abs=0.051), err
     assert results["n_items"] == 18 and results["settings"]["seeds"] == [0, 1]
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "seed,fold,item,label,baseline,head" and len(lines) == 1 + 2 * 18
+    assert lines[0] == "seed,fold,item,row,label,baseline,head" and len(lines) == 1 + 2 * 18
     # the true label is in the file (its docstring said so; it was missing), so it scores itself
     import csv
 
@@ -278,3 +278,31 @@ def test_a_class_the_test_file_lacks_has_no_recall_and_is_not_called_the_hardest
     markdown = (out / "report.md").read_text()
     assert "| baseline | " in markdown and "| no test items |" in markdown
     assert "the hardest class was Story" not in markdown and "the hardest class was C" in markdown
+
+
+def test_label_names_with_markdown_characters_keep_report_md_tables_whole():
+    from freezeframe.report import Block, render_markdown
+
+    markdown = render_markdown([Block("p", "the hardest class was <b>Story|plot</b> (p < 0.01)"),
+                                Block("table", header=["configuration", "<b>Story|plot</b>", "Cinematography"],
+                                      rows=[["baseline", "0.500", "0.875"]])])
+    lines = markdown.splitlines()
+    assert lines[0] == "the hardest class was \\<b>Story|plot\\</b> (p < 0.01)"  # shown as written, not as bold
+    assert lines[2] == "| configuration | \\<b>Story\\|plot\\</b> | Cinematography |"
+    assert [len(re.findall(r"(?<!\\)\|", line)) for line in lines[2:5]] == [4, 4, 4]  # three cells in every row
+
+
+def test_predictions_name_each_items_data_row(run_cli, tiny_data, tmp_path):
+    import csv
+
+    lines = tiny_data["test"].read_text().splitlines()
+    test = tmp_path / "test.csv"
+    test.write_text("\n".join([lines[0], ",Story", *lines[1:]]) + "\n")  # data row 1 has no text: dropped
+    out = tmp_path / "report"
+    code, _, err = run_cli("compare", "--train", tiny_data["train"], "--test", test, "--configs", "baseline",
+                           "--epochs", "1", "--out", out, "--quiet")
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
+    assert [(row["item"], row["row"]) for row in rows[:2]] == [("0", "2"), ("1", "3")]
+    written = test.read_text().splitlines()
+    assert all(row["label"] == next(csv.reader([written[int(row["row"])]]))[1] for row in rows)

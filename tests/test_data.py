@@ -53,6 +53,13 @@ def test_texts_with_two_labels_are_reported_with_their_rows(tmp_path, reports):
     assert any("2 texts appear with different labels (data rows 3 and 13; 4 and 14 and 15)" in r for r in reports)
 
 
+
+def test_a_text_repeated_under_many_labels_names_a_few_of_its_rows(tmp_path, reports):
+    payload = HEADER + "".join(f"the same text,{label}\n" for label in ["Story", "Characters"] * 30)
+    load_labelled(write(tmp_path, payload))
+    clash = [r for r in reports if "with different labels" in r]
+    assert len(clash) == 1 and "(data rows 1 and 2 and 3 and 4 and 56 more)" in clash[0], clash
+
 def test_label_case_clash_is_refused_or_merged(tmp_path, reports):
     path = write(tmp_path, HEADER + GOOD + "plot again,story\nplot more,STORY\n")
     with pytest.raises(FreezeframeError, match="'STORY' / 'Story' / 'story'.*--normalize-labels"):

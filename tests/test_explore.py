@@ -1,6 +1,7 @@
 """`freezeframe explore`: what a labelled file holds, counted as the model will see it."""
 
 import json
+from collections import Counter
 
 import pytest
 from conftest import REAL_TRAIN, WORDS, make_rows, write_csv
@@ -32,7 +33,7 @@ def test_repeats_and_a_code_column_that_disagrees(tmp_path, run_cli):
     assert code == 0, err
     assert "1 of them under different labels (data rows 1, 2)" in out
     assert "column 'aspect_encoded' codes the labels: 0 = Cinematography, 1 = Story, 2 = Characters; " \
-           "1 rows disagree (data rows 5)" in out
+           "1 row disagrees (data rows 5)" in out
     assert "the baseline's words" in out
 
 
@@ -56,7 +57,9 @@ def test_a_trained_model_counts_at_its_own_max_length(tmp_path, tiny_model_dir, 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-length", "1"], "max_length must be an integer of at least 2"),
+    (["--max-length", "1"], "--max-length must be between 8 and 512, as train takes it, got 1"),
+    (["--max-length", "4"], "--max-length must be between 8 and 512, as train takes it, got 4"),
+    (["--max-length", "1000"], "--max-length must be between 8 and 512, as train takes it, got 1000"),
     (["--top-words", "-1"], "top_words must be a non-negative integer"),
     (["--model", ""], "--model is empty"),
     (["--model", "no/such/dir"], "model directory not found"),
@@ -84,3 +87,81 @@ def test_a_trained_baseline_counts_words(tmp_path, tiny_data, run_cli):
     summary = explore_data(ExploreConfig(tiny_data["test"], model=str(out)))
     assert summary["tokens"] == f"the words of the baseline {out}"
     assert summary["all"]["tokens"] == summary["all"]["words"]
+
+
+def test_the_config_checks_its_fields_as_the_other_configs_do(tmp_path, tiny_model_dir, tiny_data):
+    summary = explore_data(ExploreConfig(tiny_data["train"], model=tiny_model_dir, top_words=0))  # a Path model
+    assert summary["tokens"].startswith(f"as {tiny_model_dir}'s tokenizer")
+    for field, value, message in [("text_column", 3, "ExploreConfig.text_column must be a string"),
+                                  ("normalize_labels", "yes", "ExploreConfig.normalize_labels must be True or False"),
+                                  ("data", 5, "ExploreConfig.data must be a path"),
+                                  ("max_length", 2.5, "ExploreConfig.max_length must be an int or None")]:
+        with pytest.raises(TypeError, match=message):
+            ExploreConfig(**{"data": tiny_data["train"], field: value})
+    with pytest.raises(ValueError, match="both 'review'"):
+        ExploreConfig(tiny_data["train"], label_column="review")
+
+
+def test_the_table_stays_aligned_for_long_texts(tmp_path, run_cli):
+    rows = [(" ".join(["plot"] * 12000), "Story"), ("camera", "Cinematography"), ("hero", "Characters")]
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", rows), "--model", "baseline",
+                             "--top-words", "0")
+    assert code == 0, err
+    table = out.splitlines()[3:8]
+    assert len({len(line) for line in table}) == 1, table  # every column right-aligned under its heading
+    assert table[3].split() == ["Story", "1", "33.3%", "12000", "12000", "12000", "12000", "12000", "12000", "1"]
+    assert "1 text is longer than --max-length 128 and loses its end in training" in out
+
+
+def test_counts_of_one_read_as_one(tmp_path, run_cli):
+    rows = [("the same text", "Story"), ("the same text", "Story"), ("another text", "Story")]
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", rows), "--model", "baseline")
+    assert code == 0, err
+    assert "3 labelled texts, 1 class (always" in out
+    assert "repeated texts: 1 occurs more than once (1 extra row)" in out
+
+
+def test_words_in_other_scripts_are_counted(tmp_path, run_cli):
+    rows = [("الفيلم قصة جميلة", "Story"), ("摄影 很美", "Cinematography"), ("Amélie était là 😀", "Characters")] * 3
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", rows), "--model", "baseline", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [summary["classes"][c]["words"]["max"] for c in ("Story", "Cinematography", "Characters")] == [3, 2, 3]
+    assert summary["typical_words"]["Story"] == ["الفيلم", "جميلة", "قصة"]
+    assert "amélie" in summary["typical_words"]["Characters"]
+
+
+def test_a_code_column_with_a_stray_value_or_empty_cells_is_still_read(tmp_path, run_cli):
+    rows = make_rows(10, seed=5)
+    codes = {"Cinematography": "0", "Characters": "1", "Story": "2"}
+    seen = Counter()
+    unrelated = []  # each class's most frequent value is its own, but on 4 rows in 10 only
+    for _, label in rows:
+        seen[label] += 1
+        unrelated.append(str((int(codes[label]) + (seen[label] > 4) + (seen[label] > 7)) % 3))
+    table = [(text, label, codes[label] if i else "9", "" if i == 4 else label[:3], str(i), "same", unrelated[i])
+             for i, (text, label) in enumerate(rows)]
+    header = ("review", "aspect", "code", "initial", "id", "constant", "unrelated")
+    code, out, err = run_cli("explore", "--data", write_csv(tmp_path / "d.csv", table, header=header),
+                             "--model", "baseline", "--json")
+    assert code == 0, err
+    found = json.loads(out)["code_columns"]
+    assert set(found) == {"code", "initial"}  # an ID, a constant and a column that often disagrees code nothing
+    assert found["code"] == {"codes": {"0": "Cinematography", "1": "Characters", "2": "Story"},
+                             "disagreeing_rows": [1], "empty_rows": []}
+    assert found["initial"]["disagreeing_rows"] == [] and found["initial"]["empty_rows"] == [5]
+
+
+def test_a_baseline_ensemble_and_a_baseline_export_count_words(tmp_path, tiny_data, run_cli):
+    ensemble, export = tmp_path / "be", tmp_path / "bx"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", "baseline", "--out", ensemble,
+                           "--ensemble", "2", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli("export", "--model", ensemble / "member-0", "--out", export)
+    assert code == 0, err
+    for directory in (ensemble, export):
+        code, out, err = run_cli("explore", "--data", tiny_data["test"], "--model", directory, "--json")
+        assert code == 0, err  # was: "... is a from-scratch baseline ... and cannot be trained from"
+        summary = json.loads(out)
+        assert summary["tokens"] == f"the words of the baseline {directory}"
+        assert summary["all"]["tokens"] == summary["all"]["words"]
