@@ -204,7 +204,8 @@ def format_exploration(summary: dict) -> str:
                      f"{_spread_text(row['tokens'])}  {row['over_max_length']:>{len(over)}}")
     cut = summary["all"]["over_max_length"]
     lines += ["", f"tokens: {summary['tokens']}; " + (
-        f"{cut} texts are longer than --max-length {summary['max_length']} and lose their ends in training and prediction"
+        (f"{cut} texts are longer than --max-length {summary['max_length']} and lose their ends" if cut != 1 else
+         f"1 text is longer than --max-length {summary['max_length']} and loses its end") + " in training and prediction"
         if cut else f"every text fits in --max-length {summary['max_length']}")]
     repeats = summary["repeats"]
     if repeats["texts"]:
