@@ -107,9 +107,8 @@ def cpu_multiplies_bf16() -> bool:
 def resolve_precision(name: str, device: torch.device, trains_encoder: bool = True) -> str:
     """The precision a training run computes in: ``fp32``, ``bf16`` or ``fp16`` (mixed, CUDA only).
 
-    ``auto`` picks bf16 mixed precision where the hardware multiplies bf16 natively (a CUDA device
-    with bf16, else fp16; a CPU with AVX512-BF16 or AMX) and the run trains encoder layers, else
-    float32. Weights, optimizer state and the loss always stay float32; fp16 scales the loss (dynamic loss
+    ``auto`` picks bf16 mixed precision on a CPU with AVX512-BF16 or AMX when the run trains encoder
+    layers, and on any CUDA device whatever it trains (bf16, else fp16), else float32. Weights, optimizer state and the loss always stay float32; fp16 scales the loss (dynamic loss
     scaling) so that small gradients survive its narrow range.
     """
     if name == "auto":

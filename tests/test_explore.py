@@ -25,6 +25,14 @@ def test_counts_classes_lengths_and_cut_texts(tmp_path, tiny_model_dir, run_cli)
     assert summary["majority_share"] == pytest.approx(0.4)
 
 
+def test_one_cut_text_is_named_in_the_singular(tmp_path, tiny_model_dir, run_cli):
+    rows = [("camera shot", "Cinematography"), ("the plot " + "plot " * 20, "Story"), ("hero villain", "Characters")]
+    data = write_csv(tmp_path / "d.csv", rows)
+    code, out, err = run_cli("explore", "--data", data, "--model", tiny_model_dir, "--max-length", "10")
+    assert code == 0, err
+    assert "; 1 text is longer than --max-length 10 and loses its end in training and prediction" in out
+
+
 def test_repeats_and_a_code_column_that_disagrees(tmp_path, run_cli):
     rows = [("good camera", "Cinematography", "0"), ("good camera", "Story", "1"), ("a plot", "Story", "1"),
             ("the lens", "Cinematography", "0"), ("the plot", "Story", "0"), ("the hero", "Characters", "2")]
