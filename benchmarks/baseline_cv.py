@@ -57,8 +57,8 @@ def parse(setting: str) -> dict:
 
 def run_for(values: dict, seed: int) -> RunConfig:
     """A key the setting leaves out keeps the baseline's default."""
-    model = ModelConfig(model="baseline", vocab_size=values.get("vocab", ModelConfig.vocab_size),
-                        embedding_dim=values.get("dim", ModelConfig.embedding_dim), dropout=values.get("dropout"))
+    model = ModelConfig(model="baseline", vocab_size=values.get("vocab"),
+                        embedding_dim=values.get("dim"), dropout=values.get("dropout"))
     train = TrainConfig(lr=values.get("lr"), epochs=values.get("epochs"), weight_decay=values.get("wd", 0.01),
                         patience=values.get("patience", 5), seed=seed, show_progress=False)
     return RunConfig(DataConfig(DATA, valid_fraction=0.15), model, train)  # 15% of each fold's training part for early stopping

@@ -140,6 +140,10 @@ class DataConfig:
             raise ValueError(SAME_COLUMNS.format(self.text_column))
 
 
+BASELINE_SIZES = {"vocab_size": 1000, "embedding_dim": 256}
+"""The from-scratch baseline's vocabulary (most frequent training words) and word-vector size: the notebooks'."""
+
+
 @dataclass
 class ModelConfig:
     """Which encoder (or the baseline), how texts are tokenized and what trains."""
@@ -155,10 +159,10 @@ class ModelConfig:
     """Longest tokenized text; longer ones are truncated."""
     padding: str = "longest"
     """``longest`` pads each batch to its longest text; ``max_length`` pads every batch to max_length."""
-    vocab_size: int = 1000
-    """Baseline only: number of most frequent training words kept in the vocabulary."""
-    embedding_dim: int = 256
-    """Baseline only: size of the word embeddings."""
+    vocab_size: int | None = None
+    """Baseline only: number of most frequent training words kept in the vocabulary (default 1000)."""
+    embedding_dim: int | None = None
+    """Baseline only: size of the word embeddings (default 256)."""
     dropout: float | None = None
     """Dropout before the classifier; ``None`` keeps the encoder's own setting."""
     encoder_dropout: float | None = None
@@ -180,14 +184,17 @@ class ModelConfig:
         if self.is_baseline and self.encoder_dropout is not None:
             raise ValueError("--encoder-dropout: the baseline has no encoder (its --dropout acts before the classifier); "
                              "drop --encoder-dropout")
-        if not self.is_baseline and (self.vocab_size, self.embedding_dim) != (ModelConfig.vocab_size, ModelConfig.embedding_dim):
+        if not self.is_baseline and (self.vocab_size, self.embedding_dim) != (None, None):
             raise ValueError("--vocab-size and --embedding-dim size the baseline's vocabulary and word vectors; an encoder "
                              "brings its own: drop them, or use --model baseline")
+        if self.is_baseline:  # filled in here, so that a value given explicitly with an encoder is told from the default
+            self.vocab_size = BASELINE_SIZES["vocab_size"] if self.vocab_size is None else self.vocab_size
+            self.embedding_dim = BASELINE_SIZES["embedding_dim"] if self.embedding_dim is None else self.embedding_dim
         if self.padding not in ("longest", "max_length"):
             raise ValueError(f"--padding must be 'longest' or 'max_length', got {self.padding!r}")
         if not MAX_LENGTH_RANGE[0] <= self.max_length <= MAX_LENGTH_RANGE[1]:
             raise ValueError(f"--max-length must be between {MAX_LENGTH_RANGE[0]} and {MAX_LENGTH_RANGE[1]}, got {self.max_length}")
-        if self.vocab_size < 1 or self.embedding_dim < 1:
+        if self.is_baseline and (self.vocab_size < 1 or self.embedding_dim < 1):
             raise ValueError("--vocab-size and --embedding-dim must be positive")
         for name in ("dropout", "encoder_dropout"):
             value = getattr(self, name)

@@ -63,11 +63,11 @@ def load_script(name: str):
 
 def test_baseline_cv_keeps_the_defaults_a_setting_leaves_out():
     """A setting without ``dim`` means the baseline's default embedding size (256), not a fixed 64."""
-    from freezeframe.config import ModelConfig
+    from freezeframe.config import BASELINE_SIZES
 
     module = load_script("baseline_cv")
     model = module.run_for(module.parse("dropout=0.6"), seed=0).model
-    assert (model.embedding_dim, model.vocab_size, model.dropout) == (ModelConfig.embedding_dim, ModelConfig.vocab_size, 0.6)
+    assert (model.embedding_dim, model.vocab_size, model.dropout) == (BASELINE_SIZES["embedding_dim"], BASELINE_SIZES["vocab_size"], 0.6)
     assert module.run_for(module.parse("dim=64"), seed=0).model.embedding_dim == 64
 
 

@@ -327,7 +327,10 @@ def test_an_option_for_the_other_kind_of_model_is_refused_not_ignored():
         ModelConfig(model="baseline", encoder_dropout=0.2)
     with pytest.raises(ValueError, match="an encoder brings its own"):
         ModelConfig(embedding_dim=64)
+    with pytest.raises(ValueError, match="an encoder brings its own"):  # the baseline's default, given explicitly
+        ModelConfig(vocab_size=1000)
     assert ModelConfig(model="baseline", vocab_size=500, embedding_dim=64).vocab_size == 500
+    assert (ModelConfig(model="baseline").vocab_size, ModelConfig(model="baseline").embedding_dim) == (1000, 256)
 
 
 def test_shares_and_sizes_in_messages_are_not_rounded_to_what_they_are_not():
