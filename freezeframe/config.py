@@ -357,6 +357,10 @@ class RunConfig:
             self.data.valid_fraction = defaults["valid_fraction"]
         if self.train.ensemble is None:
             self.train.ensemble = default_members(self.model, self.train)
+        if self.train.precision in ("bf16", "fp16"):  # a device that lacks it is refused now, not after the data loads
+            from freezeframe.train import choose_device, resolve_precision
+
+            resolve_precision(self.train.precision, choose_device(self.train.device))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -57,6 +57,10 @@ def test_an_unknown_precision_is_refused_in_one_line(run_cli, tiny_model_dir, ti
     assert code != 0 and err.strip() == ("freezeframe: error: --precision fp16 needs a CUDA device; "
                                          "on the CPU use bf16 (where it is native) or fp32")
     assert not (tmp_path / "m").exists()
+    # with the options, before any file is read or model loaded: the training file here does not exist
+    code, _, err = run_cli("train", "--train", tmp_path / "absent.csv", "--model", tiny_model_dir, "--out", tmp_path / "m",
+                           "--precision", "fp16", "--device", "cpu", "--freeze", "last-1")
+    assert code == 2 and "--precision fp16 needs a CUDA device" in err
 
 
 class _TinyGradients(torch.nn.Module):
