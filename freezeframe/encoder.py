@@ -68,6 +68,9 @@ def pretrained_source(name: str) -> str:
     if _is_ensemble(Path(source)):  # resolve_model checked its config.json
         raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
                                "(the default, or a model directory such as TinyBERT's)")
+    model_type = bert.model_type(bert.read_json(Path(source) / "config.json"))
+    if model_type not in (*bert.MODEL_TYPES, None):  # before any weights load and any plan's depth; None: the loader says
+        _check_classifies_text(model_type, name)
     return source
 
 
@@ -280,7 +283,6 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
             model_class = transformers.BertForSequenceClassification
         else:
             model_class = transformers.AutoModelForSequenceClassification
-            _check_classifies_text(config.model_type, name)
         # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
         hf_model, loading = model_class.from_pretrained(source, config=config, dtype=torch.float32,
                                                         output_loading_info=True, ignore_mismatched_sizes=True)
@@ -305,14 +307,22 @@ def load_tokenizer(name: str) -> FastTokenizer | SubwordTokenizer:
         return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(source))
 
 
-def _check_classifies_text(model_type: str, name: str) -> None:
+def _check_classifies_text(model_type: str | None, name: str) -> None:
     """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
-    names the configuration class of an Auto mapping, not the problem."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+    names the configuration class of an Auto mapping, not the problem. Refuse a decoder (GPT-2, Llama: a causal
+    language model with no masked-LM form) too: its classifier reads the last token, which needs a padding token
+    these models lack, where freezeframe's plans, pooling and cache are made for a bidirectional encoder."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
 
+    families = "--model takes a BERT-family text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)"
     if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; "
-                               "--model takes a text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)")
+        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; {families}")
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, a decoder that generates text, not an encoder; {families}")
 
 
 def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,

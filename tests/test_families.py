@@ -256,3 +256,23 @@ def test_compare_counts_the_layers_of_other_families_as_freeze_plans_do(run_cli,
     code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", albert, "--configs", "head,last-2",
                              "--folds", "2", "--out", tmp_path / "r")
     assert code == 2 and "--configs last-2: " in err and "has only 1 encoder layer" in err and "fold" not in out + err, err
+
+
+def test_a_decoder_is_refused_in_one_line_before_it_loads(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """GPT-2 as --model was said to classify "over the first token", `last-1` found "no encoder layers", and training
+    stopped in its first batch with transformers' "Cannot handle batch sizes > 1 if no padding token is defined". A
+    decoder is refused from its config.json, before any weights load, naming what --model takes."""
+    import transformers
+    from transformers import GPT2Config
+
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "gpt2")
+    GPT2Config(n_embd=32, n_layer=2, n_head=2).save_pretrained(source)
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained",
+                        lambda *args, **kwargs: pytest.fail("a decoder's weights were loaded"))
+    for command in (["train", "--train", tiny_data["train"], "--out", tmp_path / "m"],
+                    ["train", "--train", tiny_data["train"], "--out", tmp_path / "m", "--freeze", "last-1"],
+                    ["inspect"], ["compare", "--train", tiny_data["train"], "--configs", "last-1", "--out", tmp_path / "r"]):
+        code, _, err = run_cli(*command, "--model", source)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "is a 'gpt2' model, a decoder that generates text, not an encoder; --model takes a BERT-family text encoder" in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
