@@ -29,10 +29,11 @@ from freezeframe.errors import FreezeframeError, logger, report
 _LAYER = re.compile(r"(?:^|\.)(?:layers?|albert_layer_groups)\.(\d+)\.")
 """An encoder layer's index in a parameter name: ``bert.encoder.layer.3.``, DistilBERT's ``transformer.layer.3.``,
 ALBERT's group of shared layers ``albert_layer_groups.0.`` (one set of weights that every depth reuses)."""
-_SHARED = re.compile(r"^[^.]+\.encoder\.")
+_SHARED = re.compile(r"^[^.]+\.(?:encoder|final_norm)\.")
 """A parameter of the encoder outside its layers (a layer's name matches ``_LAYER`` first): what every layer shares,
-DeBERTa's LayerNorm of its relative positions, MPNet's relative attention bias. Not the head's: ``head`` leaves it
-frozen, ``last-N`` trains it with the top layer."""
+DeBERTa's LayerNorm of its relative positions, MPNet's relative attention bias; ModernBERT's ``model.final_norm``, the
+LayerNorm over the last layer's output. Not the head's: ``head`` leaves it frozen, ``last-N`` trains it with the top
+layer."""
 _PRESET_LAST = re.compile(r"^last-(\d+)$")
 _PRESET_GRADUAL = re.compile(r"^gradual(?:-(\d+))?$")
 

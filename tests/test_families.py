@@ -276,3 +276,30 @@ def test_a_decoder_is_refused_in_one_line_before_it_loads(run_cli, tiny_model_di
         assert code == 2 and err.count("\n") == 1, err
         assert "is a 'gpt2' model, a decoder that generates text, not an encoder; --model takes a BERT-family text encoder" in err
     assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
+
+
+def test_modernberts_final_norm_is_the_encoders_not_the_head(tiny_model_dir, tmp_path):
+    """ModernBERT's ``model.final_norm`` (the LayerNorm over its last layer's output) was the block `model`, part of
+    the head: `--freeze head` trained it. It is the encoder's: frozen by `head` and gradual's first epoch, trained by
+    `last-N` with the top layer, at its rate."""
+    from transformers import ModernBertConfig, ModernBertModel
+
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.freeze import FreezePlan, FreezeReport, optimizer_groups
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "modernbert")
+    ModernBertModel(ModernBertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=160, pad_token_id=0, bos_token_id=2,
+                                     eos_token_id=3, cls_token_id=2, sep_token_id=3)).save_pretrained(source)
+    model, _ = load_pretrained(str(source), ["a", "b", "c"], "cls")
+    norm = "model.final_norm.weight"
+    assert norm not in FreezePlan("head").trainable_names(model)
+    assert norm not in FreezePlan("gradual").stage(1, 2).trainable_names(model)
+    assert norm in FreezePlan("last-1").trainable_names(model) and norm not in FreezePlan("last-0").trainable_names(model)
+    FreezePlan("head").apply(model, quiet=True)
+    assert {row.block: row.state for row in FreezeReport.of(model, "head").rows}["encoder"] == "frozen"
+    FreezePlan("last-1").apply(model, quiet=True)
+    rates = {name: group["lr"] for group in optimizer_groups(model, 1e-3, 0.01, lr_decay=0.5, head_lr=1e-2)
+             for name in group["names"]}
+    assert rates[norm] == rates["model.layers.1.attn.Wqkv.weight"] == 1e-3
