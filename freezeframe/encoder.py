@@ -23,7 +23,7 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.errors import FreezeframeError, report
-from freezeframe.source import dropout_settings, resolve_model
+from freezeframe.source import check_model_type, dropout_settings, resolve_model
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
@@ -70,7 +70,7 @@ def pretrained_source(name: str) -> str:
                                "(the default, or a model directory such as TinyBERT's)")
     model_type = bert.model_type(bert.read_json(Path(source) / "config.json"))
     if model_type not in (*bert.MODEL_TYPES, None):  # before any weights load and any plan's depth; None: the loader says
-        _check_classifies_text(model_type, name)
+        check_model_type(model_type, name)
     return source
 
 
@@ -305,24 +305,6 @@ def load_tokenizer(name: str) -> FastTokenizer | SubwordTokenizer:
         if os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.tokenizer_unsupported(path) is None:
             return FastTokenizer(path)
         return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(source))
-
-
-def _check_classifies_text(model_type: str | None, name: str) -> None:
-    """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
-    names the configuration class of an Auto mapping, not the problem. Refuse a decoder (GPT-2, Llama: a causal
-    language model with no masked-LM form) too: its classifier reads the last token, which needs a padding token
-    these models lack, where freezeframe's plans, pooling and cache are made for a bidirectional encoder."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
-    )
-
-    families = "--model takes a BERT-family text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)"
-    if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; {families}")
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        raise FreezeframeError(f"{name} is a {model_type!r} model, a decoder that generates text, not an encoder; {families}")
 
 
 def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,

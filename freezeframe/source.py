@@ -1,6 +1,6 @@
 """Where a ``--model`` comes from, and whether it fits the settings: the packaged default, a local directory,
-or a hub id in the local Hugging Face cache (never the network); the dropout keys of its family; its
-positions and vocabulary against ``--max-length`` and its tokenizer.
+or a hub id in the local Hugging Face cache (never the network); whether its type is a text encoder; the dropout
+keys of its family; its positions and vocabulary against ``--max-length`` and its tokenizer.
 """
 
 from __future__ import annotations
@@ -56,6 +56,24 @@ def resolve_model(name: str) -> str:
                                "(freezeframe never downloads); pass a local model directory")
     check_config(snapshot / "config.json")
     return str(snapshot)
+
+
+def check_model_type(model_type: str | None, name: str) -> None:
+    """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
+    names the configuration class of an Auto mapping, not the problem. Refuse a decoder (GPT-2, Llama: a causal
+    language model with no masked-LM form) too: its classifier reads the last token, which needs a padding token
+    these models lack, where freezeframe's plans, pooling and cache are made for a bidirectional encoder."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    families = "--model takes a BERT-family text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)"
+    if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; {families}")
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, a decoder that generates text, not an encoder; {families}")
 
 
 _SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
