@@ -211,12 +211,12 @@ def check_before_training(settings: CompareConfig) -> None:
     plans = [name for name in settings.configs if name != BASELINE_MODEL]
     if not plans:
         return
-    from freezeframe.encoder import encoder_depth
+    from freezeframe.encoder import encoder_depth, shared_layers
     from freezeframe.freeze import FreezePlan
 
-    depth = encoder_depth(settings.model)
+    depth, shared_by = encoder_depth(settings.model), shared_layers(settings.model)
     for name in plans:
-        FreezePlan(name).check_depth(depth, settings.model, "--configs")
+        FreezePlan(name).check_depth(depth, settings.model, "--configs", shared_by)
 
 
 def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]) -> None:

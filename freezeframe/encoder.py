@@ -85,6 +85,12 @@ def encoder_depth(name: str) -> int:
     return int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
 
 
+def shared_layers(name: str) -> int:
+    """How many layers share the weights :func:`encoder_depth` counts (ALBERT's ``num_hidden_layers``); else 0."""
+    config = bert.read_json(Path(pretrained_source(name)) / "config.json")
+    return int(config.get("num_hidden_layers") or 12) if bert.model_type(config) == "albert" else 0
+
+
 class EncoderClassifier(nn.Module):
     """A BERT-style sequence classifier split into stages: embed, encode, pool, classify.
 

@@ -70,6 +70,13 @@ def count_layers(names: Iterable[str]) -> int:
     return max(indices) + 1 if indices else 0
 
 
+def shared_depth(model: nn.Module) -> int:
+    """How many layers share the weights of ``model``'s layer groups: ALBERT's ``num_hidden_layers`` reuse its
+    ``num_hidden_groups`` sets of weights, which are what plans count; 0 where each layer has weights of its own."""
+    config = getattr(getattr(model, "hf", None), "config", None)
+    return int(getattr(config, "num_hidden_layers", 0) or 0) if getattr(config, "model_type", None) == "albert" else 0
+
+
 def _owned_by_head(name: str, model: nn.Module) -> bool:
     """Whether a pooler parameter belongs to the classification head rather than to the pretrained encoder: DeBERTa's
     ``pooler.dense`` sits beside its base model and starts random, where BERT's ``bert.pooler`` is pretrained."""
@@ -108,15 +115,22 @@ class FreezePlan:
         depth = _PRESET_GRADUAL.match(self.spec).group(1)
         return n_layers if depth is None else int(depth)
 
-    def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze") -> None:
+    def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze", shared_by: int = 0) -> None:
         """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``, and any
-        gradual plan of a model without encoder layers (the baseline)."""
+        gradual plan of a model without encoder layers (the baseline). ``shared_by``: how many layers share the
+        ``n_layers`` sets of weights (ALBERT's, see :func:`shared_depth`), 0 where each layer has its own."""
         last = _PRESET_LAST.match(self.spec)
         depth = int(last.group(1)) if last else self.gradual_depth(n_layers) if self.is_gradual else 0
         # a plain ``gradual`` is as deep as the model: without layers it has nothing to unfreeze after epoch 1
         if depth > n_layers or (self.is_gradual and n_layers == 0):
             if n_layers == 0:
                 raise FreezeframeError(f"{option} {self.spec}: {model} has no encoder layers; use full or head")
+            if shared_by and n_layers == 1:
+                raise FreezeframeError(f"{option} {self.spec}: {model}'s {shared_by} layers share one set of weights "
+                                       "(ALBERT), so a plan cannot pick among them; last-1 trains them all, or use head")
+            if shared_by:
+                raise FreezeframeError(f"{option} {self.spec}: {model}'s {shared_by} layers share {n_layers} sets of weights "
+                                       f"(ALBERT's num_hidden_groups), which plans count; last-{n_layers} trains them all")
             raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder "
                                    f"layer{'s' if n_layers > 1 else ''}")
 
@@ -133,7 +147,7 @@ class FreezePlan:
             return set(names)
         if self.is_gradual:
             n_layers = count_layers(names)
-            self.check_depth(n_layers)
+            self.check_depth(n_layers, shared_by=shared_depth(model))
             return FreezePlan(f"last-{self.gradual_depth(n_layers)}").trainable_names(model)
         if self.spec == "encoder":
             return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
@@ -145,7 +159,7 @@ class FreezePlan:
         last = _PRESET_LAST.match(self.spec)
         if last:
             n_layers = count_layers(names)
-            self.check_depth(n_layers)
+            self.check_depth(n_layers, shared_by=shared_depth(model))
             lowest = n_layers - int(last.group(1))
             # a mean-pooled head never reads the pooler, so it has nothing to learn there
             pooler = set() if getattr(model, "pooling", "cls") == "mean" else {n for n, b in blocks.items() if b == "pooler"}

@@ -255,7 +255,7 @@ def test_compare_counts_the_layers_of_other_families_as_freeze_plans_do(run_cli,
     assert (encoder_depth(str(distilbert)), encoder_depth(str(albert))) == (3, 1)
     code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", albert, "--configs", "head,last-2",
                              "--folds", "2", "--out", tmp_path / "r")
-    assert code == 2 and "--configs last-2: " in err and "has only 1 encoder layer" in err and "fold" not in out + err, err
+    assert code == 2 and f"--configs last-2: {albert}'s 3 layers share one set of weights (ALBERT)" in err and "fold" not in out + err, err
 
 
 def test_a_decoder_is_refused_in_one_line_before_it_loads(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
@@ -303,3 +303,31 @@ def test_modernberts_final_norm_is_the_encoders_not_the_head(tiny_model_dir, tmp
     rates = {name: group["lr"] for group in optimizer_groups(model, 1e-3, 0.01, lr_decay=0.5, head_lr=1e-2)
              for name in group["names"]}
     assert rates[norm] == rates["model.layers.1.attn.Wqkv.weight"] == 1e-3
+
+
+def test_albert_says_its_layers_share_their_weights(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """ALBERT's depth was refused as "the model has only 1 encoder layer" while its config.json says 3 (or 12): its layers
+    reuse the weights of its groups, which are what plans count. The refusal says so, and inspect's table, whose
+    block 'layer 0' is that shared group, says what the block stands for."""
+    from transformers import AlbertConfig, AlbertModel
+
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "albert")
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    sizes = {"vocab_size": vocab_size, "embedding_size": 16, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    AlbertModel(AlbertConfig(num_hidden_layers=3, **sizes)).save_pretrained(source)
+    for plan in ("last-2", "gradual-2"):
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m", "--freeze", plan)
+        assert code == 2 and err.strip().endswith(f"--freeze {plan}: the model's 3 layers share one set of weights (ALBERT), "
+                                                  "so a plan cannot pick among them; last-1 trains them all, or use head"), err
+        assert "only 1 encoder layer" not in err
+    code, out, err = run_cli("inspect", "--model", source, "--freeze", "last-1")
+    assert code == 0 and "\nlayer 0 " in out and out.strip().endswith(
+        "ALBERT: its 3 layers share the weights of one layer group (the block 'layer 0' above), so a plan that trains a "
+        "group trains every layer that reuses it"), out
+    AlbertModel(AlbertConfig(num_hidden_layers=4, num_hidden_groups=2, **sizes)).save_pretrained(source)
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m", "--freeze", "last-3")
+    assert code == 2 and "the model's 4 layers share 2 sets of weights (ALBERT's num_hidden_groups), which plans count; last-2" in err, err
+    code, out, _ = run_cli("inspect", "--model", source, "--freeze", "last-2")
+    assert code == 0 and "4 layers share the weights of 2 layer groups (the blocks 'layer 0' to 'layer 1' above)" in out, out
+    code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
+    assert code == 0 and "ALBERT" not in out
