@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from freezeframe import bert
-from freezeframe.errors import FreezeframeError, report
-from freezeframe.source import check_model_type, dropout_settings, resolve_model
+from freezeframe.errors import FreezeframeError, NotAClassifier, report
+from freezeframe.source import check_model_type, dropout_settings, not_a_classifier, resolve_model
+from freezeframe.storage import META_FILE
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
@@ -344,7 +345,9 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
         model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else transformers.AutoModelForSequenceClassification
         hf_model, loading = model_class.from_pretrained(str(directory), config=config, output_loading_info=True)
         if loading["missing_keys"]:  # transformers would start them at random, and predict at random
-            raise ValueError(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
+            head = {key for key in hf_model.state_dict() if not key.startswith(f"{hf_model.base_model_prefix}.")}
+            headless = head and head <= set(loading["missing_keys"])
+            raise (NotAClassifier if headless else ValueError)(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 
@@ -392,6 +395,8 @@ def _load_errors(name: str) -> Iterator[None]:
 
     try:
         yield
+    except NotAClassifier as err:  # a pretrained encoder's directory, unless freezeframe trained it (a damaged file)
+        raise FreezeframeError(_load_failure(name, err) if (Path(name) / META_FILE).exists() else not_a_classifier(name)) from None
     except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise FreezeframeError(_load_failure(name, err)) from None
 

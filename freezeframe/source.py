@@ -5,6 +5,7 @@ keys of its family; its positions and vocabulary against ``--max-length`` and it
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import json
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import not_a_model
+from freezeframe.storage import META_FILE, not_a_model
 
 if TYPE_CHECKING:  # the loaders import this module
     from freezeframe.encoder import EncoderClassifier
@@ -56,6 +57,30 @@ def resolve_model(name: str) -> str:
                                "(freezeframe never downloads); pass a local model directory")
     check_config(snapshot / "config.json")
     return str(snapshot)
+
+
+def not_a_classifier(name: str) -> str:
+    """What to say where a trained classifier is needed and ``name`` is a pretrained encoder."""
+    return (f"{name} is a pretrained encoder, not a trained classifier; train one from it first "
+            f"(freezeframe train --model {name} --train FILE --out DIR), then pass --model DIR")
+
+
+def is_pretrained_encoder(name: str) -> bool:
+    """Whether the ``--model`` of a command that needs a trained classifier names a pretrained encoder instead: the
+    packaged default, or a directory (or a hub id in the local cache) without ``freezeframe.json`` whose config.json
+    names its architecture, and no sequence classifier (``BertModel``, ``RobertaForMaskedLM``)."""
+    if name == DEFAULT_MODEL:
+        return True
+    path = Path(name)
+    if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        path = cached_snapshot(name) or path
+    if not path.is_dir() or (path / META_FILE).exists():
+        return False
+    with contextlib.suppress(OSError, ValueError):
+        architectures = bert.read_json(path / "config.json").get("architectures")
+        return isinstance(architectures, list) and bool(architectures) and not any(
+            str(architecture).endswith("ForSequenceClassification") for architecture in architectures)
+    return False
 
 
 def check_model_type(model_type: str | None, name: str) -> None:

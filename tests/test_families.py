@@ -331,3 +331,30 @@ def test_albert_says_its_layers_share_their_weights(run_cli, tiny_model_dir, tin
     assert code == 0 and "4 layers share the weights of 2 layer groups (the blocks 'layer 0' to 'layer 1' above)" in out, out
     code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
     assert code == 0 and "ALBERT" not in out
+
+
+def test_a_pretrained_encoder_where_a_classifier_is_needed_says_to_train_one(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                            monkeypatch, capsys):
+    """predict, evaluate, export and serve on an encoder that was never trained as a classifier said "lacks
+    classifier.weight (not a trained classifier)" (a directory) or "model directory not found" (the default's name, a
+    cached hub id). Each says in one line that it is an encoder and names the train step."""
+    import huggingface_hub.constants
+    from transformers import RobertaConfig, RobertaModel
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    roberta = _with_tokenizer(tiny_model_dir, tmp_path / "roberta")
+    RobertaModel(RobertaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=160, pad_token_id=0)).save_pretrained(roberta)
+    shipped = _tinybert_as_shipped(tiny_model_dir, tmp_path / "tinybert")  # no architectures: found as it loads
+    _cached(tmp_path / "hub", "org/encoder", {n: tiny_model_dir / n for n in ("config.json", "vocab.txt", "model.safetensors")})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    capsys.readouterr()  # what building the models printed
+    commands = [["predict", "a camera shot"], ["predict", "--backend", "onnx", "a camera shot"],
+                ["evaluate", "--data", tiny_data["test"]], ["export", "--format", "onnx"], ["serve", "--port", "0"]]
+    for model in (tiny_model_dir, roberta, shipped, "all-MiniLM-L6-v2", "org/encoder"):
+        for command in commands[:1] if model == shipped else commands:
+            code, _, err = run_cli(*command, "--model", model)
+            assert code == 2 and err.count("\n") == 1, err
+            assert err.strip().endswith(f"{model} is a pretrained encoder, not a trained classifier; train one from it first "
+                                        f"(freezeframe train --model {model} --train FILE --out DIR), then pass --model DIR"), err
+    assert not (tiny_model_dir / "onnx").exists() and not (roberta / "onnx").exists()
