@@ -211,10 +211,10 @@ def check_before_training(settings: CompareConfig) -> None:
     plans = [name for name in settings.configs if name != BASELINE_MODEL]
     if not plans:
         return
-    from freezeframe.encoder import encoder_depth, shared_layers
+    from freezeframe.encoder import encoder_depth
     from freezeframe.freeze import FreezePlan
 
-    depth, shared_by = encoder_depth(settings.model), shared_layers(settings.model)
+    depth, shared_by = encoder_depth(settings.model), encoder_depth(settings.model, shared=True)
     for name in plans:
         FreezePlan(name).check_depth(depth, settings.model, "--configs", shared_by)
 

@@ -75,21 +75,16 @@ def pretrained_source(name: str) -> str:
     return source
 
 
-def encoder_depth(name: str) -> int:
+def encoder_depth(name: str, shared: bool = False) -> int:
     """How many encoder layers ``--model`` has as freeze plans count them, read from its configuration alone (no
     weights): DistilBERT keeps the count under ``n_layers``; ALBERT's layers share the weights of its
-    ``num_hidden_groups`` groups (one by default), which are what a plan can train."""
+    ``num_hidden_groups`` groups (one by default), which are what a plan can train. With ``shared``: how many
+    layers share those weights (ALBERT's ``num_hidden_layers``; 0 for a model whose layers have their own)."""
     config = bert.read_json(Path(pretrained_source(name)) / "config.json")  # resolve_model checked it
     model_type = bert.model_type(config)
     if model_type == "albert":
-        return int(config.get("num_hidden_groups") or 1)
-    return int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
-
-
-def shared_layers(name: str) -> int:
-    """How many layers share the weights :func:`encoder_depth` counts (ALBERT's ``num_hidden_layers``); else 0."""
-    config = bert.read_json(Path(pretrained_source(name)) / "config.json")
-    return int(config.get("num_hidden_layers") or 12) if bert.model_type(config) == "albert" else 0
+        return int(config.get("num_hidden_layers" if shared else "num_hidden_groups") or (12 if shared else 1))
+    return 0 if shared else int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
 
 
 class EncoderClassifier(nn.Module):
@@ -346,8 +341,7 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
         hf_model, loading = model_class.from_pretrained(str(directory), config=config, output_loading_info=True)
         if loading["missing_keys"]:  # transformers would start them at random, and predict at random
             head = {key for key in hf_model.state_dict() if not key.startswith(f"{hf_model.base_model_prefix}.")}
-            headless = head and head <= set(loading["missing_keys"])
-            raise (NotAClassifier if headless else ValueError)(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
+            raise (NotAClassifier if head and head <= set(loading["missing_keys"]) else ValueError)(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 
