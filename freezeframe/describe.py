@@ -65,8 +65,8 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     shared_by, groups = shared_depth(network), count_layers(name for name, _ in network.named_parameters())
     if shared_by:  # ALBERT: a block "layer N" is a group of weights that several layers reuse
         named = "one layer group (the block 'layer 0'" if groups == 1 else f"{groups} layer groups (the blocks 'layer 0' to 'layer {groups - 1}'"
-        lines += ["", f"ALBERT: its {shared_by} layers share the weights of {named} above), so a plan that trains a group "
-                      "trains every layer that reuses it"]
+        lines += ["", (f"ALBERT: its {shared_by} layers share the weights of {named} above), so a plan that trains a group "
+                       "trains every layer that reuses it")]
     if schedule and plan.is_gradual:
         stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
         kept, epochs = meta.get("best_epoch"), len(meta.get("history") or [])

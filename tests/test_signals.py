@@ -175,9 +175,8 @@ def test_other_families_resume_to_the_weights_of_an_uninterrupted_run(run_cli, t
     """Resume had been checked on BERT only. A RoBERTa (offset positions, its own two-layer head) and a DistilBERT
     (transformer.layer, pre_classifier) stopped after their first checkpointed epoch resume to the weights an
     uninterrupted run ends with, bit for bit (two members at once, dropout on)."""
-    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
-
     from test_families import _with_tokenizer
+    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
 
     vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
     source = _with_tokenizer(tiny_model_dir, tmp_path / family)
