@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from freezeframe.errors import NotAClassifier
+
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 """Checkpoint files in the order transformers prefers them; ``save_pretrained`` writes the first."""
 VOCAB_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast")
@@ -366,7 +368,9 @@ class BertForSequenceClassification(nn.Module):
         model.new_weights = missing  # initialised below as transformers would: the checkpoint lacked them
         lacking = missing if trained else [k for k in missing if not k.startswith(("classifier.", "bert.pooler."))]
         if lacking:
-            raise ValueError(f"{Path(source).name} lacks {lacking[0]}" + (" (not a trained classifier)" if trained else ""))
+            headless = trained and {k for k in expected if k.startswith("classifier.")} <= set(lacking)
+            raise (NotAClassifier if headless else ValueError)(
+                f"{Path(source).name} lacks {lacking[0]}" + (" (not a trained classifier)" if trained else ""))
         # the model takes the tensors read (each its own copy of the file's bytes); ``to_empty`` would
         # cost a copy of every weight and an import of sympy (0.3 s)
         model.load_state_dict(state, strict=False, assign=True)

@@ -214,9 +214,9 @@ def check_before_training(settings: CompareConfig) -> None:
     from freezeframe.encoder import encoder_depth
     from freezeframe.freeze import FreezePlan
 
-    depth = encoder_depth(settings.model)
+    depth, shared_by = encoder_depth(settings.model), encoder_depth(settings.model, shared=True)
     for name in plans:
-        FreezePlan(name).check_depth(depth, settings.model, "--configs")
+        FreezePlan(name).check_depth(depth, settings.model, "--configs", shared_by)
 
 
 def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]) -> None:

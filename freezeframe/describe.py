@@ -23,7 +23,7 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         how the plan unfolds (or unfolded) in training.
     """
     from freezeframe.ensemble import plan_network
-    from freezeframe.freeze import FreezePlan
+    from freezeframe.freeze import FreezePlan, count_layers, shared_depth
     from freezeframe.predict import META_FILE, load_classifier, read_meta, refuse_export_dir
 
     if isinstance(num_labels, bool) or not isinstance(num_labels, int):
@@ -62,6 +62,11 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     # a trained gradual model shows the last stage it reached, not the plan's full depth
     report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
     lines = [f"model {described}, freeze plan {freeze}", "", report.format_table()]
+    shared_by, groups = shared_depth(network), count_layers(name for name, _ in network.named_parameters())
+    if shared_by:  # ALBERT: a block "layer N" is a group of weights that several layers reuse
+        named = "one layer group (the block 'layer 0'" if groups == 1 else f"{groups} layer groups (the blocks 'layer 0' to 'layer {groups - 1}'"
+        lines += ["", (f"ALBERT: its {shared_by} layers share the weights of {named} above), so a plan that trains a group "
+                       "trains every layer that reuses it")]
     if schedule and plan.is_gradual:
         stages = ", ".join(f"{stage['plan']} from epoch {stage['from_epoch']}" for stage in schedule)
         kept, epochs = meta.get("best_epoch"), len(meta.get("history") or [])

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from freezeframe import bert
-from freezeframe.errors import FreezeframeError, report
-from freezeframe.source import dropout_settings, resolve_model
+from freezeframe.errors import FreezeframeError, NotAClassifier, report
+from freezeframe.source import check_model_type, dropout_settings, not_a_classifier, resolve_model
+from freezeframe.storage import META_FILE
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"
@@ -68,18 +69,22 @@ def pretrained_source(name: str) -> str:
     if _is_ensemble(Path(source)):  # resolve_model checked its config.json
         raise FreezeframeError(f"{name} is an ensemble of trained classifiers; training starts from one encoder "
                                "(the default, or a model directory such as TinyBERT's)")
+    model_type = bert.model_type(bert.read_json(Path(source) / "config.json"))
+    if model_type not in (*bert.MODEL_TYPES, None):  # before any weights load and any plan's depth; None: the loader says
+        check_model_type(model_type, name)
     return source
 
 
-def encoder_depth(name: str) -> int:
+def encoder_depth(name: str, shared: bool = False) -> int:
     """How many encoder layers ``--model`` has as freeze plans count them, read from its configuration alone (no
     weights): DistilBERT keeps the count under ``n_layers``; ALBERT's layers share the weights of its
-    ``num_hidden_groups`` groups (one by default), which are what a plan can train."""
+    ``num_hidden_groups`` groups (one by default), which are what a plan can train. With ``shared``: how many
+    layers share those weights (ALBERT's ``num_hidden_layers``; 0 for a model whose layers have their own)."""
     config = bert.read_json(Path(pretrained_source(name)) / "config.json")  # resolve_model checked it
     model_type = bert.model_type(config)
     if model_type == "albert":
-        return int(config.get("num_hidden_groups") or 1)
-    return int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
+        return int(config.get("num_hidden_layers" if shared else "num_hidden_groups") or (12 if shared else 1))
+    return 0 if shared else int(config.get("n_layers" if model_type == "distilbert" else "num_hidden_layers") or 0)
 
 
 class EncoderClassifier(nn.Module):
@@ -280,7 +285,6 @@ def load_pretrained(name: str, labels: list[str], pooling: str = "cls", dropout:
             model_class = transformers.BertForSequenceClassification
         else:
             model_class = transformers.AutoModelForSequenceClassification
-            _check_classifies_text(config.model_type, name)
         # Train in float32 whatever the checkpoint's storage type; autocast handles mixed precision on GPUs.
         hf_model, loading = model_class.from_pretrained(source, config=config, dtype=torch.float32,
                                                         output_loading_info=True, ignore_mismatched_sizes=True)
@@ -303,16 +307,6 @@ def load_tokenizer(name: str) -> FastTokenizer | SubwordTokenizer:
         if os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.tokenizer_unsupported(path) is None:
             return FastTokenizer(path)
         return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(source))
-
-
-def _check_classifies_text(model_type: str, name: str) -> None:
-    """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
-    names the configuration class of an Auto mapping, not the problem."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-
-    if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; "
-                               "--model takes a text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)")
 
 
 def _with_new_weights(model: EncoderClassifier, new_weights: list[str], replaced_head: int | None,
@@ -346,7 +340,8 @@ def load_trained(directory: Path) -> tuple[EncoderClassifier | AveragedMembers, 
         model_class = FreezeframeBertForSequenceClassification if pooling == "mean" else transformers.AutoModelForSequenceClassification
         hf_model, loading = model_class.from_pretrained(str(directory), config=config, output_loading_info=True)
         if loading["missing_keys"]:  # transformers would start them at random, and predict at random
-            raise ValueError(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
+            head = {key for key in hf_model.state_dict() if not key.startswith(f"{hf_model.base_model_prefix}.")}
+            raise (NotAClassifier if head and head <= set(loading["missing_keys"]) else ValueError)(f"its weights lack {min(loading['missing_keys'])} (not a trained classifier)")
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
     return EncoderClassifier(hf_model, pooling), SubwordTokenizer(tokenizer)
 
@@ -394,6 +389,8 @@ def _load_errors(name: str) -> Iterator[None]:
 
     try:
         yield
+    except NotAClassifier as err:  # a pretrained encoder's directory, unless freezeframe trained it (a damaged file)
+        raise FreezeframeError(_load_failure(name, err) if (Path(name) / META_FILE).exists() else not_a_classifier(name)) from None
     except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise FreezeframeError(_load_failure(name, err)) from None
 

@@ -18,6 +18,10 @@ class FreezeframeError(Exception):
     exit_code = 2
 
 
+class NotAClassifier(ValueError):
+    """Weights that hold no classification head at all where a trained classifier is loaded: a pretrained encoder's."""
+
+
 def report(message: str) -> None:
     """Tell the user about something that was handled on their behalf (one line on stderr)."""
     logger.warning(message)

@@ -29,10 +29,11 @@ from freezeframe.errors import FreezeframeError, logger, report
 _LAYER = re.compile(r"(?:^|\.)(?:layers?|albert_layer_groups)\.(\d+)\.")
 """An encoder layer's index in a parameter name: ``bert.encoder.layer.3.``, DistilBERT's ``transformer.layer.3.``,
 ALBERT's group of shared layers ``albert_layer_groups.0.`` (one set of weights that every depth reuses)."""
-_SHARED = re.compile(r"^[^.]+\.encoder\.")
+_SHARED = re.compile(r"^[^.]+\.(?:encoder|final_norm)\.")
 """A parameter of the encoder outside its layers (a layer's name matches ``_LAYER`` first): what every layer shares,
-DeBERTa's LayerNorm of its relative positions, MPNet's relative attention bias. Not the head's: ``head`` leaves it
-frozen, ``last-N`` trains it with the top layer."""
+DeBERTa's LayerNorm of its relative positions, MPNet's relative attention bias; ModernBERT's ``model.final_norm``, the
+LayerNorm over the last layer's output. Not the head's: ``head`` leaves it frozen, ``last-N`` trains it with the top
+layer."""
 _PRESET_LAST = re.compile(r"^last-(\d+)$")
 _PRESET_GRADUAL = re.compile(r"^gradual(?:-(\d+))?$")
 
@@ -67,6 +68,13 @@ def layer_index(name: str) -> int | None:
 def count_layers(names: Iterable[str]) -> int:
     indices = [i for i in (layer_index(n) for n in names) if i is not None]
     return max(indices) + 1 if indices else 0
+
+
+def shared_depth(model: nn.Module) -> int:
+    """How many layers share the weights of ``model``'s layer groups: ALBERT's ``num_hidden_layers`` reuse its
+    ``num_hidden_groups`` sets of weights, which are what plans count; 0 where each layer has weights of its own."""
+    config = getattr(getattr(model, "hf", None), "config", None)
+    return int(getattr(config, "num_hidden_layers", 0) or 0) if getattr(config, "model_type", None) == "albert" else 0
 
 
 def _owned_by_head(name: str, model: nn.Module) -> bool:
@@ -107,15 +115,22 @@ class FreezePlan:
         depth = _PRESET_GRADUAL.match(self.spec).group(1)
         return n_layers if depth is None else int(depth)
 
-    def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze") -> None:
+    def check_depth(self, n_layers: int, model: str = "the model", option: str = "--freeze", shared_by: int = 0) -> None:
         """Refuse a ``last-N`` or ``gradual-N`` plan deeper than the ``n_layers`` encoder layers of ``model``, and any
-        gradual plan of a model without encoder layers (the baseline)."""
+        gradual plan of a model without encoder layers (the baseline). ``shared_by``: how many layers share the
+        ``n_layers`` sets of weights (ALBERT's, see :func:`shared_depth`), 0 where each layer has its own."""
         last = _PRESET_LAST.match(self.spec)
         depth = int(last.group(1)) if last else self.gradual_depth(n_layers) if self.is_gradual else 0
         # a plain ``gradual`` is as deep as the model: without layers it has nothing to unfreeze after epoch 1
         if depth > n_layers or (self.is_gradual and n_layers == 0):
             if n_layers == 0:
                 raise FreezeframeError(f"{option} {self.spec}: {model} has no encoder layers; use full or head")
+            if shared_by and n_layers == 1:
+                raise FreezeframeError(f"{option} {self.spec}: {model}'s {shared_by} layers share one set of weights "
+                                       "(ALBERT), so a plan cannot pick among them; last-1 trains them all, or use head")
+            if shared_by:
+                raise FreezeframeError(f"{option} {self.spec}: {model}'s {shared_by} layers share {n_layers} sets of weights "
+                                       f"(ALBERT's num_hidden_groups), which plans count; last-{n_layers} trains them all")
             raise FreezeframeError(f"{option} {self.spec}: {model} has only {n_layers} encoder "
                                    f"layer{'s' if n_layers > 1 else ''}")
 
@@ -132,7 +147,7 @@ class FreezePlan:
             return set(names)
         if self.is_gradual:
             n_layers = count_layers(names)
-            self.check_depth(n_layers)
+            self.check_depth(n_layers, shared_by=shared_depth(model))
             return FreezePlan(f"last-{self.gradual_depth(n_layers)}").trainable_names(model)
         if self.spec == "encoder":
             return FreezePlan(f"last-{count_layers(names)}").trainable_names(model)
@@ -144,7 +159,7 @@ class FreezePlan:
         last = _PRESET_LAST.match(self.spec)
         if last:
             n_layers = count_layers(names)
-            self.check_depth(n_layers)
+            self.check_depth(n_layers, shared_by=shared_depth(model))
             lowest = n_layers - int(last.group(1))
             # a mean-pooled head never reads the pooler, so it has nothing to learn there
             pooler = set() if getattr(model, "pooling", "cls") == "mean" else {n for n, b in blocks.items() if b == "pooler"}

@@ -11,7 +11,7 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
-from freezeframe.source import plain_max_length
+from freezeframe.source import is_pretrained_encoder, not_a_classifier, plain_max_length
 from freezeframe.storage import EXPORT_META, META_FILE, check_output_path, export_source, not_a_model
 from freezeframe.train import choose_device, predict_logits
 
@@ -171,7 +171,9 @@ def read_meta(directory: Path) -> dict:
 
 
 def check_model_dir(directory: Path) -> None:
-    """Refuse a ``--model`` that is not a directory, naming what it is instead."""
+    """Refuse a ``--model`` that is not a trained model's directory, naming what it is instead."""
+    if is_pretrained_encoder(str(directory)):
+        raise FreezeframeError(not_a_classifier(str(directory)))
     if directory.is_dir():
         return
     if directory.suffix.lower() == ".onnx" and directory.is_file():

@@ -1,10 +1,11 @@
 """Where a ``--model`` comes from, and whether it fits the settings: the packaged default, a local directory,
-or a hub id in the local Hugging Face cache (never the network); the dropout keys of its family; its
-positions and vocabulary against ``--max-length`` and its tokenizer.
+or a hub id in the local Hugging Face cache (never the network); whether its type is a text encoder; the dropout
+keys of its family; its positions and vocabulary against ``--max-length`` and its tokenizer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import json
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import not_a_model
+from freezeframe.storage import META_FILE, not_a_model
 
 if TYPE_CHECKING:  # the loaders import this module
     from freezeframe.encoder import EncoderClassifier
@@ -56,6 +57,48 @@ def resolve_model(name: str) -> str:
                                "(freezeframe never downloads); pass a local model directory")
     check_config(snapshot / "config.json")
     return str(snapshot)
+
+
+def not_a_classifier(name: str) -> str:
+    """What to say where a trained classifier is needed and ``name`` is a pretrained encoder."""
+    return (f"{name} is a pretrained encoder, not a trained classifier; train one from it first "
+            f"(freezeframe train --model {name} --train FILE --out DIR), then pass --model DIR")
+
+
+def is_pretrained_encoder(name: str) -> bool:
+    """Whether the ``--model`` of a command that needs a trained classifier names a pretrained encoder instead: the
+    packaged default, or a directory (or a hub id in the local cache) without ``freezeframe.json`` whose config.json
+    names its architecture, and no sequence classifier (``BertModel``, ``RobertaForMaskedLM``)."""
+    if name == DEFAULT_MODEL:
+        return True
+    path = Path(name)
+    if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        path = cached_snapshot(name) or path
+    if not path.is_dir() or (path / META_FILE).exists():
+        return False
+    with contextlib.suppress(OSError, ValueError):
+        architectures = bert.read_json(path / "config.json").get("architectures")
+        return isinstance(architectures, list) and bool(architectures) and not any(
+            str(architecture).endswith("ForSequenceClassification") for architecture in architectures)
+    return False
+
+
+def check_model_type(model_type: str | None, name: str) -> None:
+    """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
+    names the configuration class of an Auto mapping, not the problem. Refuse a decoder (GPT-2, Llama: a causal
+    language model with no masked-LM form) too: its classifier reads the last token, which needs a padding token
+    these models lack, where freezeframe's plans, pooling and cache are made for a bidirectional encoder."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    families = "--model takes a BERT-family text encoder (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa, ...)"
+    if model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; {families}")
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, a decoder that generates text, not an encoder; {families}")
 
 
 _SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

@@ -255,4 +255,106 @@ def test_compare_counts_the_layers_of_other_families_as_freeze_plans_do(run_cli,
     assert (encoder_depth(str(distilbert)), encoder_depth(str(albert))) == (3, 1)
     code, out, err = run_cli("compare", "--train", tiny_data["train"], "--model", albert, "--configs", "head,last-2",
                              "--folds", "2", "--out", tmp_path / "r")
-    assert code == 2 and "--configs last-2: " in err and "has only 1 encoder layer" in err and "fold" not in out + err, err
+    assert code == 2 and f"--configs last-2: {albert}'s 3 layers share one set of weights (ALBERT)" in err and "fold" not in out + err, err
+
+
+def test_a_decoder_is_refused_in_one_line_before_it_loads(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """GPT-2 as --model was said to classify "over the first token", `last-1` found "no encoder layers", and training
+    stopped in its first batch with transformers' "Cannot handle batch sizes > 1 if no padding token is defined". A
+    decoder is refused from its config.json, before any weights load, naming what --model takes."""
+    import transformers
+    from transformers import GPT2Config
+
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "gpt2")
+    GPT2Config(n_embd=32, n_layer=2, n_head=2).save_pretrained(source)
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained",
+                        lambda *args, **kwargs: pytest.fail("a decoder's weights were loaded"))
+    for command in (["train", "--train", tiny_data["train"], "--out", tmp_path / "m"],
+                    ["train", "--train", tiny_data["train"], "--out", tmp_path / "m", "--freeze", "last-1"],
+                    ["inspect"], ["compare", "--train", tiny_data["train"], "--configs", "last-1", "--out", tmp_path / "r"]):
+        code, _, err = run_cli(*command, "--model", source)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "is a 'gpt2' model, a decoder that generates text, not an encoder; --model takes a BERT-family text encoder" in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
+
+
+def test_modernberts_final_norm_is_the_encoders_not_the_head(tiny_model_dir, tmp_path):
+    """ModernBERT's ``model.final_norm`` (the LayerNorm over its last layer's output) was the block `model`, part of
+    the head: `--freeze head` trained it. It is the encoder's: frozen by `head` and gradual's first epoch, trained by
+    `last-N` with the top layer, at its rate."""
+    from transformers import ModernBertConfig, ModernBertModel
+
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.freeze import FreezePlan, FreezeReport, optimizer_groups
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "modernbert")
+    ModernBertModel(ModernBertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=160, pad_token_id=0, bos_token_id=2,
+                                     eos_token_id=3, cls_token_id=2, sep_token_id=3)).save_pretrained(source)
+    model, _ = load_pretrained(str(source), ["a", "b", "c"], "cls")
+    norm = "model.final_norm.weight"
+    assert norm not in FreezePlan("head").trainable_names(model)
+    assert norm not in FreezePlan("gradual").stage(1, 2).trainable_names(model)
+    assert norm in FreezePlan("last-1").trainable_names(model) and norm not in FreezePlan("last-0").trainable_names(model)
+    FreezePlan("head").apply(model, quiet=True)
+    assert {row.block: row.state for row in FreezeReport.of(model, "head").rows}["encoder"] == "frozen"
+    FreezePlan("last-1").apply(model, quiet=True)
+    rates = {name: group["lr"] for group in optimizer_groups(model, 1e-3, 0.01, lr_decay=0.5, head_lr=1e-2)
+             for name in group["names"]}
+    assert rates[norm] == rates["model.layers.1.attn.Wqkv.weight"] == 1e-3
+
+
+def test_albert_says_its_layers_share_their_weights(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """ALBERT's depth was refused as "the model has only 1 encoder layer" while its config.json says 3 (or 12): its layers
+    reuse the weights of its groups, which are what plans count. The refusal says so, and inspect's table, whose
+    block 'layer 0' is that shared group, says what the block stands for."""
+    from transformers import AlbertConfig, AlbertModel
+
+    source = _with_tokenizer(tiny_model_dir, tmp_path / "albert")
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    sizes = {"vocab_size": vocab_size, "embedding_size": 16, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    AlbertModel(AlbertConfig(num_hidden_layers=3, **sizes)).save_pretrained(source)
+    for plan in ("last-2", "gradual-2"):
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m", "--freeze", plan)
+        assert code == 2 and err.strip().endswith(f"--freeze {plan}: the model's 3 layers share one set of weights (ALBERT), "
+                                                  "so a plan cannot pick among them; last-1 trains them all, or use head"), err
+        assert "only 1 encoder layer" not in err
+    code, out, err = run_cli("inspect", "--model", source, "--freeze", "last-1")
+    assert code == 0 and "\nlayer 0 " in out and out.strip().endswith(
+        "ALBERT: its 3 layers share the weights of one layer group (the block 'layer 0' above), so a plan that trains a "
+        "group trains every layer that reuses it"), out
+    AlbertModel(AlbertConfig(num_hidden_layers=4, num_hidden_groups=2, **sizes)).save_pretrained(source)
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", source, "--out", tmp_path / "m", "--freeze", "last-3")
+    assert code == 2 and "the model's 4 layers share 2 sets of weights (ALBERT's num_hidden_groups), which plans count; last-2" in err, err
+    code, out, _ = run_cli("inspect", "--model", source, "--freeze", "last-2")
+    assert code == 0 and "4 layers share the weights of 2 layer groups (the blocks 'layer 0' to 'layer 1' above)" in out, out
+    code, out, _ = run_cli("inspect", "--model", tiny_model_dir)
+    assert code == 0 and "ALBERT" not in out
+
+
+def test_a_pretrained_encoder_where_a_classifier_is_needed_says_to_train_one(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                            monkeypatch, capsys):
+    """predict, evaluate, export and serve on an encoder that was never trained as a classifier said "lacks
+    classifier.weight (not a trained classifier)" (a directory) or "model directory not found" (the default's name, a
+    cached hub id). Each says in one line that it is an encoder and names the train step."""
+    import huggingface_hub.constants
+    from transformers import RobertaConfig, RobertaModel
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    roberta = _with_tokenizer(tiny_model_dir, tmp_path / "roberta")
+    RobertaModel(RobertaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=160, pad_token_id=0)).save_pretrained(roberta)
+    shipped = _tinybert_as_shipped(tiny_model_dir, tmp_path / "tinybert")  # no architectures: found as it loads
+    _cached(tmp_path / "hub", "org/encoder", {n: tiny_model_dir / n for n in ("config.json", "vocab.txt", "model.safetensors")})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    capsys.readouterr()  # what building the models printed
+    commands = [["predict", "a camera shot"], ["predict", "--backend", "onnx", "a camera shot"],
+                ["evaluate", "--data", tiny_data["test"]], ["export", "--format", "onnx"], ["serve", "--port", "0"]]
+    for model in (tiny_model_dir, roberta, shipped, "all-MiniLM-L6-v2", "org/encoder"):
+        for command in commands[:1] if model == shipped else commands:
+            code, _, err = run_cli(*command, "--model", model)
+            assert code == 2 and err.count("\n") == 1, err
+            assert err.strip().endswith(f"{model} is a pretrained encoder, not a trained classifier; train one from it first "
+                                        f"(freezeframe train --model {model} --train FILE --out DIR), then pass --model DIR"), err
+    assert not (tiny_model_dir / "onnx").exists() and not (roberta / "onnx").exists()

@@ -149,3 +149,53 @@ def test_a_signal_between_the_two_renames_of_a_replacement_loses_nothing(tmp_pat
         (staging / "results.json").write_text("new")
     assert (out / "results.json").read_text() == "new", "the new directory is in place before the signal acts"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "nothing left aside"
+
+
+# In a child process: Ctrl-C (as in a terminal, not a background job) or SIGTERM arrives once member 1's first epoch
+# is checkpointed, while the run goes on.
+SIGNAL_AFTER_THE_FIRST_EPOCH = """
+import os, signal, sys
+from freezeframe.checkpoint import MemberCheckpoint
+save = MemberCheckpoint.save
+def save_then_signal(self, state):
+    save(self, state)
+    if state["epoch"] == 1 and not os.environ.get("SIGNAL_SENT"):
+        os.environ["SIGNAL_SENT"] = "1"
+        os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+MemberCheckpoint.save = save_then_signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from freezeframe.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(("family", "sent", "status"), [("roberta", "SIGINT", 130), ("distilbert", "SIGTERM", 143)])
+def test_other_families_resume_to_the_weights_of_an_uninterrupted_run(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                      family, sent, status):
+    """Resume had been checked on BERT only. A RoBERTa (offset positions, its own two-layer head) and a DistilBERT
+    (transformer.layer, pre_classifier) stopped after their first checkpointed epoch resume to the weights an
+    uninterrupted run ends with, bit for bit (two members at once, dropout on)."""
+    from test_families import _with_tokenizer
+    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    vocab_size = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
+    source = _with_tokenizer(tiny_model_dir, tmp_path / family)
+    torch.manual_seed(0)
+    if family == "roberta":
+        RobertaModel(RobertaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=160, pad_token_id=0)).save_pretrained(source)
+    else:
+        DistilBertModel(DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                         max_position_embeddings=160)).save_pretrained(source)
+    reference, out = tmp_path / "reference", tmp_path / "model"
+    assert run_cli(*train_args(source, tiny_data["train"], reference))[0] == 0
+    child = subprocess.run([sys.executable, "-c", SIGNAL_AFTER_THE_FIRST_EPOCH, *train_args(source, tiny_data["train"], out)],
+                           check=False, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1", "SIGNAL": sent})
+    assert child.returncode == status, (child.returncode, child.stderr)
+    last = child.stderr.strip().splitlines()[-1]
+    assert last.startswith("freezeframe: interrupted") and "--resume" in last and "Traceback" not in child.stderr, child.stderr
+    assert read_state(out / CHECKPOINT_DIR)["members"][0]["epoch"] == 1
+    code, _, err = run_cli(*train_args(source, tiny_data["train"], out, "--resume"))
+    assert code == 0 and "resuming from the checkpoint of member 1 epoch 1" in err, err
+    assert same_weights(out, reference) and not (out / CHECKPOINT_DIR).exists()
