@@ -193,7 +193,8 @@ def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, 
         )
     cut = sum(1 for v in frame[text_column] if v is not None and len(str(v)) > MAX_CHARS)
     if cut:
-        report(f"{path}: {cut} texts are longer than {MAX_CHARS:,} characters; cut to that length before tokenizing")
+        report(f"{path}: {cut} {'text is' if cut == 1 else 'texts are'} longer than {MAX_CHARS:,} characters; cut to "
+               "that length before tokenizing")
     _report_control_characters([model_text(frame[text_column].iloc[i]) for i in keep], path,
                                "replaced by spaces", [rows[i] for i in keep])
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))

@@ -106,7 +106,9 @@ def hold_out(run: RunConfig, train: LabelledTexts) -> tuple[LabelledTexts, Label
 def encode_examples(tokenizer, data: LabelledTexts, labels: list[str], config: ModelConfig) -> ExampleSet:
     ids, truncated = tokenizer.encode(data.texts, config.max_length)
     if truncated:
-        report(f"{data.source}: {truncated} of {len(data)} texts are longer than {config.max_length} tokens and were truncated")
+        verbs = ("is", "was") if truncated == 1 else ("are", "were")
+        report(f"{data.source}: {truncated} of {len(data)} texts {verbs[0]} longer than {config.max_length} tokens and "
+               f"{verbs[1]} truncated")
     index = {label: i for i, label in enumerate(labels)}
     pad_to = config.max_length if config.padding == "max_length" else None
     return ExampleSet(token_examples(ids), [index[y] for y in data.labels], tokenizer.pad_id, pad_to)
