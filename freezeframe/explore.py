@@ -88,8 +88,9 @@ def explore_data(config: ExploreConfig) -> dict:
     """
     frame = read_table(config.data)
     data = labelled_from_frame(frame, config.data, config.text_column, config.label_column, config.normalize_labels)
-    count_tokens, unit = _token_counter(config.model)
-    max_length = config.max_length or _trained_max_length(Path(config.model)) or DEFAULT_MAX_LENGTH
+    trained = _trained_model_settings(Path(config.model).expanduser())
+    count_tokens, unit = _token_counter(config.model, trained)
+    max_length = config.max_length or _trained_max_length(trained) or DEFAULT_MAX_LENGTH
     words = [len(text_words(text)) for text in data.texts]
     tokens = count_tokens(data.texts)
     groups = {label: [i for i, lab in enumerate(data.labels) if lab == label] for label in data.label_names}
@@ -119,8 +120,9 @@ def explore_data(config: ExploreConfig) -> dict:
     }
 
 
-def _token_counter(model: str):
-    """How to count a text's tokens as ``model`` sees them, and what they are called."""
+def _token_counter(model: str, trained: dict):
+    """How to count a text's tokens as ``model`` sees them (``trained``: the model settings freezeframe recorded
+    there, if any), and what they are called."""
     if model == "baseline":
         return (lambda texts: [len(split_words(t)) for t in texts]), "the baseline's words"
     path = Path(model).expanduser()
@@ -128,7 +130,7 @@ def _token_counter(model: str):
     if own_words:
         WordTokenizer.load(path)  # a damaged baseline directory is refused here, not counted as words
     # a baseline ensemble keeps its vocabularies in member-N/, a baseline's ONNX export has no baseline_config.json
-    if own_words or _trained_model_settings(path).get("model") == "baseline":
+    if own_words or trained.get("model") == "baseline":
         return (lambda texts: [len(split_words(t)) for t in texts]), f"the words of the baseline {model}"
     from freezeframe.encoder import load_tokenizer
 
@@ -155,9 +157,9 @@ def _trained_model_settings(directory: Path) -> dict:
     return settings if isinstance(settings, dict) else {}
 
 
-def _trained_max_length(directory: Path) -> int | None:
-    """The ``--max-length`` a model directory was trained with, if freezeframe trained it."""
-    value = _trained_model_settings(directory).get("max_length")
+def _trained_max_length(trained: dict) -> int | None:
+    """The ``--max-length`` a model was trained with, from the settings freezeframe recorded (``{}`` if none)."""
+    value = trained.get("max_length")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else None
 
 
