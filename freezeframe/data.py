@@ -19,9 +19,11 @@ from freezeframe.tables import (
     SEPARATORS,
     SURROGATES,
     TABLE_SUFFIXES,
+    counted,
     format_names,
     format_rows,
     is_directory,
+    one_or_many,
     read_table,
     read_text_file,
     require_columns,
@@ -193,8 +195,8 @@ def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, 
         )
     cut = sum(1 for v in frame[text_column] if v is not None and len(str(v)) > MAX_CHARS)
     if cut:
-        report(f"{path}: {cut} {'text is' if cut == 1 else 'texts are'} longer than {MAX_CHARS:,} characters; cut to "
-               "that length before tokenizing")
+        report(f"{path}: {counted(cut, 'text')} {one_or_many(cut, 'is', 'are')} longer than {MAX_CHARS:,} characters; "
+               "cut to that length before tokenizing")
     _report_control_characters([model_text(frame[text_column].iloc[i]) for i in keep], path,
                                "replaced by spaces", [rows[i] for i in keep])
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
@@ -251,7 +253,7 @@ def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
     if conflicting:
         shown = "; ".join(" and ".join(map(str, rows_of[text][:4])) + (
             f" and {len(rows_of[text]) - 4} more" if len(rows_of[text]) > 4 else "") for text in conflicting[:3])
-        texts = "1 text appears" if len(conflicting) == 1 else f"{len(conflicting)} texts appear"
+        texts = f"{counted(len(conflicting), 'text')} {one_or_many(len(conflicting), 'appears', 'appear')}"
         report(f"{path}: {texts} with different labels (data rows {shown}"
                f"{'; ...' if len(conflicting) > 3 else ''}); kept, but no model can get both right: fix their labels")
 

@@ -27,7 +27,7 @@ from freezeframe.config import (
 from freezeframe.data import LabelledTexts, labelled_from_frame
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import META_FILE
-from freezeframe.tables import format_rows, read_table
+from freezeframe.tables import counted, format_rows, one_or_many, read_table
 
 WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
 """A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
@@ -242,27 +242,27 @@ def typical_words(data: LabelledTexts, top: int) -> dict[str, list[str]]:
 def format_exploration(summary: dict) -> str:
     """The text ``freezeframe explore`` prints for :func:`explore_data`'s result."""
     width = max(5, *(len(label) for label in summary["labels"]))
-    title = (f"{summary['file']}: {_count(summary['texts'], 'labelled text')}, {_count(len(summary['labels']), 'class')} "
+    title = (f"{summary['file']}: {counted(summary['texts'], 'labelled text')}, {counted(len(summary['labels']), 'class')} "
              f"(always guessing the largest class scores {summary['majority_share']:.1%})")
     lines = [title, "", *_length_table(summary, width)]
     cut = summary["all"]["over_max_length"]
     lines += ["", f"tokens: {summary['tokens']}; " + (
-        f"{_count(cut, 'text')} {_verb(cut, 'is', 'are')} longer than --max-length {summary['max_length']} and "
-        f"{_verb(cut, 'loses its end', 'lose their ends')} in training and prediction"
+        f"{counted(cut, 'text')} {one_or_many(cut, 'is', 'are')} longer than --max-length {summary['max_length']} and "
+        f"{one_or_many(cut, 'loses its end', 'lose their ends')} in training and prediction"
         if cut else f"every text fits in --max-length {summary['max_length']}")]
     repeats = summary["repeats"]
     if repeats["texts"]:
         clash = (f", {repeats['conflicting']} of them under different labels (data rows "
                  f"{format_rows(repeats['conflicting_rows'])})" if repeats["conflicting"] else "")
-        lines.append(f"repeated texts: {repeats['texts']} {_verb(repeats['texts'], 'occurs', 'occur')} more than once "
-                     f"({_count(repeats['extra_rows'], 'extra row')}){clash}")
+        lines.append(f"repeated texts: {repeats['texts']} {one_or_many(repeats['texts'], 'occurs', 'occur')} more than once "
+                     f"({counted(repeats['extra_rows'], 'extra row')}){clash}")
     else:
         lines.append("repeated texts: none")
     for column, found in summary["code_columns"].items():
         codes = ", ".join(f"{code} = {label}" for code, label in found["codes"].items())
         rows, empty = found["disagreeing_rows"], found["empty_rows"]
-        disagree = f"; {_count(len(rows), 'row')} {_verb(len(rows), 'disagrees', 'disagree')} (data rows {format_rows(rows)})"
-        blank = f"; {_count(len(empty), 'row')} {_verb(len(empty), 'is', 'are')} empty (data rows {format_rows(empty)})"
+        disagree = f"; {counted(len(rows), 'row')} {one_or_many(len(rows), 'disagrees', 'disagree')} (data rows {format_rows(rows)})"
+        blank = f"; {counted(len(empty), 'row')} {one_or_many(len(empty), 'is', 'are')} empty (data rows {format_rows(empty)})"
         lines.append(f"column {column!r} codes the labels: {codes}" + (
             (disagree if rows else "") + (blank if empty else "") if rows or empty else ", on every row"))
     if any(summary["typical_words"].values()):
@@ -290,15 +290,6 @@ def _length_table(summary: dict, width: int) -> list[str]:
     lines += ["  ".join([f"{name:<{width}}", *(f"{c:>{w}}" for c, w in zip(cell, widths))])
               for (name, _), cell in zip(rows, cells)]
     return lines
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 class``, ``3 classes``, ``1 labelled text``, ``369 labelled texts``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ss') else 's'}"
-
-
-def _verb(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
 
 
 def _spread_cells(spread: dict) -> list[str]:

@@ -29,7 +29,7 @@ from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import report_overlap, split_train_valid
 from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256, output_claimed
-from freezeframe.tables import percent
+from freezeframe.tables import one_or_many, percent
 from freezeframe.train import (
     LoopResult,
     choose_device,
@@ -106,9 +106,8 @@ def hold_out(run: RunConfig, train: LabelledTexts) -> tuple[LabelledTexts, Label
 def encode_examples(tokenizer, data: LabelledTexts, labels: list[str], config: ModelConfig) -> ExampleSet:
     ids, truncated = tokenizer.encode(data.texts, config.max_length)
     if truncated:
-        verbs = ("is", "was") if truncated == 1 else ("are", "were")
-        report(f"{data.source}: {truncated} of {len(data)} texts {verbs[0]} longer than {config.max_length} tokens and "
-               f"{verbs[1]} truncated")
+        report(f"{data.source}: {truncated} of {len(data)} texts {one_or_many(truncated, 'is', 'are')} longer than "
+               f"{config.max_length} tokens and {one_or_many(truncated, 'was', 'were')} truncated")
     index = {label: i for i, label in enumerate(labels)}
     pad_to = config.max_length if config.padding == "max_length" else None
     return ExampleSet(token_examples(ids), [index[y] for y in data.labels], tokenizer.pad_id, pad_to)

@@ -34,6 +34,16 @@ def percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 class``, ``3 classes``, ``1 labelled text``, ``369 labelled texts``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ss') else 's'}"
+
+
+def one_or_many(n: int, one: str, many: str) -> str:
+    """The words that agree with a count of ``n``: ``one`` for 1, else ``many`` (``is`` / ``are``)."""
+    return one if n == 1 else many
+
+
 def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
     """Names for a one-line message: quoted, the first ``limit`` of them, each cut to ``width`` characters."""
     shown = ", ".join(repr(n if len(n) <= width else n[: width - 1] + "…") for n in names[:limit])
