@@ -242,13 +242,19 @@ def _report_control_characters(texts: list[str], path: Path, outcome: str, rows:
         report(f"{path}: {len(found)} texts hold control characters (e.g. {char!r}{where}); {outcome}")
 
 
-def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
-    """Say which texts appear more than once with different labels: the model cannot get both right."""
+def occurrences(data: LabelledTexts) -> tuple[dict[str, list[int]], dict[str, set[str]]]:
+    """Per distinct text, the data rows it is on and the labels it carries there."""
     rows_of: dict[str, list[int]] = {}
     labels_of: dict[str, set[str]] = {}
     for text, row, label in zip(data.texts, data.rows, data.labels):
         rows_of.setdefault(text, []).append(row)
         labels_of.setdefault(text, set()).add(label)
+    return rows_of, labels_of
+
+
+def _report_conflicting_labels(data: LabelledTexts, path: Path) -> None:
+    """Say which texts appear more than once with different labels: the model cannot get both right."""
+    rows_of, labels_of = occurrences(data)
     conflicting = [text for text, labels in labels_of.items() if len(labels) > 1]
     if conflicting:
         shown = "; ".join(" and ".join(map(str, rows_of[text][:4])) + (

@@ -24,7 +24,7 @@ from freezeframe.config import (
     SAME_COLUMNS,
     check_fields,
 )
-from freezeframe.data import LabelledTexts, labelled_from_frame
+from freezeframe.data import LabelledTexts, labelled_from_frame, occurrences
 from freezeframe.errors import FreezeframeError
 from freezeframe.storage import META_FILE
 from freezeframe.tables import counted, format_rows, one_or_many, read_table
@@ -169,11 +169,7 @@ def _spread(values: list[int]) -> dict:
 
 def _repeats(data: LabelledTexts) -> dict:
     """Texts that occur more than once, and those among them that carry more than one label."""
-    labels_of: dict[str, set[str]] = {}
-    rows_of: dict[str, list[int]] = {}
-    for text, label, row in zip(data.texts, data.labels, data.rows):
-        labels_of.setdefault(text, set()).add(label)
-        rows_of.setdefault(text, []).append(row)
+    rows_of, labels_of = occurrences(data)
     repeated = [text for text, rows in rows_of.items() if len(rows) > 1]
     conflicting = [text for text in repeated if len(labels_of[text]) > 1]
     return {"texts": len(repeated), "extra_rows": sum(len(rows_of[t]) - 1 for t in repeated),
