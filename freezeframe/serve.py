@@ -201,10 +201,11 @@ class ConcurrencyLimit:
             await _json_error(send, 503, f"the service is at its limit of {self.limit:,} requests in progress "
                                          "(serve --max-concurrency); retry shortly")
             return
-        started = []
+        started = False
 
         async def tracked(message: dict) -> None:
-            started.append(message["type"] == "http.response.start")
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         self.active += 1
@@ -212,7 +213,7 @@ class ConcurrencyLimit:
             await self.app(scope, receive, tracked)
         except asyncio.CancelledError:  # cut by shutting down: answer, if the answer has not begun
             self.cut.append(scope.get("path", ""))
-            if not any(started):
+            if not started:
                 await _json_error(send, 503, "the service is shutting down; retry on another instance or later")
         finally:
             self.active -= 1
