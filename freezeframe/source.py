@@ -87,10 +87,13 @@ def check_model_type(model_type: str | None, name: str) -> None:
     """Refuse a model of a type that transformers has no sequence classifier for (an image or audio model): its error
     names the configuration class of an Auto mapping, not the problem. Refuse a decoder (GPT-2, Llama: a causal
     language model with no masked-LM form) too: its classifier reads the last token, which needs a padding token
-    these models lack, where freezeframe's plans, pooling and cache are made for a bidirectional encoder."""
+    these models lack, where freezeframe's plans, pooling and cache are made for a bidirectional encoder. And an
+    encoder-decoder (BART, T5): its classifier reads the decoder's end-of-sequence token, and its layers form two
+    stacks, which `last-N` cannot count as one."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
     )
 
@@ -99,6 +102,9 @@ def check_model_type(model_type: str | None, name: str) -> None:
         raise FreezeframeError(f"{name} is a {model_type!r} model, which transformers has no text classifier for; {families}")
     if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         raise FreezeframeError(f"{name} is a {model_type!r} model, a decoder that generates text, not an encoder; {families}")
+    if model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        raise FreezeframeError(f"{name} is a {model_type!r} model, an encoder-decoder that generates text, not an encoder; "
+                               f"{families}")
 
 
 _SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

@@ -278,6 +278,27 @@ def test_a_decoder_is_refused_in_one_line_before_it_loads(run_cli, tiny_model_di
     assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("family", ["bart", "t5"])
+def test_an_encoder_decoder_is_refused_in_one_line_before_it_loads(run_cli, tiny_model_dir, tiny_data, tmp_path,
+                                                                   monkeypatch, family):
+    """BART passed the encoder check (it has a masked-LM form) and trained through its own head, which reads the
+    decoder's end-of-sequence token, while freezeframe said it classified "over the first token"; T5 passed too.
+    An encoder-decoder is refused from its config.json, as a decoder is."""
+    import transformers
+    from transformers import BartConfig, T5Config
+
+    source = _with_tokenizer(tiny_model_dir, tmp_path / family)
+    config = (BartConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2) if family == "bart" else T5Config(d_model=32, num_layers=1, num_heads=2))
+    config.save_pretrained(source)
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained",
+                        lambda *args, **kwargs: pytest.fail("an encoder-decoder's weights were loaded"))
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--out", tmp_path / "m", "--model", source)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"is a '{family}' model, an encoder-decoder that generates text, not an encoder; --model takes" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_modernberts_final_norm_is_the_encoders_not_the_head(tiny_model_dir, tmp_path):
     """ModernBERT's ``model.final_norm`` (the LayerNorm over its last layer's output) was the block `model`, part of
     the head: `--freeze head` trained it. It is the encoder's: frozen by `head` and gradual's first epoch, trained by
