@@ -227,6 +227,8 @@ class CheckpointStore:
         if self._failure is not None:
             err, self._failure = self._failure, None
             reason = err.strerror or err if isinstance(err, OSError) else err
+            if not has_state(self.directory):  # the first save failed: leave no empty checkpoint (or --out) behind
+                self.discard()
             raise FreezeframeError(f"cannot save the checkpoint in {self.directory}: {reason}")
 
     def discard(self) -> None:

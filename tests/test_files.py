@@ -293,3 +293,15 @@ def test_json_lists_or_objects_where_texts_or_labels_belong_are_named(tmp_path, 
     assert reports[1] == (f"{path}: 1 labels are JSON lists or objects, not strings (data rows 5); each distinct one is a "
                           "class of its own (one label per text)")
     assert load_texts(path)[0] == '{"en": "the camera shot 0"}' and reports[-1] == reports[0]
+
+
+def test_a_first_checkpoint_that_cannot_be_saved_leaves_no_empty_out(run_cli, disk_full_at, tiny_model_dir, tiny_data,
+                                                                     tmp_path):
+    """Before: a new --out whose first checkpoint failed to write kept an empty checkpoint/ directory."""
+    out = tmp_path / "new"
+    with disk_full_at(4):
+        code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", out,
+                               "--epochs", "2", "--ensemble", "1", "--keep-checkpoint", "--quiet")
+    assert code == 2 and one_error(err).startswith(f"freezeframe: error: cannot save the checkpoint in {out / 'checkpoint'}: "
+                                                   "File too large"), err
+    assert not out.exists()
