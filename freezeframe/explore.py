@@ -26,8 +26,9 @@ from freezeframe.config import (
 )
 from freezeframe.data import LabelledTexts, labelled_from_frame, occurrences
 from freezeframe.errors import FreezeframeError
+from freezeframe.frames import LabelledFrame, frame_errors, read_source
 from freezeframe.storage import META_FILE
-from freezeframe.tables import counted, format_rows, one_or_many, read_table
+from freezeframe.tables import counted, format_rows, one_or_many
 
 WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
 """A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
@@ -44,8 +45,8 @@ MIN_COUNT = 3
 class ExploreConfig:
     """What ``freezeframe explore`` reads and how it counts."""
 
-    data: Path
-    """The labelled file (.csv, .tsv, .jsonl)."""
+    data: Path | LabelledFrame
+    """The labelled file (.csv, .tsv, .jsonl), or a pandas DataFrame with the same columns."""
     text_column: str = "review"
     """Column holding the texts."""
     label_column: str = "aspect"
@@ -78,16 +79,17 @@ class ExploreConfig:
 
 
 def explore_data(config: ExploreConfig) -> dict:
-    """Describe a labelled file: everything ``freezeframe explore`` prints, as JSON-ready values.
+    """Describe a labelled file or DataFrame: everything ``freezeframe explore`` prints, as JSON-ready values.
 
     Returns:
-        ``file``, ``texts`` (usable rows), ``labels``, ``majority_share``, ``tokens`` (what was counted),
+        ``file`` (the path, or ``<DataFrame: N rows>``), ``texts`` (usable rows), ``labels``, ``majority_share``, ``tokens`` (what was counted),
         ``max_length``, ``classes`` and ``all`` (per class and overall: ``texts``, ``share``, ``words`` and
         ``tokens`` as median / p90 / max, ``over_max_length``), ``repeats``, ``code_columns`` and
         ``typical_words`` (label → words).
     """
-    frame = read_table(config.data)
-    data = labelled_from_frame(frame, config.data, config.text_column, config.label_column, config.normalize_labels)
+    with frame_errors(config.data):
+        frame, name = read_source(config.data)
+        data = labelled_from_frame(frame, name, config.text_column, config.label_column, config.normalize_labels)
     trained = _trained_model_settings(Path(config.model).expanduser())
     count_tokens, unit = _token_counter(config.model, trained)
     max_length = config.max_length or _trained_max_length(trained) or DEFAULT_MAX_LENGTH
@@ -106,7 +108,7 @@ def explore_data(config: ExploreConfig) -> dict:
         for name, members in groups_all.items()
     }
     return {
-        "file": str(config.data),
+        "file": str(name),
         "texts": len(data),
         "labels": data.label_names,
         "majority_share": max(len(m) for m in groups.values()) / len(data),

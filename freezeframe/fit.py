@@ -22,6 +22,7 @@ from freezeframe.data import LabelledTexts, check_classes, check_known_labels, l
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
+from freezeframe.frames import data_name, frame_digest, frame_name, is_frame
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.interrupt import ctrl_c_deferred, stopped_by
 from freezeframe.members import own_dropout, restore_member, train_together
@@ -142,9 +143,10 @@ def train_classifier(
     for name, data in (("train_data", train_data), ("valid_data", valid_data)):
         if data is not None and not isinstance(data, LabelledTexts):
             raise TypeError(f"{name} takes LabelledTexts (freezeframe.data.load_labelled(path) reads a file), got "
-                            f"{type(data).__name__}; or leave it out and name the file in DataConfig")
+                            f"{type(data).__name__}; or leave it out and give the file or DataFrame to DataConfig")
     if valid_data is not None and train_data is None:
-        raise ValueError("valid_data is used only with train_data; name the validation file in DataConfig(valid=...)")
+        raise ValueError("valid_data is used only with train_data; give the validation file or DataFrame to "
+                         "DataConfig(valid=...)")
     if out is None and (resume or keep_checkpoint):  # the checkpoint lives in out/checkpoint: without out there is none
         named = " and ".join(name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given)
         verb = "need" if resume and keep_checkpoint else "needs"
@@ -360,15 +362,18 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None) -> dict:
-    files = [run.data.train] + ([run.data.valid] if run.data.valid else [])
+    given = {"train": run.data.train, "valid": run.data.valid}
     if valid is None:
         source = "none: every row trained, for the whole schedule"
-    elif run.data.valid:
-        source = str(run.data.valid)
+    elif run.data.valid is not None:
+        source = data_name(run.data.valid)
     else:
         source = f"stratified {percent(run.data.valid_fraction)} of train, seed {run.train.seed}"
+    frames = {role: {"name": frame_name(frame), "digest": frame_digest(frame)}
+              for role, frame in given.items() if is_frame(frame)}
     return {
-        "files": {str(p): file_sha256(p) for p in files if Path(p).is_file()},
+        "files": {str(p): file_sha256(p) for p in given.values() if p is not None and not is_frame(p) and Path(p).is_file()},
+        **({"dataframes": frames} if frames else {}),
         "train_rows": len(train),
         "valid_rows": len(valid) if valid is not None else 0,
         "valid_source": source,

@@ -24,8 +24,8 @@ def test_a_dataframe_where_texts_or_a_file_belong_is_named(head_model, tiny_data
         train_classifier(RunConfig(DataConfig(tiny_data["train"])), train_data=frame)
     with pytest.raises(ValueError, match="valid_data is used only with train_data"):  # it was ignored silently
         train_classifier(RunConfig(DataConfig(tiny_data["train"])), valid_data=load_labelled(tiny_data["test"]))
-    with pytest.raises(TypeError, match="data_path takes the path of a labelled file"):
-        evaluate_model(head_model, frame)
+    with pytest.raises(TypeError, match="data_path takes the path of a labelled file or a pandas DataFrame, got list"):
+        evaluate_model(head_model, list(frame["review"]))  # a DataFrame is taken (test_frames.py)
 
 
 def test_entry_points_name_the_settings_they_take(head_model, tiny_data):
