@@ -35,7 +35,7 @@ from freezeframe.config import (
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
-from freezeframe.frames import LabelledFrame, data_name, is_frame
+from freezeframe.frames import LabelledFrame, data_name, is_frame, settings_repr
 from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
 from freezeframe.tables import format_names, percent
 
@@ -76,6 +76,8 @@ class CompareConfig:
     """Maximum epochs for every configuration; ``None`` keeps each model kind's default."""
     device: str = "auto"
     """``auto``, ``cpu`` or ``cuda``."""
+
+    __repr__ = settings_repr
 
     def __post_init__(self) -> None:
         check_fields(self, error=FreezeframeError)

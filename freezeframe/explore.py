@@ -26,7 +26,7 @@ from freezeframe.config import (
 )
 from freezeframe.data import LabelledTexts, labelled_from_frame, occurrences
 from freezeframe.errors import FreezeframeError
-from freezeframe.frames import LabelledFrame, frame_errors, read_source
+from freezeframe.frames import LabelledFrame, frame_errors, read_source, settings_repr
 from freezeframe.storage import META_FILE
 from freezeframe.tables import counted, format_rows, one_or_many
 
@@ -60,6 +60,8 @@ class ExploreConfig:
     model's own, else 128."""
     top_words: int = 8
     """How many typical words to name per class (0: none)."""
+
+    __repr__ = settings_repr
 
     def __post_init__(self) -> None:
         if isinstance(self.model, os.PathLike):  # a model directory given as a Path

@@ -47,16 +47,24 @@ class TrainOutcome:
     """What ``train_classifier`` produced."""
 
     directory: Path | None
+    """The saved model directory; ``None`` when ``out`` was not given."""
     labels: list[str]
+    """Class names in the model's index order."""
     metrics: dict | None
     """Validation metrics of the kept epoch; ``None`` when nothing was held out."""
-    loop: LoopResult
-    freeze: FreezeReport
-    cache: dict
-    meta: dict
-    model: torch.nn.Module
-    tokenizer: object
-    members: list[torch.nn.Module] = field(default_factory=list)
+    # the rest is left out of the repr, which a notebook shows: the network alone prints thousands of characters
+    loop: LoopResult = field(repr=False)
+    """The epochs run: ``history``, ``best_epoch``, ``stopped_early`` (the first member's, for an ensemble)."""
+    freeze: FreezeReport = field(repr=False)
+    """Trainable and frozen parameters per block, as ``inspect`` shows them."""
+    cache: dict = field(repr=False)
+    """What the frozen-prefix cache did (size, layers cached, or why it was not used)."""
+    meta: dict = field(repr=False)
+    """Everything written to ``freezeframe.json``."""
+    model: torch.nn.Module = field(repr=False)
+    """The trained network (an ensemble's first member)."""
+    tokenizer: object = field(repr=False)
+    members: list[torch.nn.Module] = field(default_factory=list, repr=False)
     """All ensemble members (``model`` is the first); empty for a single model."""
 
     def classifier(self):

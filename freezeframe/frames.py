@@ -56,6 +56,17 @@ def data_name(source: Path | Any | None) -> str | None:
     return frame_name(source) if is_frame(source) else str(source)
 
 
+def settings_repr(settings: Any) -> str:
+    """A settings dataclass's repr with each DataFrame named (``<DataFrame: 369 rows>``), not printed whole."""
+    import dataclasses
+
+    shown = []
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        shown.append(f"{item.name}={data_name(value) if is_frame(value) else repr(value)}")
+    return f"{type(settings).__name__}({', '.join(shown)})"
+
+
 def frame_table(frame: Any):
     """A copy of ``frame`` as a file's table reads: objects, missing cells (NaN, NA, None) as ``None``, column
     names as stripped strings; a name that then appears twice is refused, as in a file."""

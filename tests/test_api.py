@@ -63,3 +63,28 @@ def test_resume_or_keep_checkpoint_without_out_is_refused(tiny_data):
         train_classifier(run, resume=True, keep_checkpoint=True)
     with pytest.raises(ValueError, match=r"^keep_checkpoint needs out"):
         train_classifier(run, keep_checkpoint=True)
+
+
+def test_what_a_notebook_shows_is_short(head_model, tiny_model_dir, tiny_data):
+    """A notebook shows the repr of a cell's last value: a frame printed whole in the settings, or the network in the
+    outcome, ran to thousands of characters; a loaded classifier showed only its address."""
+    from freezeframe.compare import CompareConfig
+    from freezeframe.fit import train_classifier
+    from freezeframe.predict import load_classifier
+
+    frame = pd.read_csv(tiny_data["train"])
+    data = DataConfig(frame, valid_fraction=0.2)
+    assert repr(data) == ("DataConfig(train=<DataFrame: 60 rows>, valid=None, valid_fraction=0.2, text_column='review', "
+                          "label_column='aspect', normalize_labels=False)")
+    assert repr(CompareConfig(frame)).startswith("CompareConfig(train=<DataFrame: 60 rows>, test=None, folds=5,")
+    assert repr(DataConfig(tiny_data["train"])).startswith(f"DataConfig(train={tiny_data['train']!r}, valid=None")
+    from freezeframe.config import ModelConfig, TrainConfig
+
+    outcome = train_classifier(RunConfig(data, ModelConfig(model=str(tiny_model_dir), freeze="head"),
+                                         TrainConfig(epochs=1, show_progress=False)))
+    shown = repr(outcome)
+    assert shown.startswith("TrainOutcome(directory=None, labels=['Characters', 'Cinematography', 'Story'], metrics={")
+    assert "Linear(" not in shown and len(shown) < 1000, shown
+    assert repr(load_classifier(head_model)) == ("Classifier(labels=['Characters', 'Cinematography', 'Story'], "
+                                                 "kind='transformer', max_length=128, device='cpu')")
+
