@@ -80,7 +80,7 @@ class CompareConfig:
     __repr__ = settings_repr
 
     def __post_init__(self) -> None:
-        check_fields(self, error=FreezeframeError)
+        check_fields(self)
         problems = []
         if self.test is not None and self.folds is not None:
             problems.append("give either --test FILE or --folds K, not both")
@@ -103,8 +103,8 @@ class CompareConfig:
                             "baseline is a configuration of its own (--configs baseline), so name an encoder as --model")
         if len(set(self.configs)) != len(self.configs):
             problems.append(f"configs repeat a name: {','.join(self.configs)}")
-        if problems:
-            raise FreezeframeError("; ".join(problems))
+        if problems:  # a ValueError, as every other settings class raises
+            raise ValueError("; ".join(problems))
 
     def run_config(self, name: str, seed: int) -> RunConfig:
         """The training settings of configuration ``name`` for one seed."""

@@ -25,7 +25,6 @@ from freezeframe.config import (
     check_fields,
 )
 from freezeframe.data import LabelledTexts, labelled_from_frame, occurrences
-from freezeframe.errors import FreezeframeError
 from freezeframe.frames import LabelledFrame, frame_errors, read_source, settings_repr
 from freezeframe.storage import META_FILE
 from freezeframe.tables import counted, format_rows, one_or_many
@@ -77,7 +76,7 @@ class ExploreConfig:
         if self.text_column == self.label_column:
             raise ValueError(SAME_COLUMNS.format(self.text_column))
         if not self.model.strip():
-            raise FreezeframeError(EMPTY_MODEL)
+            raise ValueError(EMPTY_MODEL)
 
 
 def explore_data(config: ExploreConfig) -> dict:

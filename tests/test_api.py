@@ -88,3 +88,16 @@ def test_what_a_notebook_shows_is_short(head_model, tiny_model_dir, tiny_data):
     assert repr(load_classifier(head_model)) == ("Classifier(labels=['Characters', 'Cinematography', 'Story'], "
                                                  "kind='transformer', max_length=128, device='cpu')")
 
+
+def test_every_settings_class_refuses_a_bad_value_with_a_value_error(tiny_data):
+    """``except ValueError`` catches a bad setting of any command: CompareConfig and ExploreConfig raised
+    FreezeframeError, which is no ValueError, where DataConfig, ModelConfig and TrainConfig raise ValueError."""
+    from freezeframe.compare import CompareConfig
+    from freezeframe.explore import ExploreConfig
+
+    with pytest.raises(ValueError, match="--folds must be at least 2, got 1"):
+        CompareConfig(tiny_data["train"], folds=1)
+    with pytest.raises(ValueError, match="--valid-fraction must be a finite number, got nan"):
+        CompareConfig(tiny_data["train"], valid_fraction=float("nan"))
+    with pytest.raises(ValueError, match="--model is empty"):
+        ExploreConfig(tiny_data["train"], model=" ")
