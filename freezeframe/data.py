@@ -15,6 +15,7 @@ from pathlib import Path
 
 from freezeframe.config import SAME_COLUMNS
 from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.frames import LabelledFrame, frame_errors, read_source
 from freezeframe.tables import (
     SEPARATORS,
     SURROGATES,
@@ -152,13 +153,14 @@ def _merge_whole_numbers(labels: list[str], path: Path, known: list[str] | None)
 
 
 def load_labelled(
-    path: Path, text_column: str = "review", label_column: str = "aspect", normalize_labels: bool = False,
+    path: Path | LabelledFrame, text_column: str = "review", label_column: str = "aspect", normalize_labels: bool = False,
     known: list[str] | None = None,
 ) -> LabelledTexts:
     """Read labelled texts, drop rows without text or label (reported), and check the labels.
 
     Args:
-        path: a .csv, .tsv or .jsonl file.
+        path: a .csv, .tsv or .jsonl file, or a pandas DataFrame with the same columns (read as the file would be,
+            never changed; its problems are :class:`~freezeframe.frames.InvalidFrame`, a ``ValueError``).
         text_column: column holding the texts.
         label_column: column holding the label names.
         normalize_labels: merge labels that differ only in case instead of refusing.
@@ -167,12 +169,15 @@ def load_labelled(
     Returns:
         The usable rows, in file order.
     """
-    return labelled_from_frame(read_table(Path(path)), Path(path), text_column, label_column, normalize_labels, known)
+    with frame_errors(path):
+        table, name = read_source(path)
+        return labelled_from_frame(table, name, text_column, label_column, normalize_labels, known)
 
 
-def labelled_from_frame(frame, path: Path, text_column: str, label_column: str, normalize_labels: bool = False,
+def labelled_from_frame(frame, path: Path | str, text_column: str, label_column: str, normalize_labels: bool = False,
                         known: list[str] | None = None) -> LabelledTexts:
-    """:func:`load_labelled` on a frame :func:`~freezeframe.tables.read_table` read from ``path``."""
+    """:func:`load_labelled` on a frame :func:`~freezeframe.tables.read_table` read from ``path`` (or, for a DataFrame
+    given in place of a file, :func:`~freezeframe.frames.frame_table` made; ``path`` is then its name)."""
     if text_column == label_column:
         raise FreezeframeError(SAME_COLUMNS.format(text_column))
     require_columns(frame, path, [text_column, label_column])

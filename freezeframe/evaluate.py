@@ -9,6 +9,7 @@ import numpy as np
 
 from freezeframe.data import check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError
+from freezeframe.frames import LabelledFrame, is_frame
 from freezeframe.storage import atomic_write_bytes, check_output_path, check_writable
 
 
@@ -74,14 +75,15 @@ PLOT_FILES = ("confusion_matrix.png", "learning_curve.png")
 
 
 def evaluate_model(
-    model_dir: Path, data_path: Path, text_column: str = "review", label_column: str = "aspect",
+    model_dir: Path, data_path: Path | LabelledFrame, text_column: str = "review", label_column: str = "aspect",
     normalize_labels: bool = False, batch_size: int = 64, plots: Path | None = None, overwrite: bool = False,
 ) -> dict:
-    """Load a saved classifier and score it on a labelled file.
+    """Load a saved classifier and score it on a labelled file or DataFrame.
 
     Args:
         model_dir: a model directory ``train`` wrote (or any Hugging Face sequence classifier).
-        data_path: the labelled file to score (.csv, .tsv, .jsonl); the classifier's labels must cover its labels.
+        data_path: the labelled file to score (.csv, .tsv, .jsonl), or a pandas DataFrame with the same columns;
+            the classifier's labels must cover its labels.
         text_column, label_column: its columns.
         normalize_labels: merge labels that differ only in case.
         batch_size: texts per forward pass.
@@ -94,8 +96,8 @@ def evaluate_model(
     """
     from freezeframe.predict import load_classifier
 
-    if not isinstance(data_path, (str, Path)):
-        raise TypeError(f"data_path takes the path of a labelled file, got {type(data_path).__name__}")
+    if not isinstance(data_path, (str, Path)) and not is_frame(data_path):
+        raise TypeError(f"data_path takes the path of a labelled file or a pandas DataFrame, got {type(data_path).__name__}")
     model_dir, plots = Path(model_dir), Path(plots) if plots is not None else None
     if plots is not None:
         check_output_path(plots, "--plots")

@@ -25,9 +25,9 @@ from freezeframe.config import (
     check_fields,
 )
 from freezeframe.data import LabelledTexts, labelled_from_frame, occurrences
-from freezeframe.errors import FreezeframeError
+from freezeframe.frames import LabelledFrame, frame_errors, read_source, settings_repr
 from freezeframe.storage import META_FILE
-from freezeframe.tables import counted, format_rows, one_or_many, read_table
+from freezeframe.tables import counted, format_rows, one_or_many
 
 WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
 """A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
@@ -44,8 +44,8 @@ MIN_COUNT = 3
 class ExploreConfig:
     """What ``freezeframe explore`` reads and how it counts."""
 
-    data: Path
-    """The labelled file (.csv, .tsv, .jsonl)."""
+    data: Path | LabelledFrame
+    """The labelled file (.csv, .tsv, .jsonl), or a pandas DataFrame with the same columns."""
     text_column: str = "review"
     """Column holding the texts."""
     label_column: str = "aspect"
@@ -59,6 +59,8 @@ class ExploreConfig:
     model's own, else 128."""
     top_words: int = 8
     """How many typical words to name per class (0: none)."""
+
+    __repr__ = settings_repr
 
     def __post_init__(self) -> None:
         if isinstance(self.model, os.PathLike):  # a model directory given as a Path
@@ -74,20 +76,21 @@ class ExploreConfig:
         if self.text_column == self.label_column:
             raise ValueError(SAME_COLUMNS.format(self.text_column))
         if not self.model.strip():
-            raise FreezeframeError(EMPTY_MODEL)
+            raise ValueError(EMPTY_MODEL)
 
 
 def explore_data(config: ExploreConfig) -> dict:
-    """Describe a labelled file: everything ``freezeframe explore`` prints, as JSON-ready values.
+    """Describe a labelled file or DataFrame: everything ``freezeframe explore`` prints, as JSON-ready values.
 
     Returns:
-        ``file``, ``texts`` (usable rows), ``labels``, ``majority_share``, ``tokens`` (what was counted),
+        ``file`` (the path, or ``<DataFrame: N rows>``), ``texts`` (usable rows), ``labels``, ``majority_share``, ``tokens`` (what was counted),
         ``max_length``, ``classes`` and ``all`` (per class and overall: ``texts``, ``share``, ``words`` and
         ``tokens`` as median / p90 / max, ``over_max_length``), ``repeats``, ``code_columns`` and
         ``typical_words`` (label → words).
     """
-    frame = read_table(config.data)
-    data = labelled_from_frame(frame, config.data, config.text_column, config.label_column, config.normalize_labels)
+    with frame_errors(config.data):
+        frame, name = read_source(config.data)
+        data = labelled_from_frame(frame, name, config.text_column, config.label_column, config.normalize_labels)
     trained = _trained_model_settings(Path(config.model).expanduser())
     count_tokens, unit = _token_counter(config.model, trained)
     max_length = config.max_length or _trained_max_length(trained) or DEFAULT_MAX_LENGTH
@@ -106,7 +109,7 @@ def explore_data(config: ExploreConfig) -> dict:
         for name, members in groups_all.items()
     }
     return {
-        "file": str(config.data),
+        "file": str(name),
         "texts": len(data),
         "labels": data.label_names,
         "majority_share": max(len(m) for m in groups.values()) / len(data),

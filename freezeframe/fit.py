@@ -22,6 +22,7 @@ from freezeframe.data import LabelledTexts, check_classes, check_known_labels, l
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
+from freezeframe.frames import data_name, frame_digest, frame_name, is_frame
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.interrupt import ctrl_c_deferred, stopped_by
 from freezeframe.members import own_dropout, restore_member, train_together
@@ -46,16 +47,24 @@ class TrainOutcome:
     """What ``train_classifier`` produced."""
 
     directory: Path | None
+    """The saved model directory; ``None`` when ``out`` was not given."""
     labels: list[str]
+    """Class names in the model's index order."""
     metrics: dict | None
     """Validation metrics of the kept epoch; ``None`` when nothing was held out."""
-    loop: LoopResult
-    freeze: FreezeReport
-    cache: dict
-    meta: dict
-    model: torch.nn.Module
-    tokenizer: object
-    members: list[torch.nn.Module] = field(default_factory=list)
+    # the rest is left out of the repr, which a notebook shows: the network alone prints thousands of characters
+    loop: LoopResult = field(repr=False)
+    """The epochs run: ``history``, ``best_epoch``, ``stopped_early`` (the first member's, for an ensemble)."""
+    freeze: FreezeReport = field(repr=False)
+    """Trainable and frozen parameters per block, as ``inspect`` shows them."""
+    cache: dict = field(repr=False)
+    """What the frozen-prefix cache did (size, layers cached, or why it was not used)."""
+    meta: dict = field(repr=False)
+    """Everything written to ``freezeframe.json``."""
+    model: torch.nn.Module = field(repr=False)
+    """The trained network (an ensemble's first member)."""
+    tokenizer: object = field(repr=False)
+    members: list[torch.nn.Module] = field(default_factory=list, repr=False)
     """All ensemble members (``model`` is the first); empty for a single model."""
 
     def classifier(self):
@@ -142,9 +151,10 @@ def train_classifier(
     for name, data in (("train_data", train_data), ("valid_data", valid_data)):
         if data is not None and not isinstance(data, LabelledTexts):
             raise TypeError(f"{name} takes LabelledTexts (freezeframe.data.load_labelled(path) reads a file), got "
-                            f"{type(data).__name__}; or leave it out and name the file in DataConfig")
+                            f"{type(data).__name__}; or leave it out and give the file or DataFrame to DataConfig")
     if valid_data is not None and train_data is None:
-        raise ValueError("valid_data is used only with train_data; name the validation file in DataConfig(valid=...)")
+        raise ValueError("valid_data is used only with train_data; give the validation file or DataFrame to "
+                         "DataConfig(valid=...)")
     if out is None and (resume or keep_checkpoint):  # the checkpoint lives in out/checkpoint: without out there is none
         named = " and ".join(name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given)
         verb = "need" if resume and keep_checkpoint else "needs"
@@ -360,15 +370,18 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
 
 
 def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None) -> dict:
-    files = [run.data.train] + ([run.data.valid] if run.data.valid else [])
+    given = {"train": run.data.train, "valid": run.data.valid}
     if valid is None:
         source = "none: every row trained, for the whole schedule"
-    elif run.data.valid:
-        source = str(run.data.valid)
+    elif run.data.valid is not None:
+        source = data_name(run.data.valid)
     else:
         source = f"stratified {percent(run.data.valid_fraction)} of train, seed {run.train.seed}"
+    frames = {role: {"name": frame_name(frame), "digest": frame_digest(frame)}
+              for role, frame in given.items() if is_frame(frame)}
     return {
-        "files": {str(p): file_sha256(p) for p in files if Path(p).is_file()},
+        "files": {str(p): file_sha256(p) for p in given.values() if p is not None and not is_frame(p) and Path(p).is_file()},
+        **({"dataframes": frames} if frames else {}),
         "train_rows": len(train),
         "valid_rows": len(valid) if valid is not None else 0,
         "valid_source": source,

@@ -36,6 +36,10 @@ class Classifier:
         self.max_length = max_length
         self.meta = meta or {}
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(labels={self.labels!r}, kind={self.meta.get('kind', 'transformer')!r}, "
+                f"max_length={self.max_length}, device={str(self.device)!r})")
+
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities, one row per text, in input order."""
         return finite_scores(self._probabilities(checked_texts(texts, batch_size), batch_size))

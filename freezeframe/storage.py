@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.errors import FreezeframeError
+from freezeframe.frames import is_frame
 from freezeframe.interrupt import ctrl_c_deferred
 
 
@@ -181,7 +182,7 @@ def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, i
         overwrite: replacing an existing directory was asked for.
         layout: the kind of output this is; a non-empty ``out`` of another kind, or holding anything freezeframe
             did not write (see :func:`check_replaceable`), is refused even with ``overwrite``.
-        inputs: files this run reads; none may lie inside ``out``.
+        inputs: files this run reads (a DataFrame among them lies nowhere); none may lie inside ``out``.
         option: how messages name ``out``.
     """
     check_output_path(out, option)
@@ -189,7 +190,7 @@ def check_output_dir(out: Path, overwrite: bool, layout: Layout | None = None, i
     if resolved == Path.cwd() or resolved in Path.cwd().parents:
         raise FreezeframeError(f"{option} {out} is the current directory or holds it; choose a new directory path")
     for source in inputs:
-        if source is not None and resolved in Path(source).resolve().parents:
+        if source is not None and not is_frame(source) and resolved in Path(source).resolve().parents:
             raise FreezeframeError(f"{option} {out} holds the input {source}; choose another path")
     if not (out.is_dir() and any(out.iterdir())):
         return

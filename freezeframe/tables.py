@@ -342,12 +342,12 @@ def json_cell(value: object) -> object:
     return json.dumps(json_value(value), ensure_ascii=False)
 
 
-def require_columns(frame: pd.DataFrame, path: Path, columns: list[str],
+def require_columns(frame: pd.DataFrame, path: Path | str, columns: list[str],
                      options: str = "--text-column / --label-column") -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         found = format_names([str(c) for c in frame.columns]) or "none"
-        sep = TABLE_SUFFIXES.get(path.suffix.lower())
+        sep = TABLE_SUFFIXES.get(Path(path).suffix.lower())  # a DataFrame's name has no suffix
         hint = separator_hint(str(frame.columns[0]), sep) if sep and len(frame.columns) == 1 else ""
         raise FreezeframeError(f"{path}: {'column' if len(missing) == 1 else 'columns'} {format_names(missing)} not found; "
                                f"columns found: {found} "
