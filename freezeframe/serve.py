@@ -336,7 +336,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         if size > limit:
             raise HTTPException(413, message)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks).removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (a file saved by Notepad): RFC 8259 lets a parser ignore it
 
 
 def _validation_message(err: ValidationError) -> str:

@@ -129,6 +129,12 @@ def test_json_content_types_and_none_are_read_as_json(client, content_type):
     assert len(response.json()["predictions"]) == 1
 
 
+def test_a_json_body_starting_with_a_utf8_byte_order_mark_is_read(client):
+    response = client.post("/predict", content=b"\xef\xbb\xbf" + json.dumps({"texts": ["a"]}).encode(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
 def test_body_limit_holds_without_content_length(client):
     def chunks():
         for _ in range(10):
