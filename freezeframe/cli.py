@@ -171,7 +171,7 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model directory written by train.")],
+    model: Annotated[Path, typer.Option(help="Model directory written by train (or by export, with --backend onnx).")],
     data: Annotated[Path, typer.Option(help="Labelled file to score (.csv, .tsv, .jsonl).")],
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
@@ -179,12 +179,15 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     plots: Annotated[Path | None, typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace plot files already in --plots.")] = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports MODEL/onnx on first use).")] = "torch",
+    quantize: Annotated[str, typer.Option(help="none, or int8 for the quantized ONNX graph (with --backend onnx).")] = "none",
 ) -> None:
     """Score a saved model on labelled data: accuracy, macro and per-class scores, confusion matrix."""
     from freezeframe.evaluate import evaluate_model, format_metrics
 
     _setup_logging(quiet=as_json)
-    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels, plots=plots, overwrite=overwrite)
+    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels, plots=plots, overwrite=overwrite,
+                             backend=backend, quantize=quantize)
     if as_json:
         print(json.dumps(metrics))
     else:

@@ -77,6 +77,7 @@ PLOT_FILES = ("confusion_matrix.png", "learning_curve.png")
 def evaluate_model(
     model_dir: Path, data_path: Path | LabelledFrame, text_column: str = "review", label_column: str = "aspect",
     normalize_labels: bool = False, batch_size: int = 64, plots: Path | None = None, overwrite: bool = False,
+    backend: str = "torch", quantize: str = "none",
 ) -> dict:
     """Load a saved classifier and score it on a labelled file or DataFrame.
 
@@ -90,11 +91,13 @@ def evaluate_model(
         plots: a directory to write ``confusion_matrix.png`` (and ``learning_curve.png`` when the model
             recorded its epochs) into; it is checked before any work.
         overwrite: replace those files where ``plots`` has them already (else refused before any work).
+        backend, quantize: score the torch weights, or the exported ONNX graph (``int8``: the quantized one),
+            as :func:`~freezeframe.predict.load_predictor` loads them.
 
     Returns:
         The metrics of :func:`compute_metrics`.
     """
-    from freezeframe.predict import load_classifier
+    from freezeframe.predict import load_predictor
 
     if not isinstance(data_path, (str, Path)) and not is_frame(data_path):
         raise TypeError(f"data_path takes the path of a labelled file or a pandas DataFrame, got {type(data_path).__name__}")
@@ -106,7 +109,7 @@ def evaluate_model(
         if there and not overwrite:
             raise FreezeframeError(f"--plots {plots} already holds {' and '.join(there)}; pass --overwrite to replace "
                                    f"{'it' if len(there) == 1 else 'them'}, or choose another directory")
-    classifier = load_classifier(model_dir)
+    classifier = load_predictor(model_dir, backend, quantize)
     data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
     check_known_labels(data, classifier.labels)
     warn_absent_labels(data, classifier.labels, "macro averages")

@@ -257,6 +257,7 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     app.state.cut = []
     app.add_middleware(ConcurrencyLimit, limit=config.max_concurrency, cut=app.state.cut)
     errors = {413: {"description": "Body, text count or a text over the limits"},
+              415: {"description": "A Content-Type that is not JSON (form-encoded, multipart, ...)"},
               422: {"description": "Malformed JSON, wrong types, or no texts"},
               503: {"description": "Over --max-concurrency requests in progress; retry shortly"}}
     body_schema = {"requestBody": {"required": True, "content": {
@@ -265,6 +266,7 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     @app.post("/predict", response_model=PredictResponse, responses=errors, openapi_extra=body_schema)
     async def predict(request: Request) -> dict:
         """Classify texts; predictions come back in request order."""
+        _check_content_type(request.headers.get("content-type", ""))
         body = await _read_limited(request, config.max_body_bytes)
         try:
             texts = PredictRequest.model_validate_json(body).texts
@@ -308,6 +310,20 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     return app
 
 
+JSON_TEXT_TYPES = ("application/json", "text/plain")
+"""Content types whose body is read as JSON, besides none and ``application/*+json``: ``text/plain`` is what
+``fetch(url, {body: JSON.stringify(...)})`` sends when no header is set."""
+
+
+def _check_content_type(header: str) -> None:
+    """Refuse with 415 a body declared as something other than JSON (curl's ``-d`` alone sends form-encoded)."""
+    kind = header.split(";", 1)[0].strip().lower()
+    if not kind or kind in JSON_TEXT_TYPES or (kind.startswith("application/") and kind.endswith("+json")):
+        return
+    raise HTTPException(415, f"Content-Type {kind} is not JSON; send the body as JSON with the header "
+                             "'content-type: application/json' (curl: -H 'content-type: application/json')")
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
@@ -320,7 +336,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         if size > limit:
             raise HTTPException(413, message)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks).removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (a file saved by Notepad): RFC 8259 lets a parser ignore it
 
 
 def _validation_message(err: ValidationError) -> str:

@@ -345,7 +345,6 @@ def test_reexport_keeps_the_int8_graph(baseline_model, run_cli, tmp_path):
 @pytest.mark.parametrize("command, extra, advice", [
     ("export", [], "to export it again, pass the model directory it was exported from"),
     ("inspect", [], "inspect the model directory it was exported from"),
-    ("evaluate", ["--data", "DATA"], "pass the model directory it was exported from"),
 ])
 def test_torch_commands_name_an_export_directory(baseline_model, tiny_data, run_cli, command, extra, advice):
     """Before: transformers' 'Error no file named model.safetensors, or pytorch_model.bin, found in directory'."""
@@ -356,6 +355,21 @@ def test_torch_commands_name_an_export_directory(baseline_model, tiny_data, run_
     code, out, err = run_cli(command, "--model", export_dir, *extra)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert f"{export_dir} is an ONNX export (no torch weights); {advice} ({baseline_model.resolve()})" in err
+
+
+def test_evaluate_scores_the_onnx_graphs(cls_model, tiny_data, run_cli, tmp_path):
+    """Before: evaluate had no --backend, so an export directory (and the int8 graph) could not be scored at all."""
+    export_dir = tmp_path / "exported"
+    assert run_cli("export", "--model", cls_model, "--quantize", "int8", "--out", export_dir)[0] == 0
+    scores = {}
+    for name, args in {"torch": [cls_model], "onnx": [export_dir, "--backend", "onnx"],
+                       "int8": [export_dir, "--backend", "onnx", "--quantize", "int8"]}.items():
+        code, out, err = run_cli("evaluate", "--model", *args, "--data", tiny_data["test"], "--json")
+        assert code == 0, err
+        scores[name] = json.loads(out)
+    assert scores["onnx"] == scores["torch"] and scores["int8"]["n"] == scores["torch"]["n"]
+    code, out, err = run_cli("evaluate", "--model", export_dir, "--data", tiny_data["test"])
+    assert code == 2 and out == "" and f"{export_dir} is an ONNX export (no torch weights); add --backend onnx" in err
 
 
 def test_a_file_where_the_models_export_directory_goes_is_named_as_that(baseline_model, run_cli, tmp_path):

@@ -83,7 +83,7 @@ def test_health_info_and_docs(client, trained):
     assert info["limits"] == {"max_texts": 8, "max_chars": 200, "max_body_bytes": 4000}
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
-    assert "texts" in json.dumps(schema["requestBody"]) and {"413", "422"} <= set(schema["responses"])
+    assert "texts" in json.dumps(schema["requestBody"]) and {"413", "415", "422"} <= set(schema["responses"])
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -109,6 +109,30 @@ def test_malformed_json_gets_422(client, raw):
     response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                          "application/xml", "application/octet-stream"])
+def test_a_body_declared_as_not_json_gets_415(client, content_type):
+    response = client.post("/predict", content=json.dumps({"texts": ["a"]}), headers={"content-type": content_type})
+    assert response.status_code == 415
+    assert f"Content-Type {content_type.split(';')[0]} is not JSON" in response.json()["detail"]
+    assert "application/json" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8",
+                                          "Application/JSON", "application/vnd.api+json", "text/plain;charset=UTF-8"])
+def test_json_content_types_and_none_are_read_as_json(client, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = client.post("/predict", content=json.dumps({"texts": ["a"]}), headers=headers)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1
+
+
+def test_a_json_body_starting_with_a_utf8_byte_order_mark_is_read(client):
+    response = client.post("/predict", content=b"\xef\xbb\xbf" + json.dumps({"texts": ["a"]}).encode(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
 
 
 def test_body_limit_holds_without_content_length(client):
