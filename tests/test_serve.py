@@ -15,7 +15,8 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
-from freezeframe.serve import MicroBatcher, ServeConfig, create_app
+from freezeframe.microbatch import MicroBatcher
+from freezeframe.serve import ServeConfig, create_app
 
 TRAIN_ARGS = ["--epochs", "2", "--lr", "1e-3", "--quiet", "--freeze", "last-1", "--valid-fraction", "0.15"]
 TEXTS = ["the camera shot lighting", "a villain role", "plot twist ending", "very good film"]
