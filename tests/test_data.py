@@ -345,6 +345,16 @@ def test_a_validation_file_sharing_texts_with_the_training_data_is_named(run_cli
     assert code == 0 and f"{rows} of {rows} --valid texts also appear in the training data" in err
 
 
+def test_a_validation_file_missing_a_class_says_its_recall_0_counts(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    from conftest import make_rows, write_csv
+
+    rows = [(text, label) for text, label in make_rows(6, seed=5) if label != "Story"]
+    valid = write_csv(tmp_path / "valid.csv", rows)
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--valid", valid, "--model", tiny_model_dir,
+                           "--freeze", "head", "--out", tmp_path / "out", "--epochs", "1", "--quiet")
+    assert code == 0 and "has no examples of 'Story'; recall 0 for it counts in the validation macro averages" in err, err
+
+
 def test_the_parts_of_a_split_file_are_named_as_parts(tmp_path):
     from conftest import make_rows, write_csv
 
