@@ -238,7 +238,7 @@ def test_the_learning_curve_of_an_ensemble_says_it_is_the_first_members():
 @pytest.mark.parametrize(("rows", "configs", "message"), [
     # the rarest class has 2 examples: a fold's training part keeps 1, which the baseline's hold-out cannot split
     (2, "encoder,baseline", ("class 'Other' has fewer than 2 examples, too few to split into training and validation; "
-                             "--configs baseline holds out 15% of it for early stopping: pass --valid-fraction 0")),
+                             "--configs baseline holds out 15% of it for early stopping: pass --valid-fraction 0 or a --test FILE\n")),
     # three copies of one text share a fold: the other fold's training part has none of them
     (3, "encoder", ("no example of 'Other' (the copies of a repeated text share a fold); add examples of it or pass a "
                     "--test FILE")),
@@ -260,6 +260,21 @@ def test_a_fold_no_configuration_could_train_on_is_refused_before_the_first_run(
                            "--out", tmp_path / "report", "--quiet")
     assert code == 2 and message in err, err
     assert not (tmp_path / "report").exists()
+
+
+def test_the_hold_out_refusal_with_a_test_file_offers_no_folds_and_no_test_file(run_cli, tiny_model_dir, tmp_path,
+                                                                                monkeypatch):
+    """--test takes no --folds and is already given (both were offered; --folds 2, which cannot be smaller, is above)."""
+    from conftest import make_rows, write_csv
+
+    import freezeframe.compare
+
+    monkeypatch.setattr(freezeframe.compare, "_run_all", lambda *args, **kwargs: pytest.fail("a run started"))
+    data = write_csv(tmp_path / "d.csv", [*make_rows(6), ("a lone example", "Other")])
+    test = write_csv(tmp_path / "t.csv", make_rows(2, seed=3))
+    code, _, err = run_cli("compare", "--train", data, "--test", test, "--model", tiny_model_dir, "--configs", "baseline",
+                           "--out", tmp_path / "report", "--quiet")
+    assert code == 2 and "holds out 15% of it for early stopping: pass --valid-fraction 0\n" in err, err
 
 
 def test_a_class_the_test_file_lacks_has_no_recall_and_is_not_called_the_hardest(run_cli, tiny_data, tiny_model_dir,
