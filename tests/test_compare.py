@@ -156,6 +156,25 @@ def test_the_still_improving_hint_needs_validation_data(report_dir):
     assert [s.split()[0] for s in hinted] == ["baseline", "head"]
 
 
+def test_the_reading_names_configurations_no_better_than_guessing_the_most_frequent_class(report_dir):
+    """On imbalanced data the 'most accurate configuration' could score below predicting one class for all, unsaid."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    labels = list(results["test_class_counts"])
+    results["test_class_counts"] = {label: 90 if i == 0 else 5 for i, label in enumerate(labels)}  # floor 0.900
+    for config in results["configs"].values():
+        config["accuracy"]["mean"] = 0.95
+    assert not [s for s in reading(results) if "always guessing" in s]
+    results["configs"]["baseline"]["accuracy"]["mean"] = 0.85
+    said = [s for s in reading(results) if "always guessing" in s]
+    assert said == [("baseline scored no more than the 0.900 of always guessing the most frequent class: on classes "
+                     "this unequal, read macro-F1 and the recall per class rather than accuracy.")]
+    for config in results["configs"].values():
+        config["accuracy"]["mean"] = 0.9
+    assert next(s for s in reading(results) if "always guessing" in s).startswith("No configuration scored above the 0.900")
+
+
 def test_a_single_run_per_configuration_is_not_called_a_gap_beyond_the_spread(report_dir):
     """With one run each (a --test file, one seed) every std is 0, and every gap read as 'more than the run-to-run
     standard deviation'."""
