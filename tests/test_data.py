@@ -42,7 +42,7 @@ def test_bom_crlf_and_trailing_empty_rows(tmp_path, reports):
 def test_duplicates_and_spaces_around_labels_are_reported(tmp_path, reports):
     data = load_labelled(write(tmp_path, HEADER + GOOD + "the plot twist 0,Story\nnew plot, Story \n"))
     assert data.labels[-1] == "Story"
-    assert any("1 rows repeat an earlier text" in r for r in reports)
+    assert any("1 row repeats an earlier text" in r for r in reports)
     assert any("' Story ' is 'Story'" in r for r in reports)
 
 
@@ -74,7 +74,7 @@ def test_texts_of_only_spaces_control_characters_or_emoji(tmp_path, reports):
                                "\U0001F3AC\U0001F37F,Story\n"))
     assert len(data) == 13 and data.texts[-1] == "\U0001F3AC\U0001F37F"
     assert any("dropped 3 rows with no text" in r for r in reports)
-    assert any("1 texts have no letters or digits" in r for r in reports)
+    assert any("1 text has no letters or digits (only symbols, emoji or invisible" in r for r in reports)
 
 
 def test_nul_bytes_and_control_characters_in_labels(tmp_path, reports):
@@ -199,7 +199,7 @@ def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tin
                                 "--epochs", "1", "--quiet")
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    for expected in ("NUL bytes", "dropped 1 rows with no text", "' Story ' is 'Story'", "repeat an earlier text",
+    for expected in ("NUL bytes", "dropped 1 row with no text", "' Story ' is 'Story'", "row repeats an earlier text",
                      "no letters or digits", "was truncated"):
         assert sum(expected in line for line in warnings) == 1, (expected, err)
     assert "Traceback" not in err and (out / "freezeframe.json").exists()
