@@ -62,6 +62,10 @@ class TrainingDiverged(FreezeframeError):
     (resuming with the same settings diverges again)."""
 
 
+WORDS_KEY = "model.word_tokenizer"
+"""The baseline's word tokenizer version in a run's fingerprint."""
+
+
 def run_fingerprint(run: RunConfig) -> dict:
     """What must not change between an interrupted run and its resumption: settings and data contents."""
     ignored = _IGNORED_SETTINGS | (set() if run.model.is_baseline else _BASELINE_ONLY)
@@ -70,6 +74,10 @@ def run_fingerprint(run: RunConfig) -> dict:
         for name, value in values.items():
             if f"{section}.{name}" not in ignored:
                 flat[f"{section}.{name}"] = value
+    if run.model.is_baseline:  # how its vocabulary is cut: the embedding rows of a checkpoint follow it
+        from freezeframe.baseline import TOKENIZER_VERSION
+
+        flat[WORDS_KEY] = TOKENIZER_VERSION
     model = Path(run.model.model).expanduser()
     if model.is_dir():  # the same directory however it is named: m, ./m/, /abs/m, from another working directory
         flat["model.model"] = str(model.resolve())
@@ -93,7 +101,12 @@ def _data_digest(path: Path | LabelledFrame) -> str | None:
 def fingerprint_differences(saved: dict, current: dict) -> list[str]:
     """Human-readable differences between two fingerprints, e.g. ``--lr 0.001 (checkpoint: 0.0003)``."""
     problems = []
-    for key in sorted(set(saved["settings"]) & set(current["settings"])):  # settings new to a version are not compared
+    if WORDS_KEY in current["settings"]:  # a baseline checkpoint written before the version was recorded cut ASCII words
+        old, new = saved["settings"].get(WORDS_KEY, 1), current["settings"][WORDS_KEY]
+        if old != new:
+            problems.append(f"the baseline cuts words with tokenizer version {new} (checkpoint: version {old}, from an "
+                            "earlier freezeframe, whose vocabulary this run would not rebuild)")
+    for key in sorted(set(saved["settings"]) & set(current["settings"]) - {WORDS_KEY}):  # settings new to a version are not compared
         old, new = saved["settings"][key], current["settings"][key]
         if key == "model.model" and Path(str(old)).is_dir() and Path(str(old)).resolve() == Path(str(new)).resolve():
             continue  # a relative path recorded by an earlier version

@@ -219,6 +219,7 @@ def predict(
         prediction_records,
         write_predictions,
     )
+    from freezeframe.tables import one_or_many
 
     _setup_logging(quiet=True)
     if not texts and input is None:
@@ -234,7 +235,7 @@ def predict(
     blank = [number for number, text in enumerate(items, 1) if not text.strip()]
     if blank:
         logger.warning(
-            f"{len(blank)} of {len(items)} texts are empty (number {', '.join(map(str, blank[:5]))}"
+            f"{len(blank)} of {len(items)} texts {one_or_many(len(blank), 'is', 'are')} empty (number {', '.join(map(str, blank[:5]))}"
             f"{', ...' if len(blank) > 5 else ''}); they are labelled all the same, from no words")
     predictions = classifier.predict(items, batch_size)
     if output is not None:

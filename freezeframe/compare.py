@@ -232,13 +232,16 @@ def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]
             fix = "pass a smaller --folds" if (settings.folds or 0) > 2 else "add examples of it"
             raise FreezeframeError(f"{split.train.source}: no example of {format_names(missing)} (the copies of a "
                                    f"repeated text share a fold); {fix} or pass a --test FILE")
+        # only the ways out this command line has: --folds is at least 2, and --test takes no --folds
+        fixes = ["--valid-fraction 0", *(["a smaller --folds"] if (settings.folds or 0) > 2 else []),
+                 *(["a --test FILE"] if settings.test is None else [])]
+        ways = fixes[0] if len(fixes) == 1 else f"{', '.join(fixes[:-1])} or {fixes[-1]}"
         for name in settings.configs:
             fraction = settings.run_config(name, split.seed).data.valid_fraction
             if fraction:
                 with reports_held_back():  # the run itself reports what the split does
                     split_train_valid(split.train, fraction, split.seed,
-                                      f"--configs {name} holds out {percent(fraction)} of it for early stopping: pass "
-                                      "--valid-fraction 0, a smaller --folds or a --test FILE")
+                                      f"--configs {name} holds out {percent(fraction)} of it for early stopping: pass {ways}")
 
 
 def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite: bool = False) -> dict:

@@ -189,7 +189,7 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
     empty = [r for r, t in zip(rows, texts) if not t]
     unlabelled = [r for r, t, lab in zip(rows, texts, labels) if t and not clean_text(lab)]
     if empty:
-        report(f"{path}: dropped {len(empty)} rows with no text (empty, missing, or only spaces and control "
+        report(f"{path}: dropped {counted(len(empty), 'row')} with no text (empty, missing, or only spaces and control "
                f"characters; data rows {format_rows(empty)})")
     if unlabelled:
         report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {format_rows(unlabelled)})")
@@ -220,12 +220,13 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
                f"data rows {format_rows(missing)}); kept as a class of its own: remove those rows or give them their class")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
-        report(f"{path}: {duplicates} rows repeat an earlier text and label exactly (kept; the copies of a text "
-               "stay on one side of every split)")
+        report(f"{path}: {counted(duplicates, 'row')} {one_or_many(duplicates, 'repeats', 'repeat')} an earlier text and "
+               "label exactly (kept; the copies of a text stay on one side of every split)")
     _report_conflicting_labels(data, path)
     wordless = sum(1 for t in data.texts if not _HAS_WORD.search(t))
     if wordless:
-        report(f"{path}: {wordless} texts have no letters or digits (only symbols or emoji; kept)")
+        report(f"{path}: {counted(wordless, 'text')} {one_or_many(wordless, 'has', 'have')} no letters or digits "
+               "(only symbols, emoji or invisible characters such as a zero-width space; kept)")
     return data
 
 

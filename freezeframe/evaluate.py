@@ -62,12 +62,29 @@ def format_metrics(metrics: dict) -> str:
     for label in labels:
         s = metrics["per_class"][label]
         lines.append(f"{label:<{width}}  {s['precision']:9.4f}  {s['recall']:6.4f}  {s['f1']:.4f}  {s['support']:7d}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+    return "\n".join(lines + ["", *_confusion_lines(labels, metrics["confusion_matrix"], width)])
+
+
+MATRIX_WIDTH = 120
+"""Wider than this with the class names as column heads, the confusion matrix numbers its columns instead."""
+
+
+def _confusion_lines(labels: list[str], matrix: list[list[int]], width: int) -> list[str]:
+    """The confusion matrix as text, its columns headed by class names or, where those would make the lines
+    wrap in a terminal (many or long names), by the numbers its rows carry."""
     cell = max(6, *(len(label) for label in labels))
-    lines.append(" " * width + "  " + "  ".join(f"{label[:cell]:>{cell}}" for label in labels))
-    for label, row in zip(labels, metrics["confusion_matrix"]):
-        lines.append(f"{label:<{width}}  " + "  ".join(f"{v:>{cell}d}" for v in row))
-    return "\n".join(lines)
+    if width + 2 + len(labels) * (cell + 2) <= MATRIX_WIDTH:
+        heads, names = [label[:cell] for label in labels], labels
+        title = "confusion matrix (rows: true, columns: predicted)"
+    else:
+        cell = max(4, len(str(max(max(row) for row in matrix))), len(str(len(labels))))
+        heads = [str(i) for i in range(1, len(labels) + 1)]
+        names = [f"{i:>{len(heads[-1])}} {label}" for i, label in enumerate(labels, 1)]
+        width = max(len(name) for name in names)
+        title = "confusion matrix (rows: true, columns: predicted, numbered as the rows)"
+    lines = [title, " " * width + "  " + "  ".join(f"{head:>{cell}}" for head in heads)]
+    lines += [f"{name:<{width}}  " + "  ".join(f"{v:>{cell}d}" for v in row) for name, row in zip(names, matrix)]
+    return lines
 
 
 PLOT_FILES = ("confusion_matrix.png", "learning_curve.png")

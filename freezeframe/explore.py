@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.baseline import VOCAB_FILE, WordTokenizer, split_words
+from freezeframe.baseline import PAD, UNK, VOCAB_FILE, WordTokenizer, split_words
 from freezeframe.config import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_MODEL,
@@ -30,8 +30,8 @@ from freezeframe.storage import META_FILE
 from freezeframe.tables import counted, format_rows, one_or_many
 
 WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")
-"""A word in any script: letters and digits, with an optional apostrophe suffix, as the baseline's
-``split_words`` reads English (which keeps ``[a-z0-9]`` only, and so finds no word in Chinese or Arabic)."""
+"""A word in any script: letters and digits, with an optional apostrophe suffix (the baseline, which also keeps
+combining marks in their word and cuts Han and kana into single characters, counts with ``split_words``)."""
 
 CODE_AGREEMENT = 0.75
 """A column codes the labels when more than this share of the rows carry their class's value."""
@@ -130,11 +130,13 @@ def _token_counter(model: str, trained: dict):
         return (lambda texts: [len(split_words(t)) for t in texts]), "the baseline's words"
     path = Path(model).expanduser()
     own_words = (path / VOCAB_FILE).is_file() and (path / "baseline_config.json").is_file()
-    if own_words:
-        WordTokenizer.load(path)  # a damaged baseline directory is refused here, not counted as words
     # a baseline ensemble keeps its vocabularies in member-N/, a baseline's ONNX export has no baseline_config.json
+    if not own_words and trained.get("model") == "baseline" and (path / "member-0" / VOCAB_FILE).is_file():
+        path = path / "member-0"
     if own_words or trained.get("model") == "baseline":
-        return (lambda texts: [len(split_words(t)) for t in texts]), f"the words of the baseline {model}"
+        # a damaged baseline directory is refused here, not counted as words; each cuts words as it was trained to
+        tokenizer = WordTokenizer.load(path) if (path / VOCAB_FILE).is_file() else WordTokenizer([PAD, UNK])
+        return (lambda texts: [len(tokenizer.split(t)) for t in texts]), f"the words of the baseline {model}"
     from freezeframe.encoder import load_tokenizer
 
     tokenizer = load_tokenizer(model)

@@ -18,7 +18,7 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data
 from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, open_checkpoint
 from freezeframe.config import ModelConfig, RunConfig
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
@@ -99,6 +99,7 @@ def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
     if data.valid is not None:
         valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels, train.label_names)
         check_known_labels(valid, train.label_names)
+        warn_absent_labels(valid, train.label_names, "validation macro averages")
         report_overlap(valid, train, "--valid")
         return train, valid
     return hold_out(run, train)

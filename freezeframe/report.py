@@ -204,6 +204,7 @@ def reading(results: dict) -> list[str]:
     runs = len(top["accuracy"]["runs"])
     sentences = [(f"{best} was the most accurate configuration: accuracy {_pm(top['accuracy'])} over {runs} run(s), "
                   f"macro-F1 {_pm(top['macro_f1'])}.")]
+    sentences += _chance_level_sentence(results, ranked)
     for name in ranked[1:]:
         gap = top["accuracy"]["mean"] - configs[name]["accuracy"]["mean"]
         spread = max(top["accuracy"]["std"], configs[name]["accuracy"]["std"])
@@ -239,6 +240,22 @@ def reading(results: dict) -> list[str]:
     sentences.append(_cost_sentence(configs, best))
     sentences.append(_hardest_class_sentence(results, best))
     return sentences
+
+
+def _chance_level_sentence(results: dict, ranked: list[str]) -> list[str]:
+    """Name the configurations no more accurate than always guessing the most frequent test class (on imbalanced
+    data the most accurate configuration can be one of them); no sentence when every one is above it."""
+    counts = results.get("test_class_counts")  # absent from results.json files written before it was added
+    if not counts:
+        return []
+    floor = max(counts.values()) / sum(counts.values())
+    below = [name for name in ranked if results["configs"][name]["accuracy"]["mean"] <= floor]
+    if not below:
+        return []
+    who = "No configuration scored above" if len(below) == len(ranked) else f"{', '.join(below)} scored no more than"
+    advice = ("on classes this unequal, read macro-F1 and the recall per class rather than accuracy"
+              if max(counts.values()) >= 2 * min(counts.values()) else "nothing was learned beyond the class balance")
+    return [f"{who} the {floor:.3f} of always guessing the most frequent class: {advice}."]
 
 
 def _cost_sentence(configs: dict, best: str) -> str:

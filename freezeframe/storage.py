@@ -107,7 +107,7 @@ def _names(*names: str) -> tuple[str, ...]:
 
 
 _MODEL_FILES = _names(META_FILE, "config.json", "model.safetensors", "baseline_config.json", "modeling_freezeframe.py",
-                      *TOKENIZER_FILES)
+                      "word_tokenizer.json", *TOKENIZER_FILES)  # word_tokenizer.json: the baseline's tokenizer version
 EXPORT_LAYOUT = Layout("an export directory (freezeframe export)", (EXPORT_META,),
                        _names(EXPORT_META, "model.onnx", "model.int8.onnx", META_FILE, "config.json", *TOKENIZER_FILES),
                        recorded=EXPORT_META)

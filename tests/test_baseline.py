@@ -9,6 +9,8 @@ import torch
 
 from freezeframe.baseline import (
     PAD,
+    TOKENIZER_FILE,
+    TOKENIZER_VERSION,
     UNK,
     BaselineClassifier,
     BaselineSettings,
@@ -25,6 +27,25 @@ from freezeframe.errors import FreezeframeError
 def test_split_words_lowercases_and_drops_punctuation():
     assert split_words("The CAMERA-work, isn't it... 4K?!") == ["the", "camera", "work", "isn't", "it", "4k"]
     assert split_words("  ...!!! ") == []
+
+
+def test_new_baselines_split_words_of_any_script():
+    assert split_words("Le film était très émouvant, j’ai adoré l’histoire") == [
+        "le", "film", "était", "très", "émouvant", "j'ai", "adoré", "l'histoire"]
+    assert split_words("Schöne Bilder, GROSSARTIGE Kamera") == ["schöne", "bilder", "grossartige", "kamera"]
+    assert split_words("这部电影很棒！abc漢字") == ["这", "部", "电", "影", "很", "棒", "abc", "漢", "字"]  # Han/kana: a word each
+    assert split_words("フィルムが好き😀") == ["フ", "ィ", "ル", "ム", "が", "好", "き"]
+    assert split_words("فيلم مَدْرَسَة رائع") == ["فيلم", "مَدْرَسَة", "رائع"]  # vowel marks stay in their word
+    assert split_words("हिन्दी फ़िल्म") == ["हिन्दी", "फ़िल्म"]
+    # no-break space separates, invisible joiners and soft hyphens do not cut a word, full-width letters read as ASCII
+    assert split_words("great\u00a0cine\u00adma zero\u200bwidth jo\u200din ＦＵＬＬ ﬁlm") == [
+        "great", "cinema", "zero", "width", "join", "full", "film"]
+
+
+def test_new_baselines_read_ascii_text_as_before():
+    for text in ("The CAMERA-work, isn't it... 4K?!", "don't 1990's o'clock 'quoted' it's_fine", "a-b_c 3.14 x'2 "):
+        assert split_words(text) == split_words(text, version=1)
+    assert split_words("Schöne 这 don’t", version=1) == ["sch", "ne", "don", "t"]  # the pattern of older baselines
 
 
 def test_vocabulary_is_frequency_ordered_with_alphabetical_ties():
@@ -55,6 +76,32 @@ def test_tokenizer_round_trips_through_a_file(tmp_path):
     assert WordTokenizer.load(tmp_path).vocabulary == tokenizer.vocabulary
     with pytest.raises(FreezeframeError):
         WordTokenizer(["the", "camera"])
+
+
+def test_tokenizer_version_is_saved_and_a_baseline_without_it_keeps_the_ascii_pattern(tmp_path):
+    texts = ["Schöne Kamera", "schöne Geschichte"]
+    new = WordTokenizer.fit(texts, 10)
+    (tmp_path / "new").mkdir()
+    new.save(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / TOKENIZER_FILE).read_text()) == {"version": TOKENIZER_VERSION}
+    loaded = WordTokenizer.load(tmp_path / "new")
+    assert loaded.version == 2 and loaded.encode(["schöne"], 8)[0] == [[loaded.index["schöne"]]]
+    # a baseline saved before the version was recorded: vocab.txt alone, as the ASCII pattern built it
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "vocab.txt").write_text("<PAD>\n<UNK>\nsch\nne\nkamera\n", encoding="utf-8")
+    old = WordTokenizer.load(tmp_path / "old")
+    assert old.version == 1 and old.encode(["Schöne Kamera"], 8)[0] == [[2, 3, 4]]
+    old.save(tmp_path / "old")
+    assert not (tmp_path / "old" / TOKENIZER_FILE).exists(), "re-saving an old tokenizer must not relabel it"
+
+
+@pytest.mark.parametrize("content, expected", [("{", "is damaged"), ('{"version": "2"}', "is damaged"),
+                                               ('{"version": 3}', "version 3 is unknown")])
+def test_a_damaged_or_newer_tokenizer_version_is_refused(tmp_path, content, expected):
+    WordTokenizer.fit(["a b"], 10).save(tmp_path)
+    (tmp_path / TOKENIZER_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(FreezeframeError, match=expected):
+        WordTokenizer.load(tmp_path)
 
 
 def test_padding_positions_change_nothing():
@@ -99,7 +146,7 @@ def baseline_dir(tmp_path_factory, tiny_data):
 
 def test_baseline_directory_holds_vocab_weights_config_and_meta(baseline_dir):
     names = {p.name for p in baseline_dir.iterdir()}
-    assert {"vocab.txt", "model.safetensors", "baseline_config.json", "freezeframe.json"} <= names
+    assert {"vocab.txt", "word_tokenizer.json", "model.safetensors", "baseline_config.json", "freezeframe.json"} <= names
     meta = json.loads((baseline_dir / "freezeframe.json").read_text())
     assert meta["kind"] == "baseline" and meta["freeze"]["plan"] == "full"
     assert meta["freeze"]["trainable_parameters"] == meta["freeze"]["total_parameters"]
@@ -132,6 +179,24 @@ def test_inspect_an_untrained_baseline_as_training_would_build_it(run_cli, basel
     # the example names once each (the baseline's three were listed as "..., classifier.weight, classifier.weight, ...")
     code, _, err = run_cli("inspect", "--model", "baseline", "--freeze", "embeddings.*")
     assert code == 2 and "names look like: embedding.weight, classifier.weight, classifier.bias (or use" in err, err
+
+
+def test_a_baseline_saved_without_a_tokenizer_version_predicts_with_the_ascii_pattern(run_cli, baseline_dir, tmp_path):
+    import shutil
+
+    from freezeframe.predict import load_classifier
+
+    old = tmp_path / "old"
+    shutil.copytree(baseline_dir, old)
+    (old / TOKENIZER_FILE).unlink()
+    texts = ["the camëra lighting", "a villain’s role"]  # cut differently by the two patterns
+    assert load_classifier(baseline_dir).tokenizer.version == 2
+    classifier = load_classifier(old)
+    assert classifier.tokenizer.version == 1
+    assert classifier.tokenizer.encode(texts, 64)[0] == WordTokenizer(classifier.tokenizer.vocabulary, 1).encode(texts, 64)[0]
+    assert classifier.tokenizer.encode(texts, 64)[0] != load_classifier(baseline_dir).tokenizer.encode(texts, 64)[0]
+    code, out, err = run_cli("predict", "--model", old, *texts)
+    assert code == 0 and len(out.splitlines()) == 2, err
 
 
 def test_damaged_baseline_directory_is_one_line_error(run_cli, baseline_dir, tmp_path):

@@ -380,3 +380,19 @@ def test_a_text_that_starts_with_a_dash_gets_a_hint(trained, run_cli):
     assert code == 2 and "a text that starts with '-' goes after '--'" in err, err
     code, out, err = run_cli("predict", "--model", trained, "--", "-great camera")
     assert code == 0 and json.loads(out)["text"] == "-great camera", err
+
+
+def test_a_confusion_matrix_too_wide_for_a_terminal_numbers_its_columns():
+    """Twelve classes named 'Class number N' made lines of 220 characters that wrapped into an unreadable grid."""
+    from freezeframe.evaluate import MATRIX_WIDTH, compute_metrics, format_metrics
+
+    few = format_metrics(compute_metrics([0, 1, 2], [0, 1, 1], ["Characters", "Cinematography", "Story"]))
+    assert "confusion matrix (rows: true, columns: predicted)\n" in few and "  Characters  Cinematography           Story\n" in few
+    labels = [f"Class number {i}" for i in range(12)]
+    text = format_metrics(compute_metrics(list(range(12)), [*range(11), 0], labels))
+    matrix = text[text.index("confusion matrix"):].splitlines()
+    assert matrix[0] == "confusion matrix (rows: true, columns: predicted, numbered as the rows)"
+    assert matrix[1].split() == [str(i) for i in range(1, 13)]
+    assert matrix[2].startswith(" 1 Class number 0 ") and matrix[13].startswith("12 Class number 11 ")
+    assert matrix[13].split()[-12:] == ["1"] + ["0"] * 11  # the last class, predicted as the first
+    assert all(len(line) <= MATRIX_WIDTH for line in matrix)

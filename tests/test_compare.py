@@ -156,6 +156,25 @@ def test_the_still_improving_hint_needs_validation_data(report_dir):
     assert [s.split()[0] for s in hinted] == ["baseline", "head"]
 
 
+def test_the_reading_names_configurations_no_better_than_guessing_the_most_frequent_class(report_dir):
+    """On imbalanced data the 'most accurate configuration' could score below predicting one class for all, unsaid."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    labels = list(results["test_class_counts"])
+    results["test_class_counts"] = {label: 90 if i == 0 else 5 for i, label in enumerate(labels)}  # floor 0.900
+    for config in results["configs"].values():
+        config["accuracy"]["mean"] = 0.95
+    assert not [s for s in reading(results) if "always guessing" in s]
+    results["configs"]["baseline"]["accuracy"]["mean"] = 0.85
+    said = [s for s in reading(results) if "always guessing" in s]
+    assert said == [("baseline scored no more than the 0.900 of always guessing the most frequent class: on classes "
+                     "this unequal, read macro-F1 and the recall per class rather than accuracy.")]
+    for config in results["configs"].values():
+        config["accuracy"]["mean"] = 0.9
+    assert next(s for s in reading(results) if "always guessing" in s).startswith("No configuration scored above the 0.900")
+
+
 def test_a_single_run_per_configuration_is_not_called_a_gap_beyond_the_spread(report_dir):
     """With one run each (a --test file, one seed) every std is 0, and every gap read as 'more than the run-to-run
     standard deviation'."""
@@ -238,7 +257,7 @@ def test_the_learning_curve_of_an_ensemble_says_it_is_the_first_members():
 @pytest.mark.parametrize(("rows", "configs", "message"), [
     # the rarest class has 2 examples: a fold's training part keeps 1, which the baseline's hold-out cannot split
     (2, "encoder,baseline", ("class 'Other' has fewer than 2 examples, too few to split into training and validation; "
-                             "--configs baseline holds out 15% of it for early stopping: pass --valid-fraction 0")),
+                             "--configs baseline holds out 15% of it for early stopping: pass --valid-fraction 0 or a --test FILE\n")),
     # three copies of one text share a fold: the other fold's training part has none of them
     (3, "encoder", ("no example of 'Other' (the copies of a repeated text share a fold); add examples of it or pass a "
                     "--test FILE")),
@@ -260,6 +279,21 @@ def test_a_fold_no_configuration_could_train_on_is_refused_before_the_first_run(
                            "--out", tmp_path / "report", "--quiet")
     assert code == 2 and message in err, err
     assert not (tmp_path / "report").exists()
+
+
+def test_the_hold_out_refusal_with_a_test_file_offers_no_folds_and_no_test_file(run_cli, tiny_model_dir, tmp_path,
+                                                                                monkeypatch):
+    """--test takes no --folds and is already given (both were offered; --folds 2, which cannot be smaller, is above)."""
+    from conftest import make_rows, write_csv
+
+    import freezeframe.compare
+
+    monkeypatch.setattr(freezeframe.compare, "_run_all", lambda *args, **kwargs: pytest.fail("a run started"))
+    data = write_csv(tmp_path / "d.csv", [*make_rows(6), ("a lone example", "Other")])
+    test = write_csv(tmp_path / "t.csv", make_rows(2, seed=3))
+    code, _, err = run_cli("compare", "--train", data, "--test", test, "--model", tiny_model_dir, "--configs", "baseline",
+                           "--out", tmp_path / "report", "--quiet")
+    assert code == 2 and "holds out 15% of it for early stopping: pass --valid-fraction 0\n" in err, err
 
 
 def test_a_class_the_test_file_lacks_has_no_recall_and_is_not_called_the_hardest(run_cli, tiny_data, tiny_model_dir,

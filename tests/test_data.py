@@ -42,7 +42,7 @@ def test_bom_crlf_and_trailing_empty_rows(tmp_path, reports):
 def test_duplicates_and_spaces_around_labels_are_reported(tmp_path, reports):
     data = load_labelled(write(tmp_path, HEADER + GOOD + "the plot twist 0,Story\nnew plot, Story \n"))
     assert data.labels[-1] == "Story"
-    assert any("1 rows repeat an earlier text" in r for r in reports)
+    assert any("1 row repeats an earlier text" in r for r in reports)
     assert any("' Story ' is 'Story'" in r for r in reports)
 
 
@@ -74,7 +74,7 @@ def test_texts_of_only_spaces_control_characters_or_emoji(tmp_path, reports):
                                "\U0001F3AC\U0001F37F,Story\n"))
     assert len(data) == 13 and data.texts[-1] == "\U0001F3AC\U0001F37F"
     assert any("dropped 3 rows with no text" in r for r in reports)
-    assert any("1 texts have no letters or digits" in r for r in reports)
+    assert any("1 text has no letters or digits (only symbols, emoji or invisible" in r for r in reports)
 
 
 def test_nul_bytes_and_control_characters_in_labels(tmp_path, reports):
@@ -199,7 +199,7 @@ def test_cli_trains_on_a_dirty_file_with_one_line_reports(run_cli, tmp_path, tin
                                 "--epochs", "1", "--quiet")
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-    for expected in ("NUL bytes", "dropped 1 rows with no text", "' Story ' is 'Story'", "repeat an earlier text",
+    for expected in ("NUL bytes", "dropped 1 row with no text", "' Story ' is 'Story'", "row repeats an earlier text",
                      "no letters or digits", "was truncated"):
         assert sum(expected in line for line in warnings) == 1, (expected, err)
     assert "Traceback" not in err and (out / "freezeframe.json").exists()
@@ -343,6 +343,16 @@ def test_a_validation_file_sharing_texts_with_the_training_data_is_named(run_cli
                            "--freeze", "head", "--out", tmp_path / "out", "--epochs", "1", "--quiet")
     rows = len(tiny_data["train"].read_text().splitlines()) - 1
     assert code == 0 and f"{rows} of {rows} --valid texts also appear in the training data" in err
+
+
+def test_a_validation_file_missing_a_class_says_its_recall_0_counts(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    from conftest import make_rows, write_csv
+
+    rows = [(text, label) for text, label in make_rows(6, seed=5) if label != "Story"]
+    valid = write_csv(tmp_path / "valid.csv", rows)
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--valid", valid, "--model", tiny_model_dir,
+                           "--freeze", "head", "--out", tmp_path / "out", "--epochs", "1", "--quiet")
+    assert code == 0 and "has no examples of 'Story'; recall 0 for it counts in the validation macro averages" in err, err
 
 
 def test_the_parts_of_a_split_file_are_named_as_parts(tmp_path):

@@ -95,6 +95,11 @@ def test_a_trained_baseline_counts_words(tmp_path, tiny_data, run_cli):
     summary = explore_data(ExploreConfig(tiny_data["test"], model=str(out)))
     assert summary["tokens"] == f"the words of the baseline {out}"
     assert summary["all"]["tokens"] == summary["all"]["words"]
+    # a baseline saved before its tokenizer version was recorded counts words as it cuts them: ASCII only
+    data = write_csv(tmp_path / "de.csv", [("Schöne Kamera über alles", "a"), ("plain words", "b")])
+    assert explore_data(ExploreConfig(data, model=str(out)))["all"]["tokens"]["max"] == 4
+    (out / "word_tokenizer.json").unlink()
+    assert explore_data(ExploreConfig(data, model=str(out)))["all"]["tokens"]["max"] == 5  # sch, ne, kamera, ber, alles
 
 
 def test_the_config_checks_its_fields_as_the_other_configs_do(tmp_path, tiny_model_dir, tiny_data):

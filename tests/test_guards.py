@@ -174,6 +174,8 @@ def test_predict_warns_about_empty_texts_and_keeps_their_rows(run_cli, head_mode
     code, out, err = run_cli("predict", "--model", head_model, "", "camera shot", "  ")
     assert code == 0 and [json.loads(line)["text"] for line in out.splitlines()] == ["", "camera shot", "  "]
     assert "2 of 3 texts are empty (number 1, 3)" in err
+    code, _, err = run_cli("predict", "--model", head_model, "camera shot", "")
+    assert code == 0 and "1 of 2 texts is empty (number 2)" in err
 
 
 def test_a_model_without_its_tokenizer_is_refused(run_cli, head_model, tmp_path):

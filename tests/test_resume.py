@@ -294,3 +294,20 @@ def test_a_second_train_into_the_same_out_is_refused_while_the_first_runs(run_cl
     assert f"--out {out} is being written by another freezeframe process" in refused.stderr
     assert json.loads((out / "freezeframe.json").read_text())["settings"]["train"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "the claim leaves nothing beside --out"
+
+
+def test_a_baseline_checkpoint_from_before_the_word_tokenizer_version_is_not_resumed(tiny_data, tiny_model_dir):
+    """Its embedding rows follow the ASCII vocabulary; resuming would rebuild another one and pair words with
+    other words' vectors (or fail on the shapes)."""
+    from freezeframe.checkpoint import fingerprint_differences, run_fingerprint
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig
+
+    current = run_fingerprint(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model="baseline")))
+    earlier = json.loads(json.dumps(current))
+    del earlier["settings"]["model.word_tokenizer"]
+    assert fingerprint_differences(current, current) == []
+    assert fingerprint_differences(earlier, current) == [
+        ("the baseline cuts words with tokenizer version 2 (checkpoint: version 1, from an earlier freezeframe, whose "
+         "vocabulary this run would not rebuild)")]
+    encoder = run_fingerprint(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model=str(tiny_model_dir))))
+    assert "model.word_tokenizer" not in encoder["settings"]
