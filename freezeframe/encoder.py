@@ -132,11 +132,6 @@ class EncoderClassifier(nn.Module):
 
         return count_layers(name for name, _ in self.plan_parameters())
 
-    @property
-    def layer_prefix(self) -> str:
-        """Parameter-name prefix of the encoder layers, e.g. ``bert.encoder.layer``."""
-        return f"{self.hf.base_model_prefix}.encoder.layer"
-
     def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         return self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
 

@@ -103,10 +103,6 @@ class FreezePlan:
         return [p.strip() for p in self.spec.split(",") if p.strip()]
 
     @property
-    def is_preset(self) -> bool:
-        return self.spec in ("head", "full", "encoder") or bool(_PRESET_LAST.match(self.spec) or _PRESET_GRADUAL.match(self.spec))
-
-    @property
     def is_gradual(self) -> bool:
         return bool(_PRESET_GRADUAL.match(self.spec))
 
