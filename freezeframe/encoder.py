@@ -35,6 +35,11 @@ BACKEND_VARIABLE = "FREEZEFRAME_BERT"
 """Set to ``transformers`` to load every model through transformers' classes (for comparisons)."""
 
 
+def _lean_bert_allowed() -> bool:
+    """Whether :mod:`freezeframe.bert` may run what it can (``FREEZEFRAME_BERT=transformers`` says no)."""
+    return os.environ.get(BACKEND_VARIABLE) != "transformers"
+
+
 @functools.cache
 def import_transformers():
     """Import transformers (5 s on 2 cores) only for models ``bert.py`` cannot run; register the mean-pooled
@@ -56,7 +61,7 @@ def import_transformers():
 def runs_natively(source: str) -> bool:
     """Whether ``source`` (a resolved ``--model``) loads as :mod:`freezeframe.bert` rather than through transformers."""
     path = Path(source)
-    return os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.unsupported(path) is None
+    return _lean_bert_allowed() and path.is_dir() and bert.unsupported(path) is None
 
 
 def pretrained_source(name: str) -> str:
@@ -299,7 +304,7 @@ def load_tokenizer(name: str) -> FastTokenizer | SubwordTokenizer:
     check_tokenizer_files(source)
     path = Path(source)
     with _load_errors(name):
-        if os.environ.get(BACKEND_VARIABLE) != "transformers" and path.is_dir() and bert.tokenizer_unsupported(path) is None:
+        if _lean_bert_allowed() and path.is_dir() and bert.tokenizer_unsupported(path) is None:
             return FastTokenizer(path)
         return SubwordTokenizer(import_transformers().AutoTokenizer.from_pretrained(source))
 
@@ -352,8 +357,7 @@ def _load_averaged(directory: Path) -> tuple[AveragedMembers, FastTokenizer | Su
     values, count = dict(config["member"]), int(config["members"])
     source = directory / bert.WEIGHTS[0]
     weights = bert.read_weights(source)
-    native = (os.environ.get(BACKEND_VARIABLE) != "transformers" and bert.config_unsupported(values) is None
-              and bert.tokenizer_unsupported(directory) is None)
+    native = _lean_bert_allowed() and bert.config_unsupported(values) is None and bert.tokenizer_unsupported(directory) is None
     if not native:
         from freezeframe.hf_modeling import build_member
 
