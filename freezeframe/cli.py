@@ -210,7 +210,7 @@ def predict(
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --output file.")] = False,
 ) -> None:
     """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
-    from freezeframe.data import texts_to_classify
+    from freezeframe.data import is_blank, texts_to_classify
     from freezeframe.errors import logger
     from freezeframe.predict import (
         check_output_columns,
@@ -219,7 +219,7 @@ def predict(
         prediction_records,
         write_predictions,
     )
-    from freezeframe.tables import one_or_many
+    from freezeframe.tables import counted, one_or_many
 
     _setup_logging(quiet=True)
     if not texts and input is None:
@@ -232,15 +232,15 @@ def predict(
     classifier = load_predictor(model, backend, quantize)
     if output is not None:
         check_output_columns(rows, classifier.labels)  # before the texts are classified, not after
-    blank = [number for number, text in enumerate(items, 1) if not text.strip()]
+    blank = [number for number, text in enumerate(items, 1) if is_blank(text)]
     if blank:
         logger.warning(
-            f"{len(blank)} of {len(items)} texts {one_or_many(len(blank), 'is', 'are')} empty (number {', '.join(map(str, blank[:5]))}"
+            f"{len(blank)} of {len(items)} texts {one_or_many(len(blank), 'is', 'are')} empty or invisible (number {', '.join(map(str, blank[:5]))}"
             f"{', ...' if len(blank) > 5 else ''}); they are labelled all the same, from no words")
     predictions = classifier.predict(items, batch_size)
     if output is not None:
         write_predictions(output, prediction_records(predictions, rows))
-        print(f"wrote {len(predictions)} predictions to {output}", file=sys.stderr)
+        print(f"wrote {counted(len(predictions), 'prediction')} to {output}", file=sys.stderr)
         return
     for row in predictions:
         sys.stdout.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")

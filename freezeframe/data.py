@@ -9,6 +9,7 @@ one line (see :func:`freezeframe.errors.report`).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,12 @@ def clean_text(value: object) -> str:
     return CONTROL_CHARS.sub(" ", model_text(value)).strip()
 
 
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing a tokenizer keeps: only spaces, control characters and invisible format
+    characters (a zero-width space, a byte order mark), which BERT's normaliser drops."""
+    return all(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in text)
+
+
 def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[str] | None = None) -> list[str]:
     """Labels without outer spaces or control characters; case-only variants merged (under the ``known``
     spelling where one is given) or refused."""
@@ -98,7 +105,7 @@ def _clean_labels(labels: list[str], path: Path, normalize: bool, known: list[st
     changed = [(raw, label) for raw, label in zip(labels, stripped) if raw != label]
     if changed:
         raw, label = changed[0]
-        report(f"{path}: removed spaces or control characters around {len(changed)} labels (e.g. {raw!r} is {label!r})")
+        report(f"{path}: removed spaces or control characters around {counted(len(changed), 'label')} (e.g. {raw!r} is {label!r})")
     stripped = _merge_whole_numbers(stripped, path, known)
     by_folded: dict[str, set[str]] = {}
     for label in stripped:
@@ -192,7 +199,7 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
         report(f"{path}: dropped {counted(len(empty), 'row')} with no text (empty, missing, or only spaces and control "
                f"characters; data rows {format_rows(empty)})")
     if unlabelled:
-        report(f"{path}: dropped {len(unlabelled)} rows with no label (data rows {format_rows(unlabelled)})")
+        report(f"{path}: dropped {counted(len(unlabelled), 'row')} with no label (data rows {format_rows(unlabelled)})")
     keep = [i for i, (t, lab) in enumerate(zip(texts, labels)) if t and clean_text(lab)]
     if not keep:
         raise FreezeframeError(
@@ -211,12 +218,12 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
         report(f"{path}: the labels are numbers ({', '.join(data.label_names[:5])}); each number is a class name")
     elif numbers:  # codes among names: each code becomes a class of its own beside the class it stands for
         rows = [row for row, label in zip(data.rows, data.labels) if label in numbers]
-        report(f"{path}: {len(rows)} rows have a number for a label ({', '.join(numbers[:5])}) where the others have "
+        report(f"{path}: {counted(len(rows), 'row')} {one_or_many(len(rows), 'has', 'have')} a number for a label ({', '.join(numbers[:5])}) where the others have "
                f"names (data rows {format_rows(rows)}); each number is a class of its own: give every row its class name")
     missing = [row for row, label in zip(data.rows, data.labels) if label.casefold() in _MISSING_MARKS]
     if missing:
         marks = sorted({label for label in data.labels if label.casefold() in _MISSING_MARKS})
-        report(f"{path}: {len(missing)} rows have a label that usually marks a missing value ({format_names(marks)}; "
+        report(f"{path}: {counted(len(missing), 'row')} {one_or_many(len(missing), 'has', 'have')} a label that usually marks a missing value ({format_names(marks)}; "
                f"data rows {format_rows(missing)}); kept as a class of its own: remove those rows or give them their class")
     duplicates = len(data) - len(set(zip(data.texts, data.labels)))
     if duplicates:
@@ -245,7 +252,7 @@ def _report_control_characters(texts: list[str], path: Path, outcome: str, rows:
     if found:
         i, char = found[0]
         where = f" in data row {rows[i]}" if rows is not None else ""
-        report(f"{path}: {len(found)} texts hold control characters (e.g. {char!r}{where}); {outcome}")
+        report(f"{path}: {counted(len(found), 'text')} {one_or_many(len(found), 'holds', 'hold')} control characters (e.g. {char!r}{where}); {outcome}")
 
 
 def occurrences(data: LabelledTexts) -> tuple[dict[str, list[int]], dict[str, set[str]]]:

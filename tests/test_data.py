@@ -81,7 +81,7 @@ def test_nul_bytes_and_control_characters_in_labels(tmp_path, reports):
     data = load_labelled(write(tmp_path, HEADER + GOOD + "nul\x00 here,Story\nlost label,\x03\n"))
     assert "nul here" in data.texts
     assert any("removed 1 NUL bytes" in r for r in reports)
-    assert any("dropped 1 rows with no label" in r for r in reports)
+    assert any("dropped 1 row with no label" in r for r in reports)
 
 
 def test_control_characters_in_texts_are_counted_once_per_file(tmp_path, reports):
@@ -143,7 +143,7 @@ def test_json_array_file(tmp_path):
 
 def test_ragged_row_with_too_few_fields_is_dropped(tmp_path, reports):
     data = load_labelled(write(tmp_path, HEADER + GOOD + "no label here\n"))
-    assert len(data) == 12 and any("dropped 1 rows with no label" in r for r in reports)
+    assert len(data) == 12 and any("dropped 1 row with no label" in r for r in reports)
 
 
 REFUSED = {

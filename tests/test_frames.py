@@ -151,5 +151,5 @@ def test_a_dataframe_is_read_as_its_file_would_be(tiny_data, reports):
     assert data.texts == ["a camera shot", "a hero", "the cast"] and data.labels == ["0", "1", "0"]
     assert data.rows == [1, 5, 6] and data.source == "<DataFrame: 7 rows>"
     assert any("<DataFrame: 7 rows>: dropped 3 rows with no text" in line for line in reports)
-    assert any("<DataFrame: 7 rows>: dropped 1 rows with no label (data rows 3)" in line for line in reports)
+    assert any("<DataFrame: 7 rows>: dropped 1 row with no label (data rows 3)" in line for line in reports)
     assert str(frame["aspect"].dtype) == "Int64" and frame["review"].isna().sum() == 2

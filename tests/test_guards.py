@@ -173,9 +173,12 @@ def test_bad_train_values_name_the_option(run_cli, tiny_model_dir, tiny_data, tm
 def test_predict_warns_about_empty_texts_and_keeps_their_rows(run_cli, head_model):
     code, out, err = run_cli("predict", "--model", head_model, "", "camera shot", "  ")
     assert code == 0 and [json.loads(line)["text"] for line in out.splitlines()] == ["", "camera shot", "  "]
-    assert "2 of 3 texts are empty (number 1, 3)" in err
+    assert "2 of 3 texts are empty or invisible (number 1, 3)" in err
     code, _, err = run_cli("predict", "--model", head_model, "camera shot", "")
-    assert code == 0 and "1 of 2 texts is empty (number 2)" in err
+    assert code == 0 and "1 of 2 texts is empty or invisible (number 2)" in err
+    # a zero-width space or a byte order mark alone is nothing to the tokenizer either (it was not counted)
+    code, _, err = run_cli("predict", "--model", head_model, "\u200b", "camera shot", " \ufeff\u200d ")
+    assert code == 0 and "2 of 3 texts are empty or invisible (number 1, 3)" in err
 
 
 def test_a_model_without_its_tokenizer_is_refused(run_cli, head_model, tmp_path):
