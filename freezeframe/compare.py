@@ -325,14 +325,18 @@ def _spread(values: list[float]) -> dict:
 
 
 def item_correctness(records: list[RunRecord], labels: list[str], truth: list[str], n_items: int) -> np.ndarray:
-    """Per evaluated item, whether a configuration got it right in at least half of the seeds."""
+    """Per evaluated item, whether a configuration got it right in more than half of the seeds that tested it.
+
+    A strict majority: with an even number of seeds a tie is not right, else 2 seeds would credit an item right
+    in either of them, and a configuration that is right by luck on changing items would seem right on most.
+    With an odd number of seeds it is the same as "at least half"."""
     index = {label: i for i, label in enumerate(labels)}
     right, seen = np.zeros(n_items), np.zeros(n_items)
     for record in records:
         for item, predicted in zip(record.test_items, record.predictions):
             right[item] += predicted == index[truth[item]]
             seen[item] += 1
-    return (seen > 0) & (right >= seen / 2)
+    return (seen > 0) & (right > seen / 2)
 
 
 def mcnemar_exact(first_right: np.ndarray, second_right: np.ndarray) -> dict:
@@ -403,7 +407,8 @@ def _significance(settings: CompareConfig, records: list[RunRecord], labels: lis
         "test": SIGNIFICANCE_TEST,
         "compared": [best, BASELINE_MODEL],
         "items": len(evaluated),
-        "item_correct_rule": "an item counts as right for a configuration when it was right in at least half of the seeds",
+        "item_correct_rule": ("an item counts as right for a configuration when it was right in more than half of the seeds "
+                             "(a tie between seeds is not right)"),
         "best_encoder_config": best,
         "best_only_right": result["first_only"],
         "baseline_only_right": result["second_only"],

@@ -340,3 +340,19 @@ def test_predictions_name_each_items_data_row(run_cli, tiny_data, tmp_path):
     assert [(row["item"], row["row"]) for row in rows[:2]] == [("0", "2"), ("1", "3")]
     written = test.read_text().splitlines()
     assert all(row["label"] == next(csv.reader([written[int(row["row"])]]))[1] for row in rows)
+
+
+def test_an_item_right_in_half_of_an_even_number_of_seeds_is_not_right():
+    """With 2 seeds 'right in at least half of them' meant 'right in either': a configuration that is right by luck
+    once got the credit, and McNemar saw a 34-point accuracy gap as 4 items against 3 (p = 1)."""
+    from freezeframe.compare import RunRecord, item_correctness
+
+    labels, truth = ["a", "b"], ["a", "a", "a"]
+
+    def record(seed: int, predictions: list[int]) -> RunRecord:
+        return RunRecord("baseline", seed, 1, {}, predictions, [0, 1, 2], [], 1, 1, 0.0, 1, 1)
+
+    right = item_correctness([record(0, [0, 0, 1]), record(1, [0, 1, 1])], labels, truth, 3)
+    assert right.tolist() == [True, False, False], "right in both seeds, in one of two, in none"
+    odd = item_correctness([record(0, [0, 0, 1]), record(1, [0, 1, 1]), record(2, [1, 0, 1])], labels, truth, 3)
+    assert odd.tolist() == [True, True, False], "2 of 3 seeds is a majority, as before"
