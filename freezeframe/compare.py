@@ -410,6 +410,7 @@ def _significance(settings: CompareConfig, records: list[RunRecord], labels: lis
         "item_correct_rule": ("an item counts as right for a configuration when it was right in more than half of the seeds "
                              "(a tie between seeds is not right)"),
         "best_encoder_config": best,
+        "chosen_from": encoders,
         "best_only_right": result["first_only"],
         "baseline_only_right": result["second_only"],
         "p_value": result["p_value"],

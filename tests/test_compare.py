@@ -356,3 +356,23 @@ def test_an_item_right_in_half_of_an_even_number_of_seeds_is_not_right():
     assert right.tolist() == [True, False, False], "right in both seeds, in one of two, in none"
     odd = item_correctness([record(0, [0, 0, 1]), record(1, [0, 1, 1]), record(2, [1, 0, 1])], labels, truth, 3)
     assert odd.tolist() == [True, True, False], "2 of 3 seeds is a majority, as before"
+
+
+def test_the_paired_test_is_hedged_for_picking_the_best_of_several_encoders_on_the_same_items(report_dir):
+    """The encoder tested against the baseline is the most accurate of the encoder configurations on the very items
+    the test then counts: with several of them the p-value is optimistic, and it never counts retraining's variation."""
+    from freezeframe.report import _significance_text, reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    test = results["significance"]
+    assert test["chosen_from"] == ["head", "last-1"]
+    test["p_value"], test["best_only_right"], test["baseline_only_right"] = 0.001, 20, 2
+    said = next(s for s in reading(results) if "McNemar" in s)
+    assert f"picked as the most accurate of 2 encoder configurations on these same {results['n_items']} items" in said
+    assert "smaller than it would be for a configuration chosen in advance" in said
+    section = _significance_text(test)
+    assert "only source of chance" in section and "picked as the most accurate of 2" in section
+    test["chosen_from"] = [test["compared"][0]]
+    assert "picked as the most accurate" not in next(s for s in reading(results) if "McNemar" in s)
+    del test["chosen_from"]  # results.json written before the key existed
+    assert "picked" not in _significance_text(test)
