@@ -41,6 +41,9 @@ from freezeframe.tables import format_names, percent
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
+SPREAD = "mean and sample standard deviation (n - 1) over the runs; a run is one fold of one seed"
+"""What each ``mean`` and ``std`` of results.json is (under ``--test`` a fold is the whole test file)."""
+
 MAX_SEEDS = 100
 """More repetitions than anyone waits for (each is a training per fold and configuration); a typo's million would
 hang while cutting the splits."""
@@ -388,6 +391,7 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
         "n_items": len(evaluated),
         "test_class_counts": {label: evaluated.labels.count(label) for label in labels},
         "n_runs": len(records) // max(1, len(settings.configs)),
+        "spread": SPREAD,
         "configs": configs,
         "significance": _significance(settings, records, labels, evaluated, configs),
     }

@@ -162,7 +162,7 @@ def report_blocks(results: dict) -> list[Block]:
                    f"{_chance_sentence(results)}"),
         Block("h2", "What the numbers say"),
         *[Block("p", sentence) for sentence in reading(results)],
-        Block("h2", "Results (mean ± standard deviation over runs)"),
+        Block("h2", f"Results (mean ± sample standard deviation over the {results['n_runs']} runs, n − 1)"),
         Block("table", header=["configuration", "accuracy", "macro-F1", "trainable parameters", "total parameters",
                                "train seconds per run (load, cache pass, epochs)", "best epoch"],
               rows=[[name, _pm(c["accuracy"]), _pm(c["macro_f1"]), f"{c['trainable_parameters']:,}",

@@ -376,3 +376,13 @@ def test_the_paired_test_is_hedged_for_picking_the_best_of_several_encoders_on_t
     assert "picked as the most accurate" not in next(s for s in reading(results) if "McNemar" in s)
     del test["chosen_from"]  # results.json written before the key existed
     assert "picked" not in _significance_text(test)
+
+
+def test_the_report_says_its_standard_deviation_is_the_sample_one(report_dir):
+    """± is numpy's ddof=1 spread of the runs; a reader recomputing it with the population formula would differ."""
+    results = json.loads((report_dir / "results.json").read_text())
+    runs = results["configs"]["head"]["accuracy"]["runs"]
+    assert results["configs"]["head"]["accuracy"]["std"] == pytest.approx(np.std(runs, ddof=1))
+    assert results["spread"] == "mean and sample standard deviation (n - 1) over the runs; a run is one fold of one seed"
+    markdown = (report_dir / "report.md").read_text()
+    assert "## Results (mean ± sample standard deviation over the 3 runs, n − 1)" in markdown
