@@ -231,7 +231,12 @@ def reading(results: dict) -> list[str]:
         encoder, baseline = test["compared"]
         gain = configs[encoder]["accuracy"]["mean"] - configs[baseline]["accuracy"]["mean"]
         direction = "above" if gain >= 0 else "below"
-        if test["p_value"] < 0.01:
+        ahead, behind = test["best_only_right"], test["baseline_only_right"]
+        if ahead != behind and gain != 0 and (ahead > behind) != (gain > 0):
+            # the mean over runs and the items right in most seeds disagree: p speaks for the items' side only
+            verdict = ("the item counts and the mean accuracies point opposite ways, so these data do not say "
+                       "which of the two is better")
+        elif test["p_value"] < 0.01:
             verdict = "a difference this large is very unlikely to be chance (p < 0.01)"
         elif test["p_value"] < 0.05:
             verdict = "unlikely to be chance at the 5% level, but not at 1%"

@@ -386,3 +386,20 @@ def test_the_report_says_its_standard_deviation_is_the_sample_one(report_dir):
     assert results["spread"] == "mean and sample standard deviation (n - 1) over the runs; a run is one fold of one seed"
     markdown = (report_dir / "report.md").read_text()
     assert "## Results (mean ± sample standard deviation over the 3 runs, n − 1)" in markdown
+
+
+def test_a_p_value_for_items_favouring_the_baseline_does_not_confirm_an_encoder_ahead_on_mean_accuracy(report_dir):
+    """Mean accuracy over runs and the items right in most seeds can point opposite ways; the reading called the
+    encoder's lead 'very unlikely to be chance' with p computed from items that favoured the baseline."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    test = results["significance"]
+    encoder, baseline = test["compared"]
+    results["configs"][encoder]["accuracy"]["mean"], results["configs"][baseline]["accuracy"]["mean"] = 0.8, 0.7
+    test["p_value"], test["best_only_right"], test["baseline_only_right"] = 0.001, 2, 20
+    said = next(s for s in reading(results) if "McNemar" in s)
+    assert "unlikely to be chance" not in said
+    assert "point opposite ways" in said
+    test["best_only_right"], test["baseline_only_right"] = 20, 2
+    assert "very unlikely to be chance" in next(s for s in reading(results) if "McNemar" in s)
