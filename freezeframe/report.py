@@ -51,7 +51,8 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
         configs = results["configs"]
         plot_confusion_matrices({name: c["confusion_matrix"] for name, c in configs.items()}, results["labels"],
                                 staging / CONFUSION_PNG)
-        plot_learning_curves(_example_histories(records, list(configs)), staging / CURVES_PNG)
+        plot_learning_curves(_example_histories(records, list(configs), results["settings"]["folds"] is not None),
+                             staging / CURVES_PNG)
         plot_accuracy_runs(results, staging / ACCURACY_PNG)
         blocks = report_blocks(results)
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
@@ -75,11 +76,12 @@ def _write_predictions(results: dict, records: list, path: Path, data_rows: list
         writer.writerows(rows[key] for key in sorted(rows))
 
 
-def _example_histories(records: list, names: list[str]) -> dict[str, tuple[list[dict], int]]:
-    """The learning curves of the first split (seed 0, fold 1) of each configuration."""
+def _example_histories(records: list, names: list[str], folds: bool = True) -> dict[str, tuple[list[dict], int]]:
+    """The learning curves of the first split (seed 0, fold 1; under ``--test``, ``folds`` False: seed 0 on the
+    test file) of each configuration."""
     first = min((r.seed, r.fold) for r in records)
     chosen = {r.config: r for r in records if (r.seed, r.fold) == first}
-    label = f"seed {first[0]}, fold {first[1]}"
+    label = f"seed {first[0]}, fold {first[1]}" if folds else f"seed {first[0]}, test file"
 
     def title(name: str) -> str:
         members = chosen[name].members

@@ -403,3 +403,13 @@ def test_a_p_value_for_items_favouring_the_baseline_does_not_confirm_an_encoder_
     assert "point opposite ways" in said
     test["best_only_right"], test["baseline_only_right"] = 20, 2
     assert "very unlikely to be chance" in next(s for s in reading(results) if "McNemar" in s)
+
+
+def test_learning_curves_of_a_test_file_comparison_name_no_fold():
+    """Under --test every seed trains on the whole training file: 'fold 1' in a panel title named a fold that never was."""
+    from freezeframe.compare import RunRecord
+    from freezeframe.report import _example_histories
+
+    records = [RunRecord("head", 0, 1, {}, [], [], [{"epoch": 1}], 1, 2, 1.0, 10, 100, 1)]
+    assert list(_example_histories(records, ["head"], folds=False)) == ["head (seed 0, test file)"]
+    assert list(_example_histories(records, ["head"])) == ["head (seed 0, fold 1)"]
