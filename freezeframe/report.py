@@ -49,14 +49,20 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
         (staging / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         _write_predictions(results, records, staging / "predictions.csv", data_rows)
         configs = results["configs"]
-        plot_confusion_matrices({name: c["confusion_matrix"] for name, c in configs.items()}, results["labels"],
-                                staging / CONFUSION_PNG)
+        plot_confusion_matrices(_pooled_matrices(results), results["labels"], staging / CONFUSION_PNG)
         plot_learning_curves(_example_histories(records, list(configs), results["settings"]["folds"] is not None),
                              staging / CURVES_PNG)
         plot_accuracy_runs(results, staging / ACCURACY_PNG)
         blocks = report_blocks(results)
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
         (staging / "report.html").write_text(render_html(blocks, staging), encoding="utf-8")
+
+
+def _pooled_matrices(results: dict) -> dict[str, list[list[int]]]:
+    """Each configuration's confusion matrix, titled with the number of runs its counts add up."""
+    runs = results["n_runs"]
+    return {(f"{name} ({runs} runs pooled)" if runs > 1 else name): config["confusion_matrix"]
+            for name, config in results["configs"].items()}
 
 
 def _write_predictions(results: dict, records: list, path: Path, data_rows: list[int] | None) -> None:

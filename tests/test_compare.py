@@ -413,3 +413,15 @@ def test_learning_curves_of_a_test_file_comparison_name_no_fold():
     records = [RunRecord("head", 0, 1, {}, [], [], [{"epoch": 1}], 1, 2, 1.0, 10, 100, 1)]
     assert list(_example_histories(records, ["head"], folds=False)) == ["head (seed 0, test file)"]
     assert list(_example_histories(records, ["head"])) == ["head (seed 0, fold 1)"]
+
+
+def test_confusion_matrix_panels_say_their_counts_pool_every_run(report_dir):
+    """The PNG's counts sum to items x seeds; a panel titled by the configuration alone read as one run's."""
+    from freezeframe.report import _pooled_matrices
+
+    results = json.loads((report_dir / "results.json").read_text())
+    panels = _pooled_matrices(results)
+    assert list(panels) == ["baseline (3 runs pooled)", "head (3 runs pooled)", "last-1 (3 runs pooled)"]
+    assert panels["head (3 runs pooled)"] == results["configs"]["head"]["confusion_matrix"]
+    results["n_runs"] = 1
+    assert "baseline" in _pooled_matrices(results)
