@@ -412,7 +412,7 @@ def _significance(settings: CompareConfig, records: list[RunRecord], labels: lis
         "compared": [best, BASELINE_MODEL],
         "items": len(evaluated),
         "item_correct_rule": ("an item counts as right for a configuration when it was right in more than half of the seeds "
-                             "(a tie between seeds is not right)"),
+                             "and a tie between seeds is not right"),
         "best_encoder_config": best,
         "chosen_from": encoders,
         "best_only_right": result["first_only"],

@@ -203,7 +203,7 @@ def _significance_text(test: dict) -> str:
             f"{test['items']} items: {best} alone was right on {test['best_only_right']}, {baseline} alone on "
             f"{test['baseline_only_right']}; p = {test['p_value']:.3g}. ({test['item_correct_rule'].capitalize()}.) "
             "The test takes the choice of test items as the only source of chance: the variation that retraining "
-            "on other folds or seeds brings is not in it." + _picked_caveat(test, test["items"]))
+            "on other data or with other seeds brings is not in it." + _picked_caveat(test, test["items"]))
 
 
 def _picked_caveat(test: dict, items: int) -> str:
