@@ -41,6 +41,9 @@ from freezeframe.tables import format_names, percent
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
+SPREAD = "mean and sample standard deviation (n - 1) over the runs; a run is one fold of one seed"
+"""What each ``mean`` and ``std`` of results.json is (under ``--test`` a fold is the whole test file)."""
+
 MAX_SEEDS = 100
 """More repetitions than anyone waits for (each is a training per fold and configuration); a typo's million would
 hang while cutting the splits."""
@@ -325,14 +328,18 @@ def _spread(values: list[float]) -> dict:
 
 
 def item_correctness(records: list[RunRecord], labels: list[str], truth: list[str], n_items: int) -> np.ndarray:
-    """Per evaluated item, whether a configuration got it right in at least half of the seeds."""
+    """Per evaluated item, whether a configuration got it right in more than half of the seeds that tested it.
+
+    A strict majority: with an even number of seeds a tie is not right, else 2 seeds would credit an item right
+    in either of them, and a configuration that is right by luck on changing items would seem right on most.
+    With an odd number of seeds it is the same as "at least half"."""
     index = {label: i for i, label in enumerate(labels)}
     right, seen = np.zeros(n_items), np.zeros(n_items)
     for record in records:
         for item, predicted in zip(record.test_items, record.predictions):
             right[item] += predicted == index[truth[item]]
             seen[item] += 1
-    return (seen > 0) & (right >= seen / 2)
+    return (seen > 0) & (right > seen / 2)
 
 
 def mcnemar_exact(first_right: np.ndarray, second_right: np.ndarray) -> dict:
@@ -384,6 +391,7 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
         "n_items": len(evaluated),
         "test_class_counts": {label: evaluated.labels.count(label) for label in labels},
         "n_runs": len(records) // max(1, len(settings.configs)),
+        "spread": SPREAD,
         "configs": configs,
         "significance": _significance(settings, records, labels, evaluated, configs),
     }
@@ -403,8 +411,10 @@ def _significance(settings: CompareConfig, records: list[RunRecord], labels: lis
         "test": SIGNIFICANCE_TEST,
         "compared": [best, BASELINE_MODEL],
         "items": len(evaluated),
-        "item_correct_rule": "an item counts as right for a configuration when it was right in at least half of the seeds",
+        "item_correct_rule": ("an item counts as right for a configuration when it was right in more than half of the seeds "
+                             "and a tie between seeds is not right"),
         "best_encoder_config": best,
+        "chosen_from": encoders,
         "best_only_right": result["first_only"],
         "baseline_only_right": result["second_only"],
         "p_value": result["p_value"],

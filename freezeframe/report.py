@@ -49,13 +49,20 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
         (staging / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         _write_predictions(results, records, staging / "predictions.csv", data_rows)
         configs = results["configs"]
-        plot_confusion_matrices({name: c["confusion_matrix"] for name, c in configs.items()}, results["labels"],
-                                staging / CONFUSION_PNG)
-        plot_learning_curves(_example_histories(records, list(configs)), staging / CURVES_PNG)
+        plot_confusion_matrices(_pooled_matrices(results), results["labels"], staging / CONFUSION_PNG)
+        plot_learning_curves(_example_histories(records, list(configs), results["settings"]["folds"] is not None),
+                             staging / CURVES_PNG)
         plot_accuracy_runs(results, staging / ACCURACY_PNG)
         blocks = report_blocks(results)
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
         (staging / "report.html").write_text(render_html(blocks, staging), encoding="utf-8")
+
+
+def _pooled_matrices(results: dict) -> dict[str, list[list[int]]]:
+    """Each configuration's confusion matrix, titled with the number of runs its counts add up."""
+    runs = results["n_runs"]
+    return {(f"{name} ({runs} runs pooled)" if runs > 1 else name): config["confusion_matrix"]
+            for name, config in results["configs"].items()}
 
 
 def _write_predictions(results: dict, records: list, path: Path, data_rows: list[int] | None) -> None:
@@ -75,11 +82,12 @@ def _write_predictions(results: dict, records: list, path: Path, data_rows: list
         writer.writerows(rows[key] for key in sorted(rows))
 
 
-def _example_histories(records: list, names: list[str]) -> dict[str, tuple[list[dict], int]]:
-    """The learning curves of the first split (seed 0, fold 1) of each configuration."""
+def _example_histories(records: list, names: list[str], folds: bool = True) -> dict[str, tuple[list[dict], int]]:
+    """The learning curves of the first split (seed 0, fold 1; under ``--test``, ``folds`` False: seed 0 on the
+    test file) of each configuration."""
     first = min((r.seed, r.fold) for r in records)
     chosen = {r.config: r for r in records if (r.seed, r.fold) == first}
-    label = f"seed {first[0]}, fold {first[1]}"
+    label = f"seed {first[0]}, fold {first[1]}" if folds else f"seed {first[0]}, test file"
 
     def title(name: str) -> str:
         members = chosen[name].members
@@ -162,7 +170,7 @@ def report_blocks(results: dict) -> list[Block]:
                    f"{_chance_sentence(results)}"),
         Block("h2", "What the numbers say"),
         *[Block("p", sentence) for sentence in reading(results)],
-        Block("h2", "Results (mean ± standard deviation over runs)"),
+        Block("h2", f"Results (mean ± sample standard deviation over the {results['n_runs']} runs, n − 1)"),
         Block("table", header=["configuration", "accuracy", "macro-F1", "trainable parameters", "total parameters",
                                "train seconds per run (load, cache pass, epochs)", "best epoch"],
               rows=[[name, _pm(c["accuracy"]), _pm(c["macro_f1"]), f"{c['trainable_parameters']:,}",
@@ -193,7 +201,19 @@ def _significance_text(test: dict) -> str:
     best, baseline = test["compared"]
     return (f"{test['test']} between {best} (the most accurate encoder configuration) and {baseline} on the same "
             f"{test['items']} items: {best} alone was right on {test['best_only_right']}, {baseline} alone on "
-            f"{test['baseline_only_right']}; p = {test['p_value']:.3g}. ({test['item_correct_rule'].capitalize()}.)")
+            f"{test['baseline_only_right']}; p = {test['p_value']:.3g}. ({test['item_correct_rule'].capitalize()}.) "
+            "The test takes the choice of test items as the only source of chance: the variation that retraining "
+            "on other data or with other seeds brings is not in it." + _picked_caveat(test, test["items"]))
+
+
+def _picked_caveat(test: dict, items: int) -> str:
+    """When the encoder tested was picked as the best of several on the very items the test counts, its p-value is
+    optimistic (results.json files written before ``chosen_from`` existed say nothing)."""
+    candidates = len(test.get("chosen_from", []))
+    if candidates < 2:
+        return ""
+    return (f" {test['compared'][0]} was picked as the most accurate of {candidates} encoder configurations on these "
+            f"same {items} items, so its p-value is smaller than it would be for a configuration chosen in advance.")
 
 
 def reading(results: dict) -> list[str]:
@@ -219,7 +239,12 @@ def reading(results: dict) -> list[str]:
         encoder, baseline = test["compared"]
         gain = configs[encoder]["accuracy"]["mean"] - configs[baseline]["accuracy"]["mean"]
         direction = "above" if gain >= 0 else "below"
-        if test["p_value"] < 0.01:
+        ahead, behind = test["best_only_right"], test["baseline_only_right"]
+        if ahead != behind and gain != 0 and (ahead > behind) != (gain > 0):
+            # the mean over runs and the items right in most seeds disagree: p speaks for the items' side only
+            verdict = ("the item counts and the mean accuracies point opposite ways, so these data do not say "
+                       "which of the two is better")
+        elif test["p_value"] < 0.01:
             verdict = "a difference this large is very unlikely to be chance (p < 0.01)"
         elif test["p_value"] < 0.05:
             verdict = "unlikely to be chance at the 5% level, but not at 1%"
@@ -229,7 +254,7 @@ def reading(results: dict) -> list[str]:
             f"The pretrained encoder ({encoder}) scored {_points(gain)} {direction} the from-scratch baseline. "
             f"On the same items it was right where the baseline was wrong {test['best_only_right']} times and wrong "
             f"where the baseline was right {test['baseline_only_right']} times; McNemar's exact test gives "
-            f"p = {test['p_value']:.2g}: {verdict}.")
+            f"p = {test['p_value']:.2g}: {verdict}." + _picked_caveat(test, results["n_items"]))
     for name, c in configs.items():
         # without validation data the last epoch is kept by construction: it says nothing about improvement
         if _held_out_share(c) > 0 and c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):

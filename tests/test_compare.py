@@ -340,3 +340,88 @@ def test_predictions_name_each_items_data_row(run_cli, tiny_data, tmp_path):
     assert [(row["item"], row["row"]) for row in rows[:2]] == [("0", "2"), ("1", "3")]
     written = test.read_text().splitlines()
     assert all(row["label"] == next(csv.reader([written[int(row["row"])]]))[1] for row in rows)
+
+
+def test_an_item_right_in_half_of_an_even_number_of_seeds_is_not_right():
+    """With 2 seeds 'right in at least half of them' meant 'right in either': a configuration that is right by luck
+    once got the credit, and McNemar saw a 34-point accuracy gap as 4 items against 3 (p = 1)."""
+    from freezeframe.compare import RunRecord, item_correctness
+
+    labels, truth = ["a", "b"], ["a", "a", "a"]
+
+    def record(seed: int, predictions: list[int]) -> RunRecord:
+        return RunRecord("baseline", seed, 1, {}, predictions, [0, 1, 2], [], 1, 1, 0.0, 1, 1)
+
+    right = item_correctness([record(0, [0, 0, 1]), record(1, [0, 1, 1])], labels, truth, 3)
+    assert right.tolist() == [True, False, False], "right in both seeds, in one of two, in none"
+    odd = item_correctness([record(0, [0, 0, 1]), record(1, [0, 1, 1]), record(2, [1, 0, 1])], labels, truth, 3)
+    assert odd.tolist() == [True, True, False], "2 of 3 seeds is a majority, as before"
+
+
+def test_the_paired_test_is_hedged_for_picking_the_best_of_several_encoders_on_the_same_items(report_dir):
+    """The encoder tested against the baseline is the most accurate of the encoder configurations on the very items
+    the test then counts: with several of them the p-value is optimistic, and it never counts retraining's variation."""
+    from freezeframe.report import _significance_text, reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    test = results["significance"]
+    assert test["chosen_from"] == ["head", "last-1"]
+    test["p_value"], test["best_only_right"], test["baseline_only_right"] = 0.001, 20, 2
+    said = next(s for s in reading(results) if "McNemar" in s)
+    assert f"picked as the most accurate of 2 encoder configurations on these same {results['n_items']} items" in said
+    assert "smaller than it would be for a configuration chosen in advance" in said
+    section = _significance_text(test)
+    assert "only source of chance" in section and "picked as the most accurate of 2" in section
+    test["chosen_from"] = [test["compared"][0]]
+    assert "picked as the most accurate" not in next(s for s in reading(results) if "McNemar" in s)
+    del test["chosen_from"]  # results.json written before the key existed
+    assert "picked" not in _significance_text(test)
+
+
+def test_the_report_says_its_standard_deviation_is_the_sample_one(report_dir):
+    """± is numpy's ddof=1 spread of the runs; a reader recomputing it with the population formula would differ."""
+    results = json.loads((report_dir / "results.json").read_text())
+    runs = results["configs"]["head"]["accuracy"]["runs"]
+    assert results["configs"]["head"]["accuracy"]["std"] == pytest.approx(np.std(runs, ddof=1))
+    assert results["spread"] == "mean and sample standard deviation (n - 1) over the runs; a run is one fold of one seed"
+    markdown = (report_dir / "report.md").read_text()
+    assert "## Results (mean ± sample standard deviation over the 3 runs, n − 1)" in markdown
+
+
+def test_a_p_value_for_items_favouring_the_baseline_does_not_confirm_an_encoder_ahead_on_mean_accuracy(report_dir):
+    """Mean accuracy over runs and the items right in most seeds can point opposite ways; the reading called the
+    encoder's lead 'very unlikely to be chance' with p computed from items that favoured the baseline."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    test = results["significance"]
+    encoder, baseline = test["compared"]
+    results["configs"][encoder]["accuracy"]["mean"], results["configs"][baseline]["accuracy"]["mean"] = 0.8, 0.7
+    test["p_value"], test["best_only_right"], test["baseline_only_right"] = 0.001, 2, 20
+    said = next(s for s in reading(results) if "McNemar" in s)
+    assert "unlikely to be chance" not in said
+    assert "point opposite ways" in said
+    test["best_only_right"], test["baseline_only_right"] = 20, 2
+    assert "very unlikely to be chance" in next(s for s in reading(results) if "McNemar" in s)
+
+
+def test_learning_curves_of_a_test_file_comparison_name_no_fold():
+    """Under --test every seed trains on the whole training file: 'fold 1' in a panel title named a fold that never was."""
+    from freezeframe.compare import RunRecord
+    from freezeframe.report import _example_histories
+
+    records = [RunRecord("head", 0, 1, {}, [], [], [{"epoch": 1}], 1, 2, 1.0, 10, 100, 1)]
+    assert list(_example_histories(records, ["head"], folds=False)) == ["head (seed 0, test file)"]
+    assert list(_example_histories(records, ["head"])) == ["head (seed 0, fold 1)"]
+
+
+def test_confusion_matrix_panels_say_their_counts_pool_every_run(report_dir):
+    """The PNG's counts sum to items x seeds; a panel titled by the configuration alone read as one run's."""
+    from freezeframe.report import _pooled_matrices
+
+    results = json.loads((report_dir / "results.json").read_text())
+    panels = _pooled_matrices(results)
+    assert list(panels) == ["baseline (3 runs pooled)", "head (3 runs pooled)", "last-1 (3 runs pooled)"]
+    assert panels["head (3 runs pooled)"] == results["configs"]["head"]["confusion_matrix"]
+    results["n_runs"] = 1
+    assert "baseline" in _pooled_matrices(results)
