@@ -33,7 +33,8 @@ def require_packages(modules: tuple[str, ...], purpose: str, extra: str) -> None
     """
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        raise FreezeframeError(f"{purpose} needs {', '.join(missing)}, not installed here: pip install 'freezeframe[{extra}]'")
+        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        raise FreezeframeError(f"{purpose} needs {names} (not installed): pip install 'freezeframe[{extra}]'")
 
 
 def report(message: str) -> None:

@@ -62,7 +62,7 @@ def test_export_without_the_export_extra_says_how_to_install_it(run_cli, head_mo
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
     code, out, err = run_cli("export", "--model", head_model, "--out", tmp_path / "graph.onnx")
     assert code == 2 and out == ""
-    assert _one_error_line(err).endswith("ONNX export needs onnxscript, not installed here: pip install 'freezeframe[export]'")
+    assert _one_error_line(err).endswith("ONNX export needs onnxscript (not installed): pip install 'freezeframe[export]'")
     assert not list(tmp_path.iterdir())
 
 
@@ -71,7 +71,7 @@ def test_the_onnx_backend_without_onnxruntime_says_how_to_install_it(run_cli, he
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     code, out, err = run_cli("predict", "--model", head_model, "--backend", "onnx", "great camera work")
     assert code == 2 and out == ""
-    assert "--backend onnx needs onnxruntime, not installed here: pip install 'freezeframe[export]'" in _one_error_line(err)
+    assert "--backend onnx needs onnxruntime (not installed): pip install 'freezeframe[export]'" in _one_error_line(err)
     assert not (head_model / "onnx").exists()
 
 
@@ -82,7 +82,7 @@ def test_serve_without_the_serve_extra_says_how_to_install_it(run_cli, head_mode
     monkeypatch.delitem(sys.modules, "freezeframe.serve", raising=False)  # import it afresh, as a new process would
     code, out, err = run_cli("serve", "--model", head_model, "--port", "1")
     assert code == 2 and out == ""
-    assert _one_error_line(err).endswith(f"serving needs {missing}, not installed here: pip install 'freezeframe[serve]'")
+    assert _one_error_line(err).endswith(f"serving needs {missing} (not installed): pip install 'freezeframe[serve]'")
 
 
 def _build(backend: str, source: Path, out: Path) -> Path:
@@ -119,3 +119,13 @@ def test_the_sdist_builds_a_wheel_that_holds_everything_run_time_needs(tmp_path)
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
     assert f"\nVersion: {__version__}\n" in meta and "\nLicense-Expression: MIT\n" in meta
     assert "freezeframe = freezeframe.cli:main" in entry_points
+
+
+def test_every_missing_package_is_named_in_one_sentence(monkeypatch):
+    from freezeframe.errors import FreezeframeError, require_packages
+
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(FreezeframeError, match=r"^ONNX export needs onnx, onnxscript and onnxruntime \(not installed\): "
+                                                r"pip install 'freezeframe\[export\]'$"):
+        require_packages(("onnx", "sys", "onnxscript", "onnxruntime"), "ONNX export", "export")
