@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from collections.abc import Iterator
 
@@ -20,6 +21,20 @@ class FreezeframeError(Exception):
 
 class NotAClassifier(ValueError):
     """Weights that hold no classification head at all where a trained classifier is loaded: a pretrained encoder's."""
+
+
+def require_packages(modules: tuple[str, ...], purpose: str, extra: str) -> None:
+    """Refuse in one line, naming the extra that installs them, when optional packages ``purpose`` needs are missing.
+
+    Args:
+        modules: top-level module names to look for (found without importing them).
+        purpose: what needs them, e.g. ``"ONNX export"``.
+        extra: the ``freezeframe[...]`` extra that installs them.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        raise FreezeframeError(f"{purpose} needs {names} (not installed): pip install 'freezeframe[{extra}]'")
 
 
 def report(message: str) -> None:

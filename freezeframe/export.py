@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from freezeframe.errors import FreezeframeError, report
+from freezeframe.errors import FreezeframeError, report, require_packages
 from freezeframe.onnx_backend import (
+    EXPORT_PACKAGES,
     FP32_FILE,
     INT8_FILE,
     QUANTIZE_CHOICES,
@@ -154,6 +155,7 @@ def export_model(config: ExportConfig) -> ExportResult:
     """
     if not isinstance(config, ExportConfig):
         raise TypeError(f"export_model takes an ExportConfig, e.g. ExportConfig('runs/minilm'), got {type(config).__name__}")
+    require_packages(EXPORT_PACKAGES, "ONNX export", "export")
     out = config.out if config.out is not None else config.model / ONNX_DIR
     single_file = out.suffix.lower() == ".onnx"
     check_model_dir(config.model)

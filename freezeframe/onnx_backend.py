@@ -18,13 +18,14 @@ import torch
 
 from freezeframe.data import model_text
 from freezeframe.ensemble import has_member_dirs
-from freezeframe.errors import FreezeframeError, report
+from freezeframe.errors import FreezeframeError, report, require_packages
 from freezeframe.predict import META_FILE, Classifier, check_model_dir, read_meta
 from freezeframe.storage import EXPORT_META, ONNX_DIR, export_source
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 QUANTIZE_CHOICES = ("none", "int8")
+EXPORT_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # torch.onnx.export needs the first two
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # ANSI colour codes
 
 
@@ -130,6 +131,7 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
     directory = Path(directory)
     if quantize not in QUANTIZE_CHOICES:
         raise FreezeframeError(f"--quantize: expected one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
+    require_packages(("onnxruntime",), "--backend onnx", "export")
     check_model_dir(directory)
     export_dir = find_export_dir(directory)
     graph = export_dir / (INT8_FILE if quantize == "int8" else FP32_FILE)
@@ -145,6 +147,7 @@ def load_onnx_classifier(directory: Path, quantize: str = "none", threads: int |
         if has_member_dirs(directory, read_meta(directory)):
             raise FreezeframeError(f"{directory} is an ensemble with a directory per member; the ONNX backend runs one network: "
                                    "use --backend torch")
+        require_packages(EXPORT_PACKAGES, f"--backend onnx (exporting {graph} first)", "export")
         report(f"{graph} not found; exporting it now (once; later runs reuse it)")
         from freezeframe.export import ExportConfig, export_model
 

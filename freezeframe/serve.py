@@ -17,14 +17,12 @@ from pathlib import Path
 
 from freezeframe import __version__
 from freezeframe.config import check_fields
-from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.errors import FreezeframeError, logger, report, require_packages
 from freezeframe.microbatch import MicroBatcher
 
-try:
-    from fastapi import FastAPI, HTTPException, Request
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError
-except ImportError:  # pragma: no cover - depends on the installation
-    raise FreezeframeError("serving needs FastAPI and uvicorn: pip install 'freezeframe[serve]'") from None
+require_packages(("fastapi", "uvicorn"), "serving", "serve")  # before any import that would fail with a traceback
+from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class PredictRequest(BaseModel):
