@@ -113,7 +113,11 @@ class CompareConfig:
         """The training settings of configuration ``name`` for one seed."""
         model = ModelConfig(model=BASELINE_MODEL) if name == BASELINE_MODEL else ModelConfig(model=self.model, freeze=name)
         data = DataConfig(self.train, None, self.valid_fraction, self.text_column, self.label_column, self.normalize_labels)
-        return RunConfig(data, model, TrainConfig(epochs=self.epochs, seed=seed, device=self.device, show_progress=False))
+        run = RunConfig(data, model, TrainConfig(epochs=self.epochs, seed=seed, device=self.device, show_progress=False))
+        # K members train with seeds seed..seed+K-1: repetition r takes r*K.. so that no two repetitions share a member
+        # (on a --test file they would train it identically, and their spread would shrink)
+        run.train.seed = seed * run.train.ensemble
+        return run
 
 
 @dataclass

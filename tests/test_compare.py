@@ -425,3 +425,18 @@ def test_confusion_matrix_panels_say_their_counts_pool_every_run(report_dir):
     assert panels["head (3 runs pooled)"] == results["configs"]["head"]["confusion_matrix"]
     results["n_runs"] = 1
     assert "baseline" in _pooled_matrices(results)
+
+
+@pytest.mark.parametrize("members", [1, 2, 3])
+def test_repetitions_share_no_ensemble_member(tiny_data, tiny_model_dir, monkeypatch, members):
+    """Repetition r trained members with seeds r..r+K-1, so repetitions 0 and 1 of the default's two members both
+    trained seed 1: on a --test file identically, which shrank the spread between repetitions. Repetition r now
+    takes seeds r*K..r*K+K-1; a single model keeps seed r."""
+    import freezeframe.config
+
+    monkeypatch.setattr(freezeframe.config, "default_members", lambda model, train: members)
+    settings = CompareConfig(train=tiny_data["train"], test=tiny_data["test"], model=str(tiny_model_dir),
+                             configs=["encoder"], seeds=3)
+    seeds = [[run.train.seed + k for k in range(run.train.ensemble)]
+             for run in (settings.run_config("encoder", r) for r in range(3))]
+    assert seeds == [list(range(r * members, (r + 1) * members)) for r in range(3)]
