@@ -111,6 +111,11 @@ class FreezePlan:
         return [p.strip() for p in self.spec.split(",") if p.strip()]
 
     @property
+    def is_patterns(self) -> bool:
+        """Whether the plan is glob patterns rather than a preset."""
+        return self.spec not in ("head", "encoder", "full") and not (_PRESET_LAST.match(self.spec) or self.is_gradual)
+
+    @property
     def is_gradual(self) -> bool:
         return bool(_PRESET_GRADUAL.match(self.spec))
 
@@ -199,6 +204,13 @@ class FreezePlan:
         if unread and not quiet:
             report(f"--freeze {self.spec}: mean pooling never reads the [CLS] pooler, so it stays frozen; use --pooling cls "
                    "to train it")
+        if not quiet and self.is_patterns and count_layers(n for n, _ in named_plan_parameters(model)) \
+                and trainable == FreezePlan("head").trainable_names(model):
+            from freezeframe.config import HEAD_DEFAULTS
+
+            report(f"--freeze {self.spec} trains the classifier alone, as --freeze head does, but only head takes the "
+                   f"linear probe's defaults (lr {HEAD_DEFAULTS['lr']:g}, {HEAD_DEFAULTS['epochs']} epochs, early stopping on "
+                   f"{HEAD_DEFAULTS['valid_fraction']:.0%} held out); use --freeze head, or set --lr and --epochs")
         for name, param in named_plan_parameters(model):
             param.requires_grad_(name in trainable)
         freeze_report = FreezeReport.of(model, self.spec)

@@ -146,7 +146,21 @@ def test_patterns_naming_the_pooler_of_a_mean_pooled_head_say_it_stays_frozen(ti
     assert report.trainable == sum(p.numel() for n, p in network.plan_parameters() if n.startswith("classifier."))
     assert not any(p.requires_grad for n, p in network.plan_parameters() if block_of(n) == "pooler")
     said = "--freeze bert.pooler.*,classifier.*: mean pooling never reads the [CLS] pooler, so it stays frozen; use --pooling cls to train it"
-    assert reports == [said]
+    assert reports[0] == said  # and, next, that it trains what --freeze head does
     reports.clear()
     FreezePlan("full").apply(network)  # the README says what full leaves out
+    assert reports == []
+
+
+def test_patterns_that_train_only_the_head_say_head_has_the_probes_defaults(model, reports):
+    """`--freeze classifier.*` trained the head alone at the encoder plans' lr 2e-4 for 2 epochs, without a word that
+    `--freeze head` (the same parameters) defaults to lr 1e-2 for 60 epochs."""
+    network, _ = model
+    assert FreezePlan("classifier.*").apply(network).trainable == FreezePlan("head").apply(network).trainable
+    said = ("--freeze classifier.* trains the classifier alone, as --freeze head does, but only head takes the linear "
+            "probe's defaults (lr 0.01, 60 epochs, early stopping on 15% held out); use --freeze head, or set --lr and --epochs")
+    assert reports == [said]
+    reports.clear()
+    FreezePlan("classifier.*,bert.encoder.layer.3.*").apply(network)
+    FreezePlan("classifier.*").apply(network, quiet=True)  # ensemble members after the first
     assert reports == []
