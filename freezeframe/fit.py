@@ -25,7 +25,7 @@ from freezeframe.evaluate import compute_metrics
 from freezeframe.frames import data_name, frame_digest, frame_name, is_frame
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.interrupt import ctrl_c_deferred, stopped_by
-from freezeframe.members import own_dropout, restore_member, train_together
+from freezeframe.members import own_dropout, restore_member, same_frozen, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import report_overlap, split_train_valid
@@ -219,16 +219,24 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
             return None
         return _gradual_schedule(network, plan, train_set, valid_set, run, device, budget, stage_caches)
 
-    probe = Probe(run, trained_module, loop_train, loop_valid, device)
-    models, modules = [model], [trained_module]
+    models, modules, datasets = [model], [trained_module], [(loop_train, loop_valid)]
+    member_probes = [Probe(run, trained_module, loop_train, loop_valid, device)]
     use_cache = cache_info["used"] and not plan.is_gradual
     for k in range(1, members):  # every member sees the same split and the same cached frozen prefix; only its seed differs
         seed_everything(run.train.seed + k)
         with reports_held_back():  # the first member's load said it all
             member, _ = build_model(run.model, labels, train_data.texts)
         plan.apply(member, quiet=True)  # the same plan as the first member's, reported once
+        if same_frozen(model, member):
+            module, sets, probe = CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member, datasets[0], member_probes[0]
+        else:  # a frozen weight the checkpoint lacked starts random, as this member's seed drew it: its own cache pass
+            module, *sets, _ = (cached_training_data(member, train_set, valid_set, device, run.train.cache_dtype, budget)
+                                if use_cache else (member, train_set, valid_set, None))
+            sets, probe = tuple(sets), Probe(run, module, *sets, device)
         models.append(member)
-        modules.append(CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member)
+        modules.append(module)
+        datasets.append(sets)
+        member_probes.append(probe)
     together = (members > 1 and device.type == "cpu" and torch.get_num_threads() > 1 and not plan.is_gradual
                 and all(own_dropout(m) for m in models))
 
@@ -245,11 +253,11 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
         if view is not None and view.saved is not None:  # the probe ran before the interruption
             record = view.saved.get("probe")
         else:
-            record = probe.fit(models[k], run.train.seed + k)
+            record = member_probes[k].fit(models[k], run.train.seed + k)
         if view is not None:
             view.extra["probe"] = record
         name = f"member {k + 1}: " if together else ""
-        loop = train_loop(modules[k], loop_train, loop_valid, replace(train_config, seed=run.train.seed + k), device, view,
+        loop = train_loop(modules[k], *datasets[k], replace(train_config, seed=run.train.seed + k), device, view,
                           schedule_for(models[k]), stop=stop, name=name, display=display)
         with finishing:
             finished.append(k)
@@ -297,7 +305,8 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
         if valid_set is not None:
             # members trained through the cache are scored through it too (same logits as the full model,
             # dropout being off in eval mode, at a fraction of the cost); small batches keep padding low
-            views = [(member, valid_set) if module is member else (module, loop_valid) for member, module in zip(models, modules)]
+            views = [(member, valid_set) if module is member else (module, data[1])
+                     for member, module, data in zip(models, modules, datasets)]
             # in the precision of prediction (float32 on the CPU), so that `evaluate` on this data agrees
             probabilities = torch.stack([predict_logits(m, data, 16, device).softmax(-1) for m, data in views]).mean(0)
             metrics = compute_metrics(valid_set.labels, probabilities.argmax(-1).tolist(), labels)

@@ -6,7 +6,7 @@ A plan is one of
                   seed notebook's plan);
   * ``encoder``   every encoder layer and the head; only the embeddings stay frozen (and cached):
                   ``last-N`` with N the model's depth, whatever that depth is;
-  * ``full``      everything;
+  * ``full``      everything (but a [CLS] pooler that mean pooling never reads: no plan trains it);
   * ``gradual-N`` ULMFiT's gradual unfreezing: epoch 1 trains the head, each later epoch unfreezes
                   one more encoder layer from the top, down to N layers (``gradual``: all layers;
                   the embeddings stay frozen);
@@ -77,6 +77,14 @@ def shared_depth(model: nn.Module) -> int:
     return int(getattr(config, "num_hidden_layers", 0) or 0) if getattr(config, "model_type", None) == "albert" else 0
 
 
+def unread_pooler(model: nn.Module) -> set[str]:
+    """The pretrained [CLS] pooler's parameters where ``model`` pools by the mean, which never reads them: no plan
+    trains them (``full`` and patterns such as ``*`` included), so that no count says they trained."""
+    if getattr(model, "pooling", "cls") != "mean":
+        return set()
+    return {n for n, _ in named_plan_parameters(model) if block_of(n) == "pooler" and not _owned_by_head(n, model)}
+
+
 def _owned_by_head(name: str, model: nn.Module) -> bool:
     """Whether a pooler parameter belongs to the classification head rather than to the pretrained encoder: DeBERTa's
     ``pooler.dense`` sits beside its base model and starts random, where BERT's ``bert.pooler`` is pretrained."""
@@ -101,6 +109,11 @@ class FreezePlan:
     @property
     def patterns(self) -> list[str]:
         return [p.strip() for p in self.spec.split(",") if p.strip()]
+
+    @property
+    def is_patterns(self) -> bool:
+        """Whether the plan is glob patterns rather than a preset."""
+        return self.spec not in ("head", "encoder", "full") and not (_PRESET_LAST.match(self.spec) or self.is_gradual)
 
     @property
     def is_gradual(self) -> bool:
@@ -137,7 +150,12 @@ class FreezePlan:
         return FreezePlan(f"last-{min(epoch - 1, self.gradual_depth(n_layers))}")
 
     def trainable_names(self, model: nn.Module) -> set[str]:
-        """Names of the parameters this plan trains on ``model``."""
+        """Names of the parameters this plan trains on ``model``: never a pretrained [CLS] pooler that mean pooling
+        does not read (it would get no gradient, yet count as trained)."""
+        return self.chosen_names(model) - unread_pooler(model)
+
+    def chosen_names(self, model: nn.Module) -> set[str]:
+        """Names of the parameters the plan names on ``model``, read by the network or not."""
         names = [n for n, _ in named_plan_parameters(model)]
         if self.spec == "full":
             return set(names)
@@ -178,11 +196,21 @@ class FreezePlan:
     def apply(self, model: nn.Module, quiet: bool = False) -> FreezeReport:
         """Set ``requires_grad`` on every parameter of ``model`` and log the counts (at debug level when ``quiet``)."""
         trainable = self.trainable_names(model)
-        # a mean-pooled head never reads the pooler: training it alone would leave the loss without a gradient
-        unread = {n for n in trainable if block_of(n) == "pooler"} if getattr(model, "pooling", "cls") == "mean" else set()
-        if not trainable - unread:
+        # patterns that name the pooler of a mean-pooled head: it would get no gradient (``full`` says so in the README)
+        unread = self.chosen_names(model) & unread_pooler(model) if self.spec != "full" else set()
+        if not trainable:
             why = " (mean pooling never reads the [CLS] pooler it trains; add classifier.* or use --pooling cls)" if unread else ""
             raise FreezeframeError(f"--freeze {self.spec} leaves nothing to train{why}")
+        if unread and not quiet:
+            report(f"--freeze {self.spec}: mean pooling never reads the [CLS] pooler, so it stays frozen; use --pooling cls "
+                   "to train it")
+        if not quiet and self.is_patterns and count_layers(n for n, _ in named_plan_parameters(model)) \
+                and trainable == FreezePlan("head").trainable_names(model):
+            from freezeframe.config import HEAD_DEFAULTS
+
+            report(f"--freeze {self.spec} trains the classifier alone, as --freeze head does, but only head takes the "
+                   f"linear probe's defaults (lr {HEAD_DEFAULTS['lr']:g}, {HEAD_DEFAULTS['epochs']} epochs, early stopping on "
+                   f"{HEAD_DEFAULTS['valid_fraction']:.0%} held out); use --freeze head, or set --lr and --epochs")
         for name, param in named_plan_parameters(model):
             param.requires_grad_(name in trainable)
         freeze_report = FreezeReport.of(model, self.spec)

@@ -90,6 +90,14 @@ def train_together(train_member: Callable[[int, threading.Event], T], members: i
     return [outcomes[k] for k in range(members)]
 
 
+def same_frozen(first: torch.nn.Module, member: torch.nn.Module) -> bool:
+    """Whether every frozen parameter of ``member`` equals the first member's, as the first member's frozen-prefix cache
+    and probe vectors assume: not where the plan freezes a weight the checkpoint lacked (e.g. the [CLS] pooler of a
+    masked-LM checkpoint), which starts random, as each member's seed draws it."""
+    theirs = dict(first.named_parameters())
+    return all(torch.equal(param, theirs[name]) for name, param in member.named_parameters() if not param.requires_grad)
+
+
 def restore_member(model: torch.nn.Module, record: dict) -> LoopResult:
     """Put back an ensemble member that finished before an interruption (its trainable weights); returns its loop."""
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}

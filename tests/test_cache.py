@@ -130,3 +130,25 @@ def test_the_head_plans_pooled_cache_batches_as_the_texts_would(tiny_model_dir, 
     classifier = dict(plain.model.plan_parameters())
     for name, param in cached.model.plan_parameters():
         assert torch.allclose(param, classifier[name], atol=1e-6), name
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_gradual_trains_alike_with_and_without_the_cache_it_rebuilds(tiny_model_dir, tiny_data, pooling):
+    """With every dropout off, a gradual run, whose cache is rebuilt lower each time a layer unfreezes (the pooled vectors,
+    then the input of layer 3, then of layer 2), has the losses of the same run without the cache, epoch by epoch."""
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.fit import train_classifier
+
+    def run(cache: bool):
+        return train_classifier(RunConfig(
+            DataConfig(tiny_data["train"], valid_fraction=0.2),
+            ModelConfig(str(tiny_model_dir), freeze="gradual-2", pooling=pooling, dropout=0.0, encoder_dropout=0.0),
+            TrainConfig(lr=1e-3, epochs=4, patience=4, cache=cache, show_progress=False)))
+
+    cached, plain = run(True), run(False)
+    assert cached.cache == {"used": True, "level": "rebuilt when a layer unfreezes"} and not plain.cache["used"]
+    assert [s["plan"] for s in cached.meta["freeze"]["schedule"]] == ["last-0", "last-1", "last-2"]
+    assert len(cached.loop.history) == len(plain.loop.history) == 4
+    for a, b in zip(cached.loop.history, plain.loop.history):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-4)
+        assert a.valid_loss == pytest.approx(b.valid_loss, abs=1e-4)

@@ -244,3 +244,31 @@ def test_the_default_recipe_trains_two_members_in_bf16_and_one_otherwise(monkeyp
     monkeypatch.setattr(train, "cpu_multiplies_bf16", lambda: False)  # a CPU without bf16: float32, one member
     run = RunConfig(DataConfig(Path("train.csv")), ModelConfig(model=model, freeze=freeze), TrainConfig(device="cpu"))
     assert run.train.ensemble == 1
+
+
+@pytest.mark.parametrize("freeze, extra", [("head", {"cache": True}), ("classifier.*,bert.encoder.layer.3.*", {"cache": False, "probe": True})])
+def test_a_member_whose_frozen_weights_start_random_trains_on_its_own_features(tiny_model_dir, tiny_data, tmp_path, freeze,
+                                                                              extra):
+    """A checkpoint without pooler weights, --pooling cls, a plan that leaves the pooler frozen: each member's pooler
+    starts random, as its seed draws it, yet every member trained on the first member's cached (or probed) sentence
+    vectors and predicted through its own pooler, on features it had never seen."""
+    from conftest import without_weight
+
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.fit import train_classifier
+
+    source = without_weight(tiny_model_dir, tmp_path / "no-pooler", "pooler.dense.weight")
+
+    def train(seed: int, members: int):
+        return train_classifier(RunConfig(DataConfig(tiny_data["train"], valid_fraction=0), ModelConfig(str(source), freeze=freeze, pooling="cls"),
+                                          TrainConfig(lr=1e-2, epochs=2, seed=seed, ensemble=members, show_progress=False, **extra)))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # members one after the other, summing as a single run does: the same weights to the bit
+    try:
+        ensemble, second = train(0, 2), train(1, 1)
+    finally:
+        torch.set_num_threads(threads)
+    member, alone = dict(ensemble.members[1].plan_parameters()), dict(second.model.plan_parameters())
+    assert not torch.equal(member["bert.pooler.dense.weight"], dict(ensemble.members[0].plan_parameters())["bert.pooler.dense.weight"])
+    assert all(torch.equal(member[name], alone[name]) for name in member)

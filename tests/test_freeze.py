@@ -115,3 +115,52 @@ def test_max_length_padding_reproduces_the_seed_shapes(tiny_model_dir, tiny_data
     assert torch.all(batch["attention_mask"][padding] == 0) and torch.all(batch["attention_mask"][~padding] == 1)
     dynamic = encode_examples(tokenizer, data, data.label_names, ModelConfig())
     assert next(dynamic.training_batches(16, __import__("random").Random(0)))["input_ids"].shape[1] < 128
+
+
+@pytest.mark.parametrize("plan", ["full", "*"])
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_what_a_plan_counts_as_trained_is_what_changed(tiny_model_dir, tiny_data, plan, pooling):
+    """`full` under mean pooling counted the [CLS] pooler as trained (freezeframe.json, inspect, the optimizer's
+    groups), though mean pooling never reads it and it left training bit-identical to the pretrained one."""
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.encoder import load_pretrained
+    from freezeframe.fit import train_classifier
+
+    run = RunConfig(DataConfig(tiny_data["train"]), ModelConfig(str(tiny_model_dir), freeze=plan, pooling=pooling),
+                    TrainConfig(lr=1e-2, epochs=1, show_progress=False))
+    outcome = train_classifier(run)
+    pretrained = dict(load_pretrained(str(tiny_model_dir), outcome.labels, pooling)[0].plan_parameters())
+    changed = {n: p.numel() for n, p in outcome.model.plan_parameters() if not torch.equal(p, pretrained[n])}
+    assert changed.keys() >= {"classifier.weight", "bert.embeddings.word_embeddings.weight"}
+    assert ("bert.pooler.dense.weight" in changed) == (pooling == "cls")
+    assert outcome.meta["freeze"]["trainable_parameters"] == sum(changed.values())
+    groups = optimizer_groups(outcome.model, 1e-3, 0.01)
+    assert {n for g in groups for n in g["names"]} == changed.keys()
+
+
+def test_patterns_naming_the_pooler_of_a_mean_pooled_head_say_it_stays_frozen(tiny_model_dir, reports):
+    from freezeframe.encoder import load_pretrained
+
+    network, _ = load_pretrained(str(tiny_model_dir), ["a", "b", "c"], pooling="mean")
+    report = FreezePlan("bert.pooler.*,classifier.*").apply(network)
+    assert report.trainable == sum(p.numel() for n, p in network.plan_parameters() if n.startswith("classifier."))
+    assert not any(p.requires_grad for n, p in network.plan_parameters() if block_of(n) == "pooler")
+    said = "--freeze bert.pooler.*,classifier.*: mean pooling never reads the [CLS] pooler, so it stays frozen; use --pooling cls to train it"
+    assert reports[0] == said  # and, next, that it trains what --freeze head does
+    reports.clear()
+    FreezePlan("full").apply(network)  # the README says what full leaves out
+    assert reports == []
+
+
+def test_patterns_that_train_only_the_head_say_head_has_the_probes_defaults(model, reports):
+    """`--freeze classifier.*` trained the head alone at the encoder plans' lr 2e-4 for 2 epochs, without a word that
+    `--freeze head` (the same parameters) defaults to lr 1e-2 for 60 epochs."""
+    network, _ = model
+    assert FreezePlan("classifier.*").apply(network).trainable == FreezePlan("head").apply(network).trainable
+    said = ("--freeze classifier.* trains the classifier alone, as --freeze head does, but only head takes the linear "
+            "probe's defaults (lr 0.01, 60 epochs, early stopping on 15% held out); use --freeze head, or set --lr and --epochs")
+    assert reports == [said]
+    reports.clear()
+    FreezePlan("classifier.*,bert.encoder.layer.3.*").apply(network)
+    FreezePlan("classifier.*").apply(network, quiet=True)  # ensemble members after the first
+    assert reports == []

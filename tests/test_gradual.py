@@ -114,3 +114,20 @@ def test_a_cache_over_the_budget_is_recorded_as_not_used(tiny_model_dir, tiny_da
     assert cache(1e-4) == {"used": False, "reason": "over budget", "bytes_needed": 7680}  # not even the head's vectors
     partly = cache(0.05)  # the head's vectors (epoch 1) fit, the hidden states from epoch 2 on do not
     assert partly["used"] and partly["not_used"]["reason"] == "over budget"
+
+
+def test_a_gradual_run_resumed_mid_stage_ends_with_the_weights_of_an_uninterrupted_one(run_cli, tmp_path, tiny_model_dir,
+                                                                                      tiny_data, ctrl_c_after):
+    """The resumed run starts with a fresh hook: it must apply the stage of the epoch it resumes at and rebuild that
+    stage's cache (the input of layer 3 for gradual-1 at epoch 3), not the head's of epoch 1."""
+    from safetensors.torch import load_file
+
+    args = ("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--freeze", "gradual-1", "--epochs", "4",
+            "--lr", "1e-2", "--quiet")
+    assert run_cli(*args, "--out", tmp_path / "whole")[0] == 0
+    with ctrl_c_after(2):
+        assert run_cli(*args, "--out", tmp_path / "resumed")[0] == 130
+    code, _, err = run_cli(*args, "--out", tmp_path / "resumed", "--resume")
+    assert code == 0, err
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[name], resumed[name]) for name in whole)

@@ -72,3 +72,25 @@ def test_refuses_a_state_of_other_parameters():
     _train(wider, other, range(1))
     with pytest.raises(ValueError, match="does not fit"):
         optimizer.load_state_dict(other.state_dict())
+
+
+def test_a_run_warms_up_over_its_warmup_ratio_then_decays_linearly_to_zero(tiny_model_dir, tiny_data, monkeypatch):
+    """The rates each step of a real run applies, per group: 60 rows in batches of 8 for 3 epochs are 24 steps, a
+    warmup ratio of 0.2 warms up over 4 of them; every group (here the classifier's --head-lr and the layers') follows."""
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.fit import train_classifier
+
+    applied: list[dict[float, float]] = []
+    step = FusedAdamW.step
+
+    def record(self) -> None:
+        applied.append({group["base_lr"]: group["lr"] for group in self.param_groups})
+        step(self)
+
+    monkeypatch.setattr(FusedAdamW, "step", record)
+    train_classifier(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(str(tiny_model_dir), freeze="last-1"),
+                               TrainConfig(lr=1e-3, head_lr=1e-2, epochs=3, batch_size=8, warmup_ratio=0.2, show_progress=False)))
+    factors = [1 / 4, 2 / 4, 3 / 4, 1] + [(24 - s) / 20 for s in range(4, 24)]  # the peak at steps 3 and 4, 1/20 at the last
+    assert len(applied) == 24 and {1e-3, 1e-2} == set(applied[0])
+    for rates, factor in zip(applied, factors):
+        assert all(rate == pytest.approx(base * factor) for base, rate in rates.items())
