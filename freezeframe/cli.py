@@ -272,12 +272,15 @@ def inspect(
     num_labels: Annotated[int, typer.Option(help="Classes of the head (for an untrained encoder).")] = 3,
     pooling: Annotated[str | None, typer.Option(help=f"cls or mean, for an untrained encoder (default {DEFAULT_POOLING}; "
                                                      "a trained directory keeps its own).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate to show, as train would use it (default: the plan's).")] = None,
+    lr_decay: Annotated[float, typer.Option(help="Per-layer learning-rate factor going down, as in train.")] = 1.0,
+    head_lr: Annotated[float | None, typer.Option(help="Learning rate of classifier and pooler (default: --lr).")] = None,
 ) -> None:
-    """Show, block by block, which parameters a freeze plan trains."""
+    """Show, block by block, which parameters a freeze plan trains, and at what learning rate."""
     from freezeframe.describe import describe_plan
 
     _setup_logging(quiet=True)
-    print(describe_plan(model, freeze, num_labels, pooling))
+    print(describe_plan(model, freeze, num_labels, pooling, lr, lr_decay, head_lr))
 
 
 @app.command()

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, ModelConfig
+from freezeframe.config import (
+    BASELINE_DEFAULTS,
+    DEFAULT_FREEZE,
+    DEFAULT_MODEL,
+    DEFAULT_POOLING,
+    ENCODER_DEFAULTS,
+    HEAD_DEFAULTS,
+    ModelConfig,
+    TrainConfig,
+)
 from freezeframe.errors import FreezeframeError
 
 
 def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_labels: int = 3,
-                  pooling: str | None = None) -> str:
+                  pooling: str | None = None, lr: float | None = None, lr_decay: float = 1.0,
+                  head_lr: float | None = None) -> str:
     """The per-block table of a freeze plan over an encoder, the baseline, or a trained model directory.
 
     Args:
@@ -17,10 +27,12 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         freeze: the plan to show; default: a trained directory's own plan, else the default plan.
         num_labels: classes of the head of an untrained encoder.
         pooling: ``cls`` or ``mean`` for an untrained encoder; a trained directory keeps its own.
+        lr, lr_decay, head_lr: the rates ``train`` would give an untrained encoder's blocks (``lr`` defaults to the
+            plan's own, as in ``train``); a trained directory shows the rates it trained its own plan at.
 
     Returns:
-        The text ``freezeframe inspect`` prints: a title line, the table, and for gradual or LP-FT plans
-        how the plan unfolds (or unfolded) in training.
+        The text ``freezeframe inspect`` prints: a title line, the table (with each trainable block's peak learning
+        rate), and for gradual or LP-FT plans how the plan unfolds (or unfolded) in training.
     """
     from freezeframe.ensemble import plan_network
     from freezeframe.freeze import FreezePlan, count_layers, shared_depth
@@ -30,12 +42,17 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         raise TypeError(f"num_labels must be an int, got {type(num_labels).__name__} {num_labels!r}")
     if num_labels < 2:
         raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
+    rates = TrainConfig(lr=lr, lr_decay=lr_decay, head_lr=head_lr)  # checked as train checks them
     meta: dict = {}
     described = model
     if model != "baseline":
         refuse_export_dir(Path(model), "inspect the model directory it was exported from ({source})")
     if model != "baseline" and (Path(model) / META_FILE).exists():
         meta = read_meta(Path(model))
+        given = [option for option, value in (("--lr", lr), ("--lr-decay", lr_decay != 1.0), ("--head-lr", head_lr)) if value]
+        if given:
+            raise FreezeframeError(f"{', '.join(given)}: {model} is trained; inspect shows the rates it trained at, so "
+                                   f"drop {'it' if len(given) == 1 else 'them'}")
         trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
         if pooling is not None and trained_pooling is not None and pooling != trained_pooling:
             raise FreezeframeError(f"--pooling {pooling}: {model} was trained with {trained_pooling} pooling, which its "
@@ -61,6 +78,14 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
     # a trained gradual model shows the last stage it reached, not the plan's full depth
     report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
+    if meta and freeze == meta.get("freeze", {}).get("plan"):  # the rates it trained at (none for another plan)
+        trained = meta.get("settings", {}).get("train", {})
+        if trained.get("lr") is not None:
+            report.add_rates(network, trained["lr"], trained.get("lr_decay", 1.0), trained.get("head_lr"))
+    elif not meta:
+        kind = "baseline" if model == "baseline" else freeze
+        default = {"baseline": BASELINE_DEFAULTS, "head": HEAD_DEFAULTS}.get(kind, ENCODER_DEFAULTS)["lr"]
+        report.add_rates(network, rates.lr if rates.lr is not None else default, rates.lr_decay, rates.head_lr)
     lines = [f"model {described}, freeze plan {freeze}", "", report.format_table()]
     shared_by, groups = shared_depth(network), count_layers(name for name, _ in network.named_parameters())
     if shared_by:  # ALBERT: a block "layer N" is a group of weights that several layers reuse

@@ -187,7 +187,7 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
         raise FreezeframeError(f"--probe: {why}; drop --probe")
     if getattr(model, "pooling", run.model.pooling) != run.model.pooling:  # a family whose own head reads [CLS]
         run = replace(run, model=replace(run.model, pooling=model.pooling))
-    freeze_report = plan.apply(model)
+    freeze_report = plan.apply(model).add_rates(model, run.train.lr, run.train.lr_decay, run.train.head_lr)
     plan.warn_untrained_frozen(model)
     depth = plan.gradual_depth(model.num_layers) if plan.is_gradual else 0
     if run.train.epochs <= depth:

@@ -20,7 +20,7 @@ import fnmatch
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -273,6 +273,15 @@ class FreezeReport:
 
     plan: str
     rows: list[BlockRow]
+    rates: dict[str, float] = field(default_factory=dict)
+    """The peak learning rate of each trainable block (see :meth:`add_rates`); empty until known."""
+
+    def add_rates(self, model: nn.Module, lr: float, lr_decay: float = 1.0, head_lr: float | None = None) -> FreezeReport:
+        """Record the rate each trainable block of ``model`` (the plan applied) trains at, as the optimizer gets it:
+        ``--lr-decay`` lowers it layer by layer from the top, ``--head-lr`` sets the classifier's and pooler's."""
+        self.rates = {block_of(name): group["lr"] for group in optimizer_groups(model, lr, 0.0, lr_decay, head_lr)
+                      for name in group["names"]}
+        return self
 
     @classmethod
     def of(cls, model: nn.Module, plan: str) -> FreezeReport:
@@ -298,13 +307,16 @@ class FreezeReport:
     def to_dict(self) -> dict:
         return {
             "plan": self.plan, "trainable_parameters": self.trainable, "total_parameters": self.total,
-            "blocks": [{"block": r.block, "parameters": r.parameters, "trainable": r.trainable} for r in self.rows],
+            "blocks": [{"block": r.block, "parameters": r.parameters, "trainable": r.trainable,
+                        **({"lr": self.rates[r.block]} if r.block in self.rates else {})} for r in self.rows],
         }
 
     def format_table(self) -> str:
         width = max(len(r.block) for r in self.rows + [BlockRow("block", 0, 0)])
-        lines = [f"{'block':<{width}}  {'parameters':>12}  state"]
-        lines += [f"{r.block:<{width}}  {r.parameters:>12,}  {r.state}" for r in self.rows]
+        rate = {r.block: f"{self.rates[r.block]:.3g}" if r.block in self.rates else "" for r in self.rows}
+        lines = [f"{'block':<{width}}  {'parameters':>12}  " + (f"{'state':<16}  learning rate" if self.rates else "state")]
+        lines += [f"{r.block:<{width}}  {r.parameters:>12,}  {r.state:<16}  {rate[r.block]}".rstrip() if self.rates
+                  else f"{r.block:<{width}}  {r.parameters:>12,}  {r.state}" for r in self.rows]
         lines.append(f"{'total':<{width}}  {self.total:>12,}")
         lines.append(f"{'trainable':<{width}}  {self.trainable:>12,}  {100 * self.share:.2f}% of all parameters")
         return "\n".join(lines)

@@ -226,6 +226,29 @@ def test_inspect_counts_match_the_saved_model(run_cli, trained, tiny_model_dir):
     assert f"{meta['freeze']['total_parameters']:,}" in out
 
 
+def test_inspect_shows_each_blocks_learning_rate_as_training_gets_it(run_cli, tiny_model_dir, tiny_data, tmp_path):
+    """--lr-decay and --head-lr were recorded as settings only: neither inspect nor freezeframe.json said which rate
+    each layer trained at. Both now show the optimizer's own rate per trainable block."""
+    code, out, err = run_cli("inspect", "--model", tiny_model_dir, "--freeze", "last-2", "--lr", "1e-3", "--lr-decay",
+                             "0.5", "--head-lr", "1e-2")
+    rows = {line[:12].strip(): line.split() for line in out.splitlines()}
+    assert code == 0 and "learning rate" in out, err
+    assert rows["layer 3"][-1] == "0.001" and rows["layer 2"][-1] == "0.0005" and rows["classifier"][-1] == "0.01"
+    assert rows["layer 1"][-1] == "frozen" and rows["embeddings"][-1] == "frozen"
+    code, out, _ = run_cli("inspect", "--model", tiny_model_dir, "--freeze", "head")
+    assert code == 0 and out.split("classifier")[1].split()[2] == "0.01"  # the head plan's own default rate
+    model = tmp_path / "m"
+    code, _, err = run_cli("train", "--train", tiny_data["train"], "--model", tiny_model_dir, "--out", model, "--freeze",
+                           "last-2", "--lr-decay", "0.5", "--epochs", "1", "--ensemble", "1", "--quiet")
+    assert code == 0, err
+    blocks = {b["block"]: b.get("lr") for b in json.loads((model / "freezeframe.json").read_text())["freeze"]["blocks"]}
+    assert blocks["layer 3"] == pytest.approx(2e-4) and blocks["layer 2"] == pytest.approx(1e-4) and blocks["layer 1"] is None
+    code, out, _ = run_cli("inspect", "--model", model)
+    assert code == 0 and [line.split()[-1] for line in out.splitlines() if line.startswith("layer 2")] == ["0.0001"]
+    code, _, err = run_cli("inspect", "--model", model, "--lr-decay", "0.8")
+    assert code == 2 and "--lr-decay: " in err and "is trained; inspect shows the rates it trained at, so drop it" in err
+
+
 def test_pipeline_loads_a_cls_model_and_agrees(tmp_path, tiny_model_dir, tiny_data):
     """A cls-pooled model is a plain BertForSequenceClassification (mean pooling: tests/test_pooling.py)."""
     from transformers import pipeline
