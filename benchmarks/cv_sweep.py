@@ -172,7 +172,8 @@ def run_one(config: str, fold: int, seed: int, folds: int, data_path: str, model
     from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from freezeframe.data import load_labelled
     from freezeframe.evaluate import compute_metrics
-    from freezeframe.fit import hold_out, train_classifier
+    from freezeframe.fit import train_classifier
+    from freezeframe.splits import hold_out
 
     data = load_labelled(Path(data_path))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=1234)

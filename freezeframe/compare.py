@@ -36,7 +36,7 @@ from freezeframe.data import LabelledTexts, check_classes, check_known_labels, l
 from freezeframe.errors import FreezeframeError, logger, reports_held_back
 from freezeframe.evaluate import compute_metrics
 from freezeframe.frames import LabelledFrame, data_name, is_frame, settings_repr
-from freezeframe.splits import Split, make_splits, report_overlap, split_train_valid
+from freezeframe.splits import Split, hold_out, make_splits, report_overlap, split_train_valid
 from freezeframe.tables import format_names, percent
 
 SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
@@ -146,7 +146,7 @@ class RunRecord:
 def run_split(run: RunConfig, split: Split, labels: list[str]) -> RunRecord:
     """Train ``run`` on the split's training part (early stopping on a held-out share of it when the
     run holds one out, as ``freezeframe train`` would), test it."""
-    from freezeframe.fit import hold_out, train_classifier
+    from freezeframe.fit import train_classifier
 
     fit_part, valid_part = hold_out(run, split.train)
     started = time.perf_counter()  # the whole cost of a model: loading, the frozen-prefix pass, the epochs

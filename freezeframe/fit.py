@@ -18,7 +18,7 @@ from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.cache import CachedTop, CachePlan, cached_training_data
 from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, open_checkpoint
 from freezeframe.config import ModelConfig, RunConfig
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
+from freezeframe.data import LabelledTexts, check_known_labels
 from freezeframe.ensemble import save_ensemble
 from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
 from freezeframe.evaluate import compute_metrics
@@ -28,7 +28,7 @@ from freezeframe.interrupt import ctrl_c_deferred, stopped_by
 from freezeframe.members import own_dropout, restore_member, same_frozen, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
-from freezeframe.splits import report_overlap, split_train_valid
+from freezeframe.splits import split_data
 from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256, output_claimed
 from freezeframe.tables import one_or_many, percent
 from freezeframe.train import (
@@ -88,29 +88,6 @@ def build_model(config: ModelConfig, labels: list[str], train_texts: list[str]):
     from freezeframe.encoder import load_pretrained
 
     return load_pretrained(config.model, labels, config.pooling, config.dropout, config.encoder_dropout)
-
-
-def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
-    """Training and validation texts as the run's data settings ask (no validation texts with
-    ``valid_fraction`` 0 and no validation file)."""
-    data = run.data
-    train = load_labelled(data.train, data.text_column, data.label_column, data.normalize_labels)
-    check_classes(train)
-    if data.valid is not None:
-        valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels, train.label_names)
-        check_known_labels(valid, train.label_names)
-        warn_absent_labels(valid, train.label_names, "validation macro averages")
-        report_overlap(valid, train, "--valid")
-        return train, valid
-    return hold_out(run, train)
-
-
-def hold_out(run: RunConfig, train: LabelledTexts) -> tuple[LabelledTexts, LabelledTexts | None]:
-    """Split off the stratified share of ``train`` that ``run.data.valid_fraction`` holds out for
-    validation (seeded with the run's seed); with a share of 0 every row trains and there is none."""
-    if run.data.valid_fraction == 0:
-        return train, None
-    return split_train_valid(train, run.data.valid_fraction, run.train.seed)
 
 
 def encode_examples(tokenizer, data: LabelledTexts, labels: list[str], config: ModelConfig) -> ExampleSet:

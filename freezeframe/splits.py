@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from freezeframe.data import LabelledTexts
+from freezeframe.config import RunConfig
+from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.tables import format_names, percent
 
@@ -124,3 +125,26 @@ def make_splits(train: LabelledTexts, test: LabelledTexts | None, folds: int | N
             splits.append(Split(seed, fold, train.subset(list(train_idx), f"fold {fold}'s training part"),
                                 train.subset(list(test_idx), f"fold {fold}'s test part"), list(test_idx)))
     return splits
+
+
+def split_data(run: RunConfig) -> tuple[LabelledTexts, LabelledTexts | None]:
+    """Training and validation texts as the run's data settings ask (no validation texts with
+    ``valid_fraction`` 0 and no validation file)."""
+    data = run.data
+    train = load_labelled(data.train, data.text_column, data.label_column, data.normalize_labels)
+    check_classes(train)
+    if data.valid is not None:
+        valid = load_labelled(data.valid, data.text_column, data.label_column, data.normalize_labels, train.label_names)
+        check_known_labels(valid, train.label_names)
+        warn_absent_labels(valid, train.label_names, "validation macro averages")
+        report_overlap(valid, train, "--valid")
+        return train, valid
+    return hold_out(run, train)
+
+
+def hold_out(run: RunConfig, train: LabelledTexts) -> tuple[LabelledTexts, LabelledTexts | None]:
+    """Split off the stratified share of ``train`` that ``run.data.valid_fraction`` holds out for
+    validation (seeded with the run's seed); with a share of 0 every row trains and there is none."""
+    if run.data.valid_fraction == 0:
+        return train, None
+    return split_train_valid(train, run.data.valid_fraction, run.train.seed)
