@@ -17,7 +17,7 @@ from pathlib import Path
 
 from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves, save_figure
 from freezeframe.storage import REPORT_LAYOUT, atomic_directory
-from freezeframe.tables import percent
+from freezeframe.tables import counted, percent
 
 CONFUSION_PNG = "confusion_matrices.png"
 CURVES_PNG = "learning_curves.png"
@@ -252,8 +252,8 @@ def reading(results: dict) -> list[str]:
             verdict = "this could well be chance: these data do not separate the two"
         sentences.append(
             f"The pretrained encoder ({encoder}) scored {_points(gain)} {direction} the from-scratch baseline. "
-            f"On the same items it was right where the baseline was wrong {test['best_only_right']} times and wrong "
-            f"where the baseline was right {test['baseline_only_right']} times; McNemar's exact test gives "
+            f"On the same items it was right where the baseline was wrong {counted(test['best_only_right'], 'time')} and wrong "
+            f"where the baseline was right {counted(test['baseline_only_right'], 'time')}; McNemar's exact test gives "
             f"p = {test['p_value']:.2g}: {verdict}." + _picked_caveat(test, results["n_items"]))
     for name, c in configs.items():
         # without validation data the last epoch is kept by construction: it says nothing about improvement
@@ -302,7 +302,7 @@ def _hardest_class_sentence(results: dict, best: str) -> str:
     row = config["confusion_matrix"][labels.index(hardest)]
     confusions = [(count, labels[j]) for j, count in enumerate(row) if labels[j] != hardest]
     count, other = max(confusions) if confusions else (0, "")
-    mistaken = f", most often mistaken for {other} ({count} times)" if count else ""
+    mistaken = f", most often mistaken for {other} ({counted(count, 'time')})" if count else ""
     return f"For {best}, the hardest class was {hardest} (recall {recall[hardest]:.3f}){mistaken}."
 
 

@@ -175,6 +175,17 @@ def test_the_reading_names_configurations_no_better_than_guessing_the_most_frequ
     assert next(s for s in reading(results) if "always guessing" in s).startswith("No configuration scored above the 0.900")
 
 
+def test_the_paired_counts_agree_with_a_count_of_one(report_dir):
+    """'right where the baseline was wrong 1 times' read as a typo in an otherwise careful report."""
+    from freezeframe.report import reading
+
+    results = json.loads((report_dir / "results.json").read_text())
+    assert results["significance"]["p_value"] is not None  # the fixture compares baseline with an encoder plan
+    results["significance"].update(best_only_right=1, baseline_only_right=0)
+    said = next(s for s in reading(results) if "McNemar" in s)
+    assert "was wrong 1 time and wrong where the baseline was right 0 times;" in said, said
+
+
 def test_a_single_run_per_configuration_is_not_called_a_gap_beyond_the_spread(report_dir):
     """With one run each (a --test file, one seed) every std is 0, and every gap read as 'more than the run-to-run
     standard deviation'."""
