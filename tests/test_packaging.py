@@ -106,7 +106,7 @@ def test_the_sdist_builds_a_wheel_that_holds_everything_run_time_needs(tmp_path)
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
         archive.extractall(tmp_path / "unpacked", filter="data")
-    assert {"pyproject.toml", "README.md", "requirements.lock", "tests/conftest.py", "benchmarks/cv_sweep.py"} <= names
+    assert {"pyproject.toml", "README.md", "LICENSE", "requirements.lock", "tests/conftest.py", "benchmarks/cv_sweep.py"} <= names
     assert not any(name.startswith("benchmarks/results") or "__pycache__" in name for name in names)
 
     wheel = _build("build_wheel", tmp_path / "unpacked" / sdist.name.removesuffix(".tar.gz"), tmp_path / "wheel")
@@ -118,6 +118,7 @@ def test_the_sdist_builds_a_wheel_that_holds_everything_run_time_needs(tmp_path)
     assert {"freezeframe/hf_modeling.py", "freezeframe/__main__.py", "freezeframe/py.typed"} <= names
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
     assert f"\nVersion: {__version__}\n" in meta and "\nLicense-Expression: MIT\n" in meta
+    assert "\nLicense-File: LICENSE\n" in meta and f"freezeframe-{__version__}.dist-info/licenses/LICENSE" in names
     assert "freezeframe = freezeframe.cli:main" in entry_points
 
 
