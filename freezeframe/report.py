@@ -125,6 +125,13 @@ def _pm(spread: dict) -> str:
     return f"{spread['mean']:.3f} ± {spread['std']:.3f}"
 
 
+def _results_heading(runs: int) -> str:
+    """What the results table's ± is: a sample standard deviation needs two runs (one run's is shown as 0)."""
+    if runs == 1:
+        return "Results (one run per configuration: no spread, so every ± is 0)"
+    return f"Results (mean ± sample standard deviation over the {runs} runs, n − 1)"
+
+
 def _points(difference: float) -> str:
     return f"{abs(100 * difference):.1f} percentage points"
 
@@ -170,7 +177,7 @@ def report_blocks(results: dict) -> list[Block]:
                    f"{_chance_sentence(results)}"),
         Block("h2", "What the numbers say"),
         *[Block("p", sentence) for sentence in reading(results)],
-        Block("h2", f"Results (mean ± sample standard deviation over the {results['n_runs']} runs, n − 1)"),
+        Block("h2", _results_heading(results["n_runs"])),
         Block("table", header=["configuration", "accuracy", "macro-F1", "trainable parameters", "total parameters",
                                "train seconds per run (load, cache pass, epochs)", "best epoch"],
               rows=[[name, _pm(c["accuracy"]), _pm(c["macro_f1"]), f"{c['trainable_parameters']:,}",

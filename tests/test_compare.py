@@ -451,3 +451,15 @@ def test_repetitions_share_no_ensemble_member(tiny_data, tiny_model_dir, monkeyp
     seeds = [[run.train.seed + k for k in range(run.train.ensemble)]
              for run in (settings.run_config("encoder", r) for r in range(3))]
     assert seeds == [list(range(r * members, (r + 1) * members)) for r in range(3)]
+
+
+def test_the_results_heading_of_a_single_run_claims_no_standard_deviation(report_dir):
+    """With one run per configuration (a --test file, one seed) the heading read 'sample standard deviation over the
+    1 runs, n − 1', a spread that one run does not have (every ± is 0)."""
+    from freezeframe.report import render_markdown, report_blocks
+
+    results = json.loads((report_dir / "results.json").read_text())
+    results["n_runs"] = 1
+    markdown = render_markdown(report_blocks(results))
+    assert "over the 1 runs" not in markdown
+    assert "## Results (one run per configuration: no spread, so every ± is 0)" in markdown
