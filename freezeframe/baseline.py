@@ -24,10 +24,11 @@ from torch import nn
 from freezeframe.bert import masked_mean
 from freezeframe.config import BASELINE_DEFAULTS, ModelConfig
 from freezeframe.errors import FreezeframeError
+from freezeframe.storage import WORD_TOKENIZER_FILE
 
 PAD, UNK = "<PAD>", "<UNK>"
 VOCAB_FILE = "vocab.txt"
-TOKENIZER_FILE = "word_tokenizer.json"
+TOKENIZER_FILE = WORD_TOKENIZER_FILE
 """The word tokenizer's version, next to ``vocab.txt``; a baseline without it is version 1."""
 CONFIG_FILE = "baseline_config.json"
 WEIGHTS_FILE = "model.safetensors"

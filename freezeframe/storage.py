@@ -106,10 +106,13 @@ def _names(*names: str) -> tuple[str, ...]:
     return tuple(re.escape(name) for name in names)
 
 
+WORD_TOKENIZER_FILE = "word_tokenizer.json"
+"""The baseline's tokenizer version, beside its ``vocab.txt`` in a model directory and in its export."""
 _MODEL_FILES = _names(META_FILE, "config.json", "model.safetensors", "baseline_config.json", "modeling_freezeframe.py",
-                      "word_tokenizer.json", *TOKENIZER_FILES)  # word_tokenizer.json: the baseline's tokenizer version
+                      WORD_TOKENIZER_FILE, *TOKENIZER_FILES)
 EXPORT_LAYOUT = Layout("an export directory (freezeframe export)", (EXPORT_META,),
-                       _names(EXPORT_META, "model.onnx", "model.int8.onnx", META_FILE, "config.json", *TOKENIZER_FILES),
+                       _names(EXPORT_META, "model.onnx", "model.int8.onnx", META_FILE, "config.json", WORD_TOKENIZER_FILE,
+                              *TOKENIZER_FILES),
                        recorded=EXPORT_META)
 CHECKPOINT_LAYOUT = Layout("a checkpoint directory", ("checkpoint.json",),
                            (r"member-\d+\.pt", r"checkpoint\.json", r"state\.pt"))  # state.pt: before member files

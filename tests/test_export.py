@@ -110,6 +110,24 @@ def test_baseline_exports_with_parity(baseline_model):
     _assert_parity(baseline_model)
 
 
+def test_a_baseline_export_is_recognized_as_freezeframes_without_its_recorded_list(baseline_model, tmp_path):
+    """A baseline's export holds word_tokenizer.json, which the export layout did not list: with export.json's list of
+    the files written unreadable (damaged, or hand-edited), --overwrite called it a file freezeframe did not write."""
+    import shutil
+
+    from freezeframe.export import ExportConfig, export_model
+    from freezeframe.storage import CONTENTS_KEY, EXPORT_LAYOUT, EXPORT_META
+
+    out = tmp_path / "export"
+    export_model(ExportConfig(baseline_model, out=out))
+    assert (out / "word_tokenizer.json").is_file()
+    meta = json.loads((out / EXPORT_META).read_text())
+    del meta[CONTENTS_KEY]
+    (out / EXPORT_META).write_text(json.dumps(meta))
+    assert EXPORT_LAYOUT.foreign(out) == []
+    shutil.rmtree(out)
+
+
 def test_int8_runs_and_mostly_agrees(cls_model, run_cli):
     from freezeframe.onnx_backend import load_onnx_classifier
     from freezeframe.predict import load_classifier
