@@ -335,6 +335,14 @@ BASELINE_DEFAULTS = {"lr": 1e-2, "epochs": 60, "dropout": 0.5, "valid_fraction":
 """Defaults for the from-scratch baseline, chosen by cross-validation on train.csv (see README)."""
 
 
+def plan_defaults(model: str, freeze: str | None) -> dict[str, float]:
+    """The defaults a run fills in for ``model`` trained with plan ``freeze``: the baseline's, the linear probe's
+    (``head``) or those of every other plan."""
+    if model == BASELINE_MODEL:
+        return BASELINE_DEFAULTS
+    return HEAD_DEFAULTS if freeze == "head" else ENCODER_DEFAULTS
+
+
 @dataclass
 class RunConfig:
     """Everything one training run needs; recorded in the model's freezeframe.json."""
@@ -348,10 +356,7 @@ class RunConfig:
             check_fields(self)
         except TypeError as err:
             raise TypeError(f"{err} (RunConfig takes a DataConfig, a ModelConfig and a TrainConfig, in that order)") from None
-        if self.model.is_baseline:
-            defaults = BASELINE_DEFAULTS
-        else:
-            defaults = HEAD_DEFAULTS if self.model.freeze == "head" else ENCODER_DEFAULTS
+        defaults = plan_defaults(self.model.model, self.model.freeze)
         # fill in copies: a caller's TrainConfig or DataConfig, reused for another model kind, keeps its own None
         self.train, self.data = dataclasses.replace(self.train), dataclasses.replace(self.data)
         if self.train.lr is None:

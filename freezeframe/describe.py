@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezeframe.config import (
-    BASELINE_DEFAULTS,
-    DEFAULT_FREEZE,
-    DEFAULT_MODEL,
-    DEFAULT_POOLING,
-    ENCODER_DEFAULTS,
-    HEAD_DEFAULTS,
-    ModelConfig,
-    TrainConfig,
-)
+from freezeframe.config import DEFAULT_FREEZE, DEFAULT_MODEL, DEFAULT_POOLING, ModelConfig, TrainConfig, plan_defaults
 from freezeframe.errors import FreezeframeError
 
 
@@ -83,9 +74,8 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         if trained.get("lr") is not None:
             report.add_rates(network, trained["lr"], trained.get("lr_decay", 1.0), trained.get("head_lr"))
     elif not meta:
-        kind = "baseline" if model == "baseline" else freeze
-        default = {"baseline": BASELINE_DEFAULTS, "head": HEAD_DEFAULTS}.get(kind, ENCODER_DEFAULTS)["lr"]
-        report.add_rates(network, rates.lr if rates.lr is not None else default, rates.lr_decay, rates.head_lr)
+        peak = rates.lr if rates.lr is not None else plan_defaults(model, freeze)["lr"]
+        report.add_rates(network, peak, rates.lr_decay, rates.head_lr)
     lines = [f"model {described}, freeze plan {freeze}", "", report.format_table()]
     shared_by, groups = shared_depth(network), count_layers(name for name, _ in network.named_parameters())
     if shared_by:  # ALBERT: a block "layer N" is a group of weights that several layers reuse
