@@ -8,6 +8,7 @@ one line (see :func:`freezeframe.errors.report`).
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from freezeframe.config import SAME_COLUMNS
 from freezeframe.errors import FreezeframeError, logger, report
-from freezeframe.frames import LabelledFrame, frame_errors, read_source
+from freezeframe.frames import LabelledFrame, frame_errors, is_frame, read_source
 from freezeframe.tables import (
     SEPARATORS,
     SURROGATES,
@@ -176,6 +177,9 @@ def load_labelled(
     Returns:
         The usable rows, in file order.
     """
+    if not isinstance(path, (str, os.PathLike)) and not is_frame(path):  # a list or Series: Path() would name no fix
+        raise TypeError(f"load_labelled's path must be a path (str or pathlib.Path) or a pandas DataFrame, got "
+                        f"{type(path).__name__}")
     with frame_errors(path):
         table, name = read_source(path)
         return labelled_from_frame(table, name, text_column, label_column, normalize_labels, known)

@@ -132,6 +132,9 @@ def test_bad_dataframes_are_value_errors_naming_the_column(tiny_model_dir, tiny_
     renamed = frame.rename(columns={"aspect": " review"})  # a name that strips to another column's
     with pytest.raises(ValueError, match="column name 'review' appears more than once"):
         load_labelled(renamed)
+    with pytest.raises(TypeError, match=r"^load_labelled's path must be a path \(str or pathlib.Path\) or a pandas "
+                                        r"DataFrame, got Series$"):  # was Path()'s 'expected str, bytes or os.PathLike'
+        load_labelled(frame["review"])
     with pytest.raises(TypeError, match=r"DataConfig.train must be a path \(str or pathlib.Path\) or a pandas DataFrame, "
                                         r"got list"):
         DataConfig(list(frame["review"]))
