@@ -204,12 +204,15 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
         with reports_held_back():  # the first member's load said it all
             member, _ = build_model(run.model, labels, train_data.texts)
         plan.apply(member, quiet=True)  # the same plan as the first member's, reported once
-        if same_frozen(model, member):
-            module, sets, probe = CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member, datasets[0], member_probes[0]
+        if same_frozen(model, member):  # the first member's cached features and probe vectors are this member's too
+            module = CachedTop(member, CachePlan(cache_info["start_layer"])) if use_cache else member
+            sets, probe = datasets[0], member_probes[0]
         else:  # a frozen weight the checkpoint lacked starts random, as this member's seed drew it: its own cache pass
-            module, *sets, _ = (cached_training_data(member, train_set, valid_set, device, run.train.cache_dtype, budget)
-                                if use_cache else (member, train_set, valid_set, None))
-            sets, probe = tuple(sets), Probe(run, module, *sets, device)
+            module, member_train, member_valid = member, train_set, valid_set
+            if use_cache:
+                module, member_train, member_valid, _ = cached_training_data(
+                    member, train_set, valid_set, device, run.train.cache_dtype, budget)
+            sets, probe = (member_train, member_valid), Probe(run, module, member_train, member_valid, device)
         models.append(member)
         modules.append(module)
         datasets.append(sets)
