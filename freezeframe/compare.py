@@ -109,14 +109,15 @@ class CompareConfig:
         if problems:  # a ValueError, as every other settings class raises
             raise ValueError("; ".join(problems))
 
-    def run_config(self, name: str, seed: int) -> RunConfig:
-        """The training settings of configuration ``name`` for one seed."""
+    def run_config(self, name: str, repetition: int) -> RunConfig:
+        """The training settings of configuration ``name`` in repetition ``repetition`` (``Split.seed``): seed
+        ``repetition``, or for K members ``repetition * K`` (they train seeds ``rK`` to ``rK + K - 1``)."""
         model = ModelConfig(model=BASELINE_MODEL) if name == BASELINE_MODEL else ModelConfig(model=self.model, freeze=name)
         data = DataConfig(self.train, None, self.valid_fraction, self.text_column, self.label_column, self.normalize_labels)
-        run = RunConfig(data, model, TrainConfig(epochs=self.epochs, seed=seed, device=self.device, show_progress=False))
+        run = RunConfig(data, model, TrainConfig(epochs=self.epochs, seed=repetition, device=self.device, show_progress=False))
         # K members train with seeds seed..seed+K-1: repetition r takes r*K.. so that no two repetitions share a member
         # (on a --test file they would train it identically, and their spread would shrink)
-        run.train.seed = seed * run.train.ensemble
+        run.train.seed = repetition * run.train.ensemble
         return run
 
 
@@ -244,10 +245,11 @@ def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]
                  *(["a --test FILE"] if settings.test is None else [])]
         ways = fixes[0] if len(fixes) == 1 else f"{', '.join(fixes[:-1])} or {fixes[-1]}"
         for name in settings.configs:
-            fraction = settings.run_config(name, split.seed).data.valid_fraction
+            run = settings.run_config(name, split.seed)
+            fraction = run.data.valid_fraction
             if fraction:
-                with reports_held_back():  # the run itself reports what the split does
-                    split_train_valid(split.train, fraction, split.seed,
+                with reports_held_back():  # the run itself reports what the split does (hold_out, with the run's seed)
+                    split_train_valid(split.train, fraction, run.train.seed,
                                       f"--configs {name} holds out {percent(fraction)} of it for early stopping: pass {ways}")
 
 
