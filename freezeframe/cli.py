@@ -289,7 +289,7 @@ def compare(
     out: Annotated[Path, typer.Option(help="Report directory to write.")],
     test: Annotated[Path | None, typer.Option(help="Held-out labelled file; default: cross-validation of --train.")] = None,
     folds: Annotated[int | None, typer.Option(help="Cross-validation folds (default 5 without --test).")] = None,
-    seeds: Annotated[int, typer.Option(help="Repetitions with seeds 0..N-1.")] = 1,
+    seeds: Annotated[int, typer.Option(help="Repetitions 0..N-1: repetition r shuffles the folds with seed r and trains seed r (K members: rK..rK+K-1).")] = 1,
     configs: Annotated[str, typer.Option(help="Comma-separated: baseline and/or freeze plans head, last-N, encoder, full.")] = ",".join(DEFAULT_COMPARE),
     model: Annotated[str, typer.Option(help="Encoder the freeze plans apply to.")] = DEFAULT_MODEL,
     text_column: TextColumn = "review",

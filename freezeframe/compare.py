@@ -60,7 +60,8 @@ class CompareConfig:
     folds: int | None = None
     """Number of cross-validation folds (default 5); not allowed together with ``test``."""
     seeds: int = 1
-    """Repetitions with seeds 0..seeds-1; each seed reshuffles the folds and the training."""
+    """Repetitions 0..seeds-1; repetition r reshuffles the folds with seed r and trains seed r (a configuration of K
+    members: seeds rK..rK+K-1, so that no two repetitions share a member)."""
     configs: list[str] = field(default_factory=lambda: list(DEFAULT_COMPARE))
     """Configurations: ``baseline`` or an encoder freeze plan (``head``, ``last-N``, ``encoder``, ``full``)."""
     model: str = DEFAULT_MODEL
