@@ -76,7 +76,8 @@ def frame_table(frame: Any):
     table = table.where(table.notna(), None)
     table.columns = [str(column).strip() for column in table.columns]
     table.attrs = {}
-    refuse_repeated_names(list(table.columns), frame_name(frame))
+    with frame_errors(frame):  # an InvalidFrame wherever a frame is read: loading it, or digesting it for a checkpoint
+        refuse_repeated_names(list(table.columns), frame_name(frame))
     return table
 
 
@@ -89,8 +90,7 @@ def frame_digest(frame: Any) -> str:
 def read_source(source: Path | Any) -> tuple[Any, Path | str]:
     """The table of a labelled file or frame, and the name messages give it (the path, or the frame's name)."""
     if is_frame(source):
-        with frame_errors(source):
-            return frame_table(source), frame_name(source)
+        return frame_table(source), frame_name(source)
     from freezeframe.tables import read_table
 
     return read_table(Path(source)), Path(source)

@@ -115,7 +115,7 @@ def test_compare_takes_dataframes(tiny_model_dir, tiny_data, tmp_path):
     assert "<DataFrame: " in (tmp_path / "report" / "report.md").read_text()
 
 
-def test_bad_dataframes_are_value_errors_naming_the_column(tiny_model_dir, tiny_data):
+def test_bad_dataframes_are_value_errors_naming_the_column(tiny_model_dir, tiny_data, tmp_path):
     from freezeframe.data import load_labelled
     from freezeframe.fit import train_classifier
 
@@ -132,6 +132,9 @@ def test_bad_dataframes_are_value_errors_naming_the_column(tiny_model_dir, tiny_
     renamed = frame.rename(columns={"aspect": " review"})  # a name that strips to another column's
     with pytest.raises(ValueError, match="column name 'review' appears more than once"):
         load_labelled(renamed)
+    with pytest.raises(InvalidFrame, match="column name 'review' appears more than once"):  # the checkpoint's digest
+        train_classifier(tiny_run(tiny_model_dir, DataConfig(renamed)), out=tmp_path / "model")  # read it first
+    assert not (tmp_path / "model").exists()
     with pytest.raises(TypeError, match=r"^load_labelled's path must be a path \(str or pathlib.Path\) or a pandas "
                                         r"DataFrame, got Series$"):  # was Path()'s 'expected str, bytes or os.PathLike'
         load_labelled(frame["review"])
