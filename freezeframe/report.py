@@ -171,7 +171,8 @@ def report_blocks(results: dict) -> list[Block]:
     settings, configs, labels = results["settings"], results["configs"], results["labels"]
     blocks = [
         Block("h1", "freezeframe comparison"),
-        Block("p", f"Evaluation: {settings['evaluation']}; seeds {', '.join(map(str, settings['seeds']))}; "
+        Block("p", f"Evaluation: {settings['evaluation']}; repetitions {', '.join(map(str, settings['seeds']))} (repetition "
+                   "r shuffles with seed r and trains seed r, or seeds rK to rK + K − 1 for a configuration of K members); "
                    f"{results['n_runs']} run(s) per configuration on {results['n_items']} test items. "
                    f"Encoder: {settings['model']}. Every configuration saw identical splits. {_holdout_sentence(configs)} "
                    f"{_chance_sentence(results)}"),

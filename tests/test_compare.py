@@ -463,3 +463,11 @@ def test_the_results_heading_of_a_single_run_claims_no_standard_deviation(report
     markdown = render_markdown(report_blocks(results))
     assert "over the 1 runs" not in markdown
     assert "## Results (one run per configuration: no spread, so every ± is 0)" in markdown
+
+
+def test_the_report_says_which_seeds_a_repetition_of_an_ensemble_trains(report_dir):
+    """results.json's seeds are the repetitions; since repetition r of K members trains seeds rK..rK+K-1, 'seeds 0, 1, 2'
+    in the report named seeds that the default's two members did not all train with."""
+    markdown = (report_dir / "report.md").read_text()
+    assert "; repetitions 0 (repetition r shuffles with seed r and trains seed r, or seeds rK to rK + K − 1 for a " \
+           "configuration of K members);" in markdown and "; seeds 0;" not in markdown
