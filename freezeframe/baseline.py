@@ -155,8 +155,8 @@ def _saved_version(path: Path) -> int:
         version = json.loads(path.read_text(encoding="utf-8"))["version"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise FreezeframeError(f"{path} is damaged (expected {{\"version\": N}}); retrain the baseline") from None
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise FreezeframeError(f"{path} is damaged (version {version!r} is not a whole number); retrain the baseline")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:  # versions count from 1
+        raise FreezeframeError(f"{path} is damaged (version {version!r} is not a whole number from 1); retrain the baseline")
     return version
 
 

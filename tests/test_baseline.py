@@ -96,7 +96,7 @@ def test_tokenizer_version_is_saved_and_a_baseline_without_it_keeps_the_ascii_pa
 
 
 @pytest.mark.parametrize("content, expected", [("{", "is damaged"), ('{"version": "2"}', "is damaged"),
-                                               ('{"version": 3}', "version 3 is unknown")])
+                                               ('{"version": 0}', "is damaged"), ('{"version": 3}', "version 3 is unknown")])
 def test_a_damaged_or_newer_tokenizer_version_is_refused(tmp_path, content, expected):
     WordTokenizer.fit(["a b"], 10).save(tmp_path)
     (tmp_path / TOKENIZER_FILE).write_text(content, encoding="utf-8")
