@@ -41,8 +41,11 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     if model != "baseline" and (Path(model) / META_FILE).exists():
         meta = read_meta(Path(model))
         given = [option for option, value in (("--lr", lr), ("--lr-decay", lr_decay != 1.0), ("--head-lr", head_lr)) if value]
+        own_plan = meta.get("freeze", {}).get("plan")
         if given:
-            raise FreezeframeError(f"{', '.join(given)}: {model} is trained; inspect shows the rates it trained at, so "
+            shows = ("the rates it trained at" if freeze in (None, own_plan) else
+                     f"rates only for the plan it trained ({own_plan}), none for another")
+            raise FreezeframeError(f"{', '.join(given)}: {model} is trained; inspect shows {shows}, so "
                                    f"drop {'it' if len(given) == 1 else 'them'}")
         trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
         if pooling is not None and trained_pooling is not None and pooling != trained_pooling:

@@ -247,6 +247,12 @@ def test_inspect_shows_each_blocks_learning_rate_as_training_gets_it(run_cli, ti
     assert code == 0 and [line.split()[-1] for line in out.splitlines() if line.startswith("layer 2")] == ["0.0001"]
     code, _, err = run_cli("inspect", "--model", model, "--lr-decay", "0.8")
     assert code == 2 and "--lr-decay: " in err and "is trained; inspect shows the rates it trained at, so drop it" in err
+    # another plan than its own shows no rates at all: the refusal said it showed 'the rates it trained at'
+    code, out, err = run_cli("inspect", "--model", model, "--freeze", "head", "--lr", "1e-3")
+    assert code == 2 and out == "" and ("--lr: " in err and "is trained; inspect shows rates only for the plan it "
+                                        "trained (last-2), none for another, so drop it") in err, err
+    code, out, _ = run_cli("inspect", "--model", model, "--freeze", "head")
+    assert code == 0 and "learning rate" not in out
 
 
 def test_pipeline_loads_a_cls_model_and_agrees(tmp_path, tiny_model_dir, tiny_data):
