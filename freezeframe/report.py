@@ -211,17 +211,17 @@ def _significance_text(test: dict) -> str:
             f"{test['items']} items: {best} alone was right on {test['best_only_right']}, {baseline} alone on "
             f"{test['baseline_only_right']}; p = {test['p_value']:.3g}. ({test['item_correct_rule'].capitalize()}.) "
             "The test takes the choice of test items as the only source of chance: the variation that retraining "
-            "on other data or with other seeds brings is not in it." + _picked_caveat(test, test["items"]))
+            "on other data or with other seeds brings is not in it." + _picked_caveat(test))
 
 
-def _picked_caveat(test: dict, items: int) -> str:
+def _picked_caveat(test: dict) -> str:
     """When the encoder tested was picked as the best of several on the very items the test counts, its p-value is
     optimistic (results.json files written before ``chosen_from`` existed say nothing)."""
     candidates = len(test.get("chosen_from", []))
     if candidates < 2:
         return ""
     return (f" {test['compared'][0]} was picked as the most accurate of {candidates} encoder configurations on these "
-            f"same {items} items, so its p-value is smaller than it would be for a configuration chosen in advance.")
+            f"same {test['items']} items, so its p-value is smaller than it would be for a configuration chosen in advance.")
 
 
 def reading(results: dict) -> list[str]:
@@ -262,7 +262,7 @@ def reading(results: dict) -> list[str]:
             f"The pretrained encoder ({encoder}) scored {_points(gain)} {direction} the from-scratch baseline. "
             f"On the same items it was right where the baseline was wrong {counted(test['best_only_right'], 'time')} and wrong "
             f"where the baseline was right {counted(test['baseline_only_right'], 'time')}; McNemar's exact test gives "
-            f"p = {test['p_value']:.2g}: {verdict}." + _picked_caveat(test, results["n_items"]))
+            f"p = {test['p_value']:.2g}: {verdict}." + _picked_caveat(test))
     for name, c in configs.items():
         # without validation data the last epoch is kept by construction: it says nothing about improvement
         if _held_out_share(c) > 0 and c["runs_best_at_epoch_limit"] * 2 > len(c["accuracy"]["runs"]):
