@@ -104,8 +104,8 @@ def fingerprint_differences(saved: dict, current: dict) -> list[str]:
     if WORDS_KEY in current["settings"]:  # a baseline checkpoint written before the version was recorded cut ASCII words
         old, new = saved["settings"].get(WORDS_KEY, 1), current["settings"][WORDS_KEY]
         if old != new:
-            problems.append(f"the baseline cuts words with tokenizer version {new} (checkpoint: version {old}, from an "
-                            "earlier freezeframe, whose vocabulary this run would not rebuild)")
+            problems.append(f"the baseline cuts words with tokenizer version {new} (checkpoint: version {old}, whose "
+                            "vocabulary this version cannot rebuild: only the earlier freezeframe that wrote it can resume it)")
     for key in sorted(set(saved["settings"]) & set(current["settings"]) - {WORDS_KEY}):  # settings new to a version are not compared
         old, new = saved["settings"][key], current["settings"][key]
         if key == "model.model" and Path(str(old)).is_dir() and Path(str(old)).resolve() == Path(str(new)).resolve():

@@ -307,7 +307,7 @@ def test_a_baseline_checkpoint_from_before_the_word_tokenizer_version_is_not_res
     del earlier["settings"]["model.word_tokenizer"]
     assert fingerprint_differences(current, current) == []
     assert fingerprint_differences(earlier, current) == [
-        ("the baseline cuts words with tokenizer version 2 (checkpoint: version 1, from an earlier freezeframe, whose "
-         "vocabulary this run would not rebuild)")]
+        ("the baseline cuts words with tokenizer version 2 (checkpoint: version 1, whose vocabulary this version cannot "
+         "rebuild: only the earlier freezeframe that wrote it can resume it)")]
     encoder = run_fingerprint(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model=str(tiny_model_dir))))
     assert "model.word_tokenizer" not in encoder["settings"]
