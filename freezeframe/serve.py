@@ -221,9 +221,10 @@ def create_app(classifier, config: ServeConfig | None = None, model_dir: Path | 
     return app
 
 
-JSON_TEXT_TYPES = ("application/json", "text/plain")
-"""Content types whose body is read as JSON, besides none and ``application/*+json``: ``text/plain`` is what
-``fetch(url, {body: JSON.stringify(...)})`` sends when no header is set."""
+JSON_TEXT_TYPES = ("application/json", "text/json", "text/plain")
+"""Content types whose body is read as JSON, besides none and ``application/*+json``: ``text/json`` is JSON's type
+before RFC 4627 (older clients still send it), ``text/plain`` what ``fetch(url, {body: JSON.stringify(...)})`` sends
+when no header is set."""
 
 
 def _check_content_type(header: str) -> None:

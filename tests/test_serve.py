@@ -122,7 +122,8 @@ def test_a_body_declared_as_not_json_gets_415(client, content_type):
 
 
 @pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8",
-                                          "Application/JSON", "application/vnd.api+json", "text/plain;charset=UTF-8"])
+                                          "Application/JSON", "application/vnd.api+json", "text/plain;charset=UTF-8",
+                                          "text/json"])
 def test_json_content_types_and_none_are_read_as_json(client, content_type):
     headers = {} if content_type is None else {"content-type": content_type}
     response = client.post("/predict", content=json.dumps({"texts": ["a"]}), headers=headers)
