@@ -42,11 +42,10 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         meta = read_meta(Path(model))
         given = [option for option, value in (("--lr", lr), ("--lr-decay", lr_decay != 1.0), ("--head-lr", head_lr)) if value]
         own_plan = meta.get("freeze", {}).get("plan")
-        if given:
-            shows = ("the rates it trained at" if freeze in (None, own_plan) else
-                     f"rates only for the plan it trained ({own_plan}), none for another")
-            raise FreezeframeError(f"{', '.join(given)}: {model} is trained; inspect shows {shows}, so "
-                                   f"drop {'it' if len(given) == 1 else 'them'}")
+        if given and freeze in (None, own_plan):
+            raise FreezeframeError(f"{', '.join(given)}: {model} is trained; inspect shows the rates it trained its plan "
+                                   f"({own_plan}) at, so drop {'it' if len(given) == 1 else 'them'} (or name another "
+                                   "--freeze to see that plan's rates)")
         trained_pooling = meta.get("settings", {}).get("model", {}).get("pooling")
         if pooling is not None and trained_pooling is not None and pooling != trained_pooling:
             raise FreezeframeError(f"--pooling {pooling}: {model} was trained with {trained_pooling} pooling, which its "
@@ -72,12 +71,13 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
     schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
     # a trained gradual model shows the last stage it reached, not the plan's full depth
     report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
-    if meta and freeze == meta.get("freeze", {}).get("plan"):  # the rates it trained at (none for another plan)
-        trained = meta.get("settings", {}).get("train", {})
+    trained = meta.get("settings", {}).get("train", {})
+    if meta and freeze == meta.get("freeze", {}).get("plan"):  # its own plan: the rates it trained at
         if trained.get("lr") is not None:
             report.add_rates(network, trained["lr"], trained.get("lr_decay", 1.0), trained.get("head_lr"))
-    elif not meta:
-        peak = rates.lr if rates.lr is not None else plan_defaults(model, freeze)["lr"]
+    else:  # an untrained model, or another plan: the rates train would give it
+        kind = meta.get("settings", {}).get("model", {}).get("model", model)
+        peak = rates.lr if rates.lr is not None else plan_defaults(kind, freeze)["lr"]
         report.add_rates(network, peak, rates.lr_decay, rates.head_lr)
     lines = [f"model {described}, freeze plan {freeze}", "", report.format_table()]
     shared_by, groups = shared_depth(network), count_layers(name for name, _ in network.named_parameters())

@@ -246,13 +246,16 @@ def test_inspect_shows_each_blocks_learning_rate_as_training_gets_it(run_cli, ti
     code, out, _ = run_cli("inspect", "--model", model)
     assert code == 0 and [line.split()[-1] for line in out.splitlines() if line.startswith("layer 2")] == ["0.0001"]
     code, _, err = run_cli("inspect", "--model", model, "--lr-decay", "0.8")
-    assert code == 2 and "--lr-decay: " in err and "is trained; inspect shows the rates it trained at, so drop it" in err
-    # another plan than its own shows no rates at all: the refusal said it showed 'the rates it trained at'
-    code, out, err = run_cli("inspect", "--model", model, "--freeze", "head", "--lr", "1e-3")
-    assert code == 2 and out == "" and ("--lr: " in err and "is trained; inspect shows rates only for the plan it "
-                                        "trained (last-2), none for another, so drop it") in err, err
+    assert code == 2 and "--lr-decay: " in err and ("is trained; inspect shows the rates it trained its plan (last-2) at, "
+                                                    "so drop it (or name another --freeze") in err, err
+    # another plan than its own: the rates train would give it (its defaults, or the options given)
     code, out, _ = run_cli("inspect", "--model", model, "--freeze", "head")
-    assert code == 0 and "learning rate" not in out
+    assert code == 0 and out.split("classifier")[1].split()[2] == "0.01"
+    code, out, err = run_cli("inspect", "--model", model, "--freeze", "last-2", "--lr", "1e-3", "--lr-decay", "0.5")
+    assert code == 2 and "--lr, --lr-decay: " in err  # last-2 is its own plan
+    code, out, err = run_cli("inspect", "--model", model, "--freeze", "last-3", "--lr", "1e-3", "--lr-decay", "0.5")
+    rows = {line[:12].strip(): line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert code == 0 and (rows["layer 3"], rows["layer 1"], rows["layer 0"]) == ("0.001", "0.00025", "frozen"), err
 
 
 def test_pipeline_loads_a_cls_model_and_agrees(tmp_path, tiny_model_dir, tiny_data):
