@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.baseline import PAD, UNK, VOCAB_FILE, WordTokenizer, split_words
+from freezeframe.baseline import VOCAB_FILE, WordTokenizer, split_words
 from freezeframe.config import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_MODEL,
@@ -134,8 +134,9 @@ def _token_counter(model: str, trained: dict):
     if not own_words and trained.get("model") == "baseline" and (path / "member-0" / VOCAB_FILE).is_file():
         path = path / "member-0"
     if own_words or trained.get("model") == "baseline":
-        # a damaged baseline directory is refused here, not counted as words; each cuts words as it was trained to
-        tokenizer = WordTokenizer.load(path) if (path / VOCAB_FILE).is_file() else WordTokenizer([PAD, UNK])
+        # a damaged baseline directory (no vocab.txt) is refused here, not counted as words; each cuts words as it was
+        # trained to
+        tokenizer = WordTokenizer.load(path)
         return (lambda texts: [len(tokenizer.split(t)) for t in texts]), f"the words of the baseline {model}"
     from freezeframe.encoder import load_tokenizer
 

@@ -100,6 +100,10 @@ def test_a_trained_baseline_counts_words(tmp_path, tiny_data, run_cli):
     assert explore_data(ExploreConfig(data, model=str(out)))["all"]["tokens"]["max"] == 4
     (out / "word_tokenizer.json").unlink()
     assert explore_data(ExploreConfig(data, model=str(out)))["all"]["tokens"]["max"] == 5  # sch, ne, kamera, ber, alles
+    # a baseline without its vocabulary is damaged: it was counted as words of a tokenizer it never had
+    (out / "vocab.txt").unlink()
+    code, _, err = run_cli("explore", "--data", data, "--model", out)
+    assert code == 2 and f"{out} has no vocab.txt; it is not a complete baseline model directory" in err, err
 
 
 def test_the_config_checks_its_fields_as_the_other_configs_do(tmp_path, tiny_model_dir, tiny_data):
