@@ -33,7 +33,7 @@ from freezeframe.config import (
     check_fields,
 )
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
-from freezeframe.errors import FreezeframeError, logger, reports_held_back
+from freezeframe.errors import FreezeframeError, logger, reports_held_back, spoken_list
 from freezeframe.evaluate import compute_metrics
 from freezeframe.frames import LabelledFrame, data_name, is_frame, settings_repr
 from freezeframe.splits import Split, hold_out, make_splits, report_overlap, split_train_valid
@@ -244,7 +244,7 @@ def check_splits(settings: CompareConfig, splits: list[Split], labels: list[str]
         # only the ways out this command line has: --folds is at least 2, and --test takes no --folds
         fixes = ["--valid-fraction 0", *(["a smaller --folds"] if (settings.folds or 0) > 2 else []),
                  *(["a --test FILE"] if settings.test is None else [])]
-        ways = fixes[0] if len(fixes) == 1 else f"{', '.join(fixes[:-1])} or {fixes[-1]}"
+        ways = spoken_list(fixes, "or")
         for name in settings.configs:
             run = settings.run_config(name, split.seed)
             fraction = run.data.valid_fraction

@@ -23,6 +23,11 @@ class NotAClassifier(ValueError):
     """Weights that hold no classification head at all where a trained classifier is loaded: a pretrained encoder's."""
 
 
+def spoken_list(items: list[str], conjunction: str = "and") -> str:
+    """Items as a sentence names them: ``a``, ``a and b``, ``a, b and c`` (``or`` as ``conjunction``)."""
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}" if len(items) > 1 else "".join(items)
+
+
 def require_packages(modules: tuple[str, ...], purpose: str, extra: str) -> None:
     """Refuse in one line, naming the extra that installs them, when optional packages ``purpose`` needs are missing.
 
@@ -33,8 +38,7 @@ def require_packages(modules: tuple[str, ...], purpose: str, extra: str) -> None
     """
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
-        raise FreezeframeError(f"{purpose} needs {names} (not installed): pip install 'freezeframe[{extra}]'")
+        raise FreezeframeError(f"{purpose} needs {spoken_list(missing)} (not installed): pip install 'freezeframe[{extra}]'")
 
 
 def report(message: str) -> None:

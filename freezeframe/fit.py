@@ -20,7 +20,7 @@ from freezeframe.checkpoint import TrainingDiverged, TrainingInterrupted, open_c
 from freezeframe.config import ModelConfig, RunConfig
 from freezeframe.data import LabelledTexts, check_known_labels
 from freezeframe.ensemble import save_ensemble
-from freezeframe.errors import FreezeframeError, logger, report, reports_held_back
+from freezeframe.errors import FreezeframeError, logger, report, reports_held_back, spoken_list
 from freezeframe.evaluate import compute_metrics
 from freezeframe.frames import data_name, frame_digest, frame_name, is_frame
 from freezeframe.freeze import FreezePlan, FreezeReport
@@ -134,7 +134,7 @@ def train_classifier(
         raise ValueError("valid_data is used only with train_data; give the validation file or DataFrame to "
                          "DataConfig(valid=...)")
     if out is None and (resume or keep_checkpoint):  # the checkpoint lives in out/checkpoint: without out there is none
-        named = " and ".join(name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given)
+        named = spoken_list([name for name, given in (("resume", resume), ("keep_checkpoint", keep_checkpoint)) if given])
         verb = "need" if resume and keep_checkpoint else "needs"
         raise ValueError(f"{named} {verb} out, the model directory whose checkpoint/ is continued or kept; pass out=...")
     if out is None:

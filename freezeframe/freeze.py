@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.errors import FreezeframeError, logger, report, spoken_list
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers?|albert_layer_groups)\.(\d+)\.")
 """An encoder layer's index in a parameter name: ``bert.encoder.layer.3.``, DistilBERT's ``transformer.layer.3.``,
@@ -229,7 +229,7 @@ class FreezePlan:
             frozen.discard("pooler")  # mean pooling never reads it
         head = sorted(block for block in frozen if block != "pooler")  # the classifier, DistilBERT's pre_classifier
         if head:
-            named, patterns = " and ".join(f"the {block}" for block in head), ",".join(f"{block}.*" for block in head)
+            named, patterns = spoken_list([f"the {block}" for block in head]), ",".join(f"{block}.*" for block in head)
             its, it = ("its", "it") if len(head) == 1 else ("their", "them")
             report(f"--freeze {self.spec} leaves {named} frozen at {its} random initialisation; add {patterns} to the plan "
                    f"to train {it}")
