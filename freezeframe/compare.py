@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 
 from freezeframe.config import (
     BASELINE_MODEL,
@@ -34,12 +33,10 @@ from freezeframe.config import (
 )
 from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError, logger, reports_held_back, spoken_list
-from freezeframe.evaluate import compute_metrics
+from freezeframe.evaluate import SIGNIFICANCE_TEST, compute_metrics, mcnemar_exact
 from freezeframe.frames import LabelledFrame, data_name, is_frame, settings_repr
 from freezeframe.splits import Split, hold_out, make_splits, report_overlap, split_train_valid
 from freezeframe.tables import format_names, percent
-
-SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
 
 SPREAD = "mean and sample standard deviation (n - 1) over the runs; a run is one fold of one seed"
 """What each ``mean`` and ``std`` of results.json is (under ``--test`` a fold is the whole test file)."""
@@ -347,20 +344,6 @@ def item_correctness(records: list[RunRecord], labels: list[str], truth: list[st
             right[item] += predicted == index[truth[item]]
             seen[item] += 1
     return (seen > 0) & (right > seen / 2)
-
-
-def mcnemar_exact(first_right: np.ndarray, second_right: np.ndarray) -> dict:
-    """McNemar's exact test of two classifiers on the same items.
-
-    Returns:
-        The discordant counts (``first_only``: first right, second wrong; ``second_only``) and
-        the two-sided p-value of the binomial test of ``first_only`` against half the discordant items.
-    """
-    first_only = int(np.sum(first_right & ~second_right))
-    second_only = int(np.sum(~first_right & second_right))
-    discordant = first_only + second_only
-    p_value = float(binomtest(first_only, discordant, 0.5).pvalue) if discordant else 1.0
-    return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
 
 
 def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[str], evaluated: LabelledTexts) -> dict:

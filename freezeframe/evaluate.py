@@ -1,4 +1,4 @@
-"""Metrics of a classifier on labelled data, as a table, a JSON object and plots."""
+"""Metrics of a classifier on labelled data, as a table, a JSON object and plots; McNemar's test between two."""
 
 from __future__ import annotations
 
@@ -11,6 +11,24 @@ from freezeframe.data import check_known_labels, load_labelled, warn_absent_labe
 from freezeframe.errors import FreezeframeError
 from freezeframe.frames import LabelledFrame, is_frame
 from freezeframe.storage import atomic_write_bytes, check_output_path, check_writable
+
+SIGNIFICANCE_TEST = "McNemar's exact test (two-sided binomial test on the discordant test items)"
+
+
+def mcnemar_exact(first_right: np.ndarray, second_right: np.ndarray) -> dict:
+    """McNemar's exact test of two classifiers on the same items.
+
+    Returns:
+        The discordant counts (``first_only``: first right, second wrong; ``second_only``) and
+        the two-sided p-value of the binomial test of ``first_only`` against half the discordant items.
+    """
+    from scipy.stats import binomtest  # scipy only where a comparison is tested
+
+    first_only = int(np.sum(first_right & ~second_right))
+    second_only = int(np.sum(~first_right & second_right))
+    discordant = first_only + second_only
+    p_value = float(binomtest(first_only, discordant, 0.5).pvalue) if discordant else 1.0
+    return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
 
 
 def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:

@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from freezeframe.compare import CompareConfig, mcnemar_exact
+from freezeframe.compare import CompareConfig
 from freezeframe.errors import FreezeframeError
+from freezeframe.evaluate import mcnemar_exact
 from freezeframe.splits import make_splits
 
 
