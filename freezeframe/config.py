@@ -32,9 +32,9 @@ EMPTY_MODEL = "--model is empty; give a model directory, a hub id in the local c
 """The message for ``--model ""``, refused by the settings and by the model loader alike."""
 
 DEFAULT_MAX_LENGTH = 128
+"""The seed notebooks' truncation length; all but 6 of train.csv's 369 reviews fit in it."""
 MAX_LENGTH_RANGE = (8, 512)
 """The ``--max-length`` values train takes."""
-"""The seed notebooks' truncation length; all but 6 of train.csv's 369 reviews fit in it."""
 
 DEFAULT_COMPARE = ("baseline", "head", "last-1", "encoder", "full")
 """What ``compare`` trains by default: the from-scratch baseline, a linear probe, the seed notebook's

@@ -35,6 +35,7 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         raise FreezeframeError(f"--num-labels must be at least 2, got {num_labels}")
     rates = TrainConfig(lr=lr, lr_decay=lr_decay, head_lr=head_lr)  # checked as train checks them
     meta: dict = {}
+    own_plan = None  # a trained directory's own plan
     described = model
     if model != "baseline":
         refuse_export_dir(Path(model), "inspect the model directory it was exported from ({source})")
@@ -66,13 +67,14 @@ def describe_plan(model: str = DEFAULT_MODEL, freeze: str | None = None, num_lab
         freeze = freeze or config.plan
         if config.is_baseline:
             described = f"baseline (untrained; {config.vocab_size:,} training words + <PAD>, <UNK>)"
-    freeze = freeze or meta.get("freeze", {}).get("plan") or DEFAULT_FREEZE
+    freeze = freeze or own_plan or DEFAULT_FREEZE
     plan = FreezePlan(freeze)
-    schedule = meta.get("freeze", {}).get("schedule") if freeze == meta.get("freeze", {}).get("plan") else None
+    as_trained = own_plan is not None and freeze == own_plan  # a trained directory under its own plan: as it trained
+    schedule = meta.get("freeze", {}).get("schedule") if as_trained else None
     # a trained gradual model shows the last stage it reached, not the plan's full depth
     report = (FreezePlan(schedule[-1]["plan"]) if schedule and plan.is_gradual else plan).apply(network)
     trained = meta.get("settings", {}).get("train", {})
-    if meta and freeze == meta.get("freeze", {}).get("plan"):  # its own plan: the rates it trained at
+    if as_trained:  # the rates it trained at
         if trained.get("lr") is not None:
             report.add_rates(network, trained["lr"], trained.get("lr_decay", 1.0), trained.get("head_lr"))
     else:  # an untrained model, or another plan: the rates train would give it
