@@ -37,6 +37,8 @@ from freezeframe.tables import (
 from freezeframe.tokenizer import CONTROL_CHARS
 
 _HAS_WORD = re.compile(r"\w")
+_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 MAX_CHARS = 200_000
 """Texts are cut to this many characters before tokenizing: far past any ``--max-length`` (at most 512
@@ -78,8 +80,17 @@ class LabelledTexts:
 
     @property
     def label_names(self) -> list[str]:
-        """The distinct labels, sorted, which fixes the class order of a model."""
-        return sorted(set(self.labels))
+        """The distinct labels in :func:`class_order`, which fixes the class order of a model."""
+        return sorted(set(self.labels), key=class_order)
+
+
+def class_order(label: str) -> tuple:
+    """The sort key of a class name: numbers in numeric order (``-1``, ``2``, ``10``, before any name), digits
+    within names too (``grade 2`` before ``grade 10``); names without digits sort as ``sorted`` sorts them."""
+    if _NUMBER.fullmatch(label):
+        return (0, float(label), (), label)
+    parts = _DIGIT_RUNS.split(label)  # a name, then digits and name in turn: each place compares like with like
+    return (1, 0.0, tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), label)
 
 
 def model_text(value: object) -> str:
@@ -217,7 +228,7 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
                                "replaced by spaces", [rows[i] for i in keep])
     data = LabelledTexts([texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep], str(path))
     data.labels = _clean_labels(data.labels, path, normalize_labels, known)
-    numbers = [label for label in data.label_names if re.fullmatch(r"[-+]?\d+(\.\d+)?", label)]
+    numbers = [label for label in data.label_names if _NUMBER.fullmatch(label)]
     if len(numbers) == len(data.label_names):
         report(f"{path}: the labels are numbers ({', '.join(data.label_names[:5])}); each number is a class name")
     elif numbers:  # codes among names: each code becomes a class of its own beside the class it stands for

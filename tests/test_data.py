@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freezeframe.data import MAX_CHARS, LabelledTexts, load_labelled, load_texts
+from freezeframe.data import MAX_CHARS, LabelledTexts, class_order, load_labelled, load_texts
 from freezeframe.errors import FreezeframeError
 from freezeframe.evaluate import compute_metrics
 from freezeframe.splits import split_train_valid
@@ -118,6 +118,22 @@ def test_numeric_labels_are_class_names(tmp_path, reports):
     assert any("the labels are numbers" in r for r in reports)
     jsonl = "".join(f'{{"review": "text {i}", "aspect": {float(i % 3)}}}\n' for i in range(9))
     assert load_labelled(write(tmp_path, jsonl, "data.jsonl")).label_names == ["0", "1", "2"]
+
+
+def test_numeric_labels_keep_numeric_order(tmp_path, reports):
+    """Class 10 comes after class 9, not between 1 and 2, so a model's class ids and its confusion matrices
+    follow the numbers; negative and decimal codes too."""
+    rows = "".join(f"text {i},{i % 12}\n" for i in range(24))
+    assert load_labelled(write(tmp_path, HEADER + rows)).label_names == [str(i) for i in range(12)]
+    assert sorted(["10", "-1", "2.5", "2", "-0.5"], key=class_order) == ["-1", "-0.5", "2", "2.5", "10"]
+
+
+def test_digits_in_class_names_sort_as_numbers_and_plain_names_as_before():
+    assert sorted(["grade 10", "grade 2", "grade 1b", "grade 1"], key=class_order) == [
+        "grade 1", "grade 1b", "grade 2", "grade 10"]
+    plain = ["Story", "Characters", "Cinematography", "story", "b", "a b", "ab", "Ä", "", "_x", "x-y"]
+    assert sorted(plain, key=class_order) == sorted(plain)  # the default's classes keep their ids
+    assert sorted(["1", "0", "01", "1.0"], key=class_order) == ["0", "01", "1", "1.0"]  # equal numbers: by spelling
 
 
 def test_numbers_among_label_names_are_named(tmp_path, reports):
