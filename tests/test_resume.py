@@ -299,8 +299,8 @@ def test_a_second_train_into_the_same_out_is_refused_while_the_first_runs(run_cl
 def test_a_baseline_checkpoint_from_before_the_word_tokenizer_version_is_not_resumed(tiny_data, tiny_model_dir):
     """Its embedding rows follow the ASCII vocabulary; resuming would rebuild another one and pair words with
     other words' vectors (or fail on the shapes)."""
-    from freezeframe.checkpoint import fingerprint_differences, run_fingerprint
     from freezeframe.config import DataConfig, ModelConfig, RunConfig
+    from freezeframe.fingerprint import fingerprint_differences, run_fingerprint
 
     current = run_fingerprint(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model="baseline")))
     earlier = json.loads(json.dumps(current))
