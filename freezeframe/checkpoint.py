@@ -28,14 +28,8 @@ from freezeframe.config import RunConfig
 from freezeframe.errors import FreezeframeError, report
 from freezeframe.fingerprint import fingerprint_differences, run_fingerprint
 from freezeframe.interrupt import stopped_by
-from freezeframe.storage import (
-    CHECKPOINT_DIR,
-    MODEL_LAYOUT,
-    atomic_write_bytes,
-    check_output_dir,
-    check_replaceable,
-    make_parent,
-)
+from freezeframe.layouts import CHECKPOINT_DIR, MODEL_LAYOUT, check_replaceable
+from freezeframe.storage import atomic_write_bytes, check_output_dir, make_parent
 
 STATE_FILE = "member-{}.pt"
 """Each ensemble member's (or the single model's, member 0) state, replaced at the end of its epochs."""

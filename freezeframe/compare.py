@@ -238,7 +238,8 @@ def compare_configs(settings: CompareConfig, out: Path | None = None, overwrite:
     Returns:
         The results, as written to results.json.
     """
-    from freezeframe.storage import REPORT_LAYOUT, check_output_dir
+    from freezeframe.layouts import REPORT_LAYOUT
+    from freezeframe.storage import check_output_dir
 
     if not isinstance(settings, CompareConfig):
         raise TypeError(f"compare_configs takes a CompareConfig, e.g. CompareConfig('train.csv'), got "

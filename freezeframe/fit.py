@@ -25,11 +25,12 @@ from freezeframe.evaluate import compute_metrics
 from freezeframe.frames import data_name, frame_digest, frame_name, is_frame
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.interrupt import ctrl_c_deferred, stopped_by
+from freezeframe.layouts import CONTENTS_KEY
 from freezeframe.members import own_dropout, restore_member, same_frozen, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import split_data
-from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256, output_claimed
+from freezeframe.storage import atomic_directory, file_sha256, output_claimed
 from freezeframe.tables import one_or_many, percent
 from freezeframe.train import (
     LoopResult,

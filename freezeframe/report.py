@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves, save_figure
-from freezeframe.storage import REPORT_LAYOUT, atomic_directory
+from freezeframe.layouts import REPORT_LAYOUT
+from freezeframe.storage import atomic_directory
 from freezeframe.tables import counted, percent
 
 CONFUSION_PNG = "confusion_matrices.png"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import META_FILE, not_a_model
+from freezeframe.layouts import META_FILE, not_a_model
 
 if TYPE_CHECKING:  # the loaders import this module
     from freezeframe.encoder import EncoderClassifier
