@@ -24,7 +24,7 @@ from torch import nn
 from freezeframe.bert import masked_mean
 from freezeframe.config import BASELINE_DEFAULTS, ModelConfig
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import WORD_TOKENIZER_FILE
+from freezeframe.layouts import WORD_TOKENIZER_FILE
 
 PAD, UNK = "<PAD>", "<UNK>"
 VOCAB_FILE = "vocab.txt"

@@ -23,8 +23,8 @@ from torch import nn
 
 from freezeframe import bert
 from freezeframe.errors import FreezeframeError, NotAClassifier, report
+from freezeframe.layouts import META_FILE
 from freezeframe.source import check_model_type, dropout_settings, not_a_classifier, resolve_model
-from freezeframe.storage import META_FILE
 from freezeframe.tokenizer import FastTokenizer, SubwordTokenizer, check_tokenizer_files
 
 REMOTE_CODE_FILE = "modeling_freezeframe.py"

@@ -26,7 +26,7 @@ from freezeframe.config import (
 )
 from freezeframe.data import LabelledTexts, labelled_from_frame, occurrences
 from freezeframe.frames import LabelledFrame, frame_errors, read_source, settings_repr
-from freezeframe.storage import META_FILE
+from freezeframe.layouts import META_FILE
 from freezeframe.tables import counted, format_rows, one_or_many
 
 WORDS = re.compile(r"[^\W_]+(?:'[^\W\d_]+)?")

@@ -22,6 +22,15 @@ import torch
 from torch import nn
 
 from freezeframe.errors import FreezeframeError, report, require_packages
+from freezeframe.layouts import (
+    CONTENTS_KEY,
+    EXPORT_LAYOUT,
+    EXPORT_META,
+    ONNX_DIR,
+    check_replaceable,
+    export_source,
+    recognize,
+)
 from freezeframe.onnx_backend import (
     EXPORT_PACKAGES,
     FP32_FILE,
@@ -34,20 +43,7 @@ from freezeframe.onnx_backend import (
     weights_digest,
 )
 from freezeframe.predict import META_FILE, Classifier, check_model_dir, load_classifier, refuse_export_dir
-from freezeframe.storage import (
-    CONTENTS_KEY,
-    EXPORT_LAYOUT,
-    EXPORT_META,
-    ONNX_DIR,
-    atomic_directory,
-    atomic_write_bytes,
-    check_output_dir,
-    check_output_path,
-    check_replaceable,
-    export_source,
-    make_parent,
-    recognize,
-)
+from freezeframe.storage import atomic_directory, atomic_write_bytes, check_output_dir, check_output_path, make_parent
 
 FORMATS = ("onnx",)
 INPUT_NAMES = ["input_ids", "attention_mask"]

@@ -25,11 +25,12 @@ from freezeframe.evaluate import compute_metrics
 from freezeframe.frames import data_name, frame_digest, frame_name, is_frame
 from freezeframe.freeze import FreezePlan, FreezeReport
 from freezeframe.interrupt import ctrl_c_deferred, stopped_by
+from freezeframe.layouts import CONTENTS_KEY
 from freezeframe.members import own_dropout, restore_member, same_frozen, train_together
 from freezeframe.predict import META_FILE
 from freezeframe.probe import Probe, probe_unavailable
 from freezeframe.splits import split_data
-from freezeframe.storage import CONTENTS_KEY, atomic_directory, file_sha256, output_claimed
+from freezeframe.storage import atomic_directory, file_sha256, output_claimed
 from freezeframe.tables import one_or_many, percent
 from freezeframe.train import (
     LoopResult,
@@ -300,7 +301,8 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
             "cache": cache_info,
             "precision": train_config.precision,
             **({"probe": probes[0]} if probes[0] else {}),
-            "data": _data_record(run, train_data, valid_data),
+            # the checkpoint's fingerprint has read the data files' digests already: not read again
+            "data": _data_record(run, train_data, valid_data, checkpoint.fingerprint["data"] if checkpoint is not None else None),
             "versions": _versions(),
             **loop.to_dict(),
             "validation_metrics": metrics,
@@ -359,18 +361,27 @@ def _gradual_schedule(model, plan: FreezePlan, train_set: ExampleSet, valid_set:
     return schedule
 
 
-def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None) -> dict:
+def _data_record(run: RunConfig, train: LabelledTexts, valid: LabelledTexts | None, digests: dict | None = None) -> dict:
+    """The ``data`` record of freezeframe.json: the digest of each data file or DataFrame, the row counts and where
+    the validation rows came from. ``digests`` (``{"train": ..., "valid": ...}``, a run fingerprint's ``data``) are
+    taken as they are, instead of reading the data again; a role it has no digest for is read."""
     given = {"train": run.data.train, "valid": run.data.valid}
+    known = digests or {}
+
+    def digest(role: str, data) -> str:
+        return known.get(role) or (frame_digest(data) if is_frame(data) else file_sha256(data))
+
     if valid is None:
         source = "none: every row trained, for the whole schedule"
     elif run.data.valid is not None:
         source = data_name(run.data.valid)
     else:
         source = f"stratified {percent(run.data.valid_fraction)} of train, seed {run.train.seed}"
-    frames = {role: {"name": frame_name(frame), "digest": frame_digest(frame)}
+    frames = {role: {"name": frame_name(frame), "digest": digest(role, frame)}
               for role, frame in given.items() if is_frame(frame)}
     return {
-        "files": {str(p): file_sha256(p) for p in given.values() if p is not None and not is_frame(p) and Path(p).is_file()},
+        "files": {str(p): digest(role, p) for role, p in given.items()
+                  if p is not None and not is_frame(p) and Path(p).is_file()},
         **({"dataframes": frames} if frames else {}),
         "train_rows": len(train),
         "valid_rows": len(valid) if valid is not None else 0,

@@ -19,8 +19,8 @@ import torch
 from freezeframe.data import model_text
 from freezeframe.ensemble import has_member_dirs
 from freezeframe.errors import FreezeframeError, report, require_packages
+from freezeframe.layouts import EXPORT_META, ONNX_DIR, export_source
 from freezeframe.predict import META_FILE, Classifier, check_model_dir, read_meta
-from freezeframe.storage import EXPORT_META, ONNX_DIR, export_source
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"

@@ -11,8 +11,9 @@ import torch
 from freezeframe.batching import ExampleSet, token_examples
 from freezeframe.data import model_text
 from freezeframe.errors import FreezeframeError
+from freezeframe.layouts import EXPORT_META, META_FILE, export_source, not_a_model
 from freezeframe.source import is_pretrained_encoder, not_a_classifier, plain_max_length
-from freezeframe.storage import EXPORT_META, META_FILE, check_output_path, export_source, not_a_model
+from freezeframe.storage import check_output_path
 from freezeframe.train import choose_device, predict_logits
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves, save_figure
-from freezeframe.storage import REPORT_LAYOUT, atomic_directory
+from freezeframe.layouts import REPORT_LAYOUT
+from freezeframe.storage import atomic_directory
 from freezeframe.tables import counted, percent
 
 CONFUSION_PNG = "confusion_matrices.png"
@@ -39,8 +40,8 @@ def write_report(results: dict, records: list, out: Path, overwrite: bool = Fals
     """Write results.json, predictions.csv, the PNGs, report.md and report.html into ``out``.
 
     Args:
-        results: the output of :func:`freezeframe.compare.summarize`.
-        records: the per-run records (:class:`freezeframe.compare.RunRecord`) behind ``results``.
+        results: the output of :func:`freezeframe.results.summarize`.
+        records: the per-run records (:class:`freezeframe.results.RunRecord`) behind ``results``.
         out: the report directory; it appears complete or not at all.
         overwrite: replace an existing ``out``.
         data_rows: each test item's data row in its file (as warnings number them), for predictions.csv.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from freezeframe import bert
 from freezeframe.config import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, EMPTY_MODEL
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import META_FILE, not_a_model
+from freezeframe.layouts import META_FILE, not_a_model
 
 if TYPE_CHECKING:  # the loaders import this module
     from freezeframe.encoder import EncoderClassifier
@@ -49,7 +49,7 @@ def resolve_model(name: str) -> str:
             raise FreezeframeError(not_a_model(path, "a Hugging Face model directory (no config.json)"))
         check_config(path / "config.json")
         return str(path)
-    if name.count("/") > 1 or name.startswith((".", "/", "~")):
+    if not looks_like_hub_id(name):
         raise FreezeframeError(f"model directory not found: {name}")
     snapshot = cached_snapshot(name)
     if snapshot is None:  # refused here, not by transformers: with HF_HUB_OFFLINE=0 in the environment it would download
@@ -57,6 +57,13 @@ def resolve_model(name: str) -> str:
                                "(freezeframe never downloads); pass a local model directory")
     check_config(snapshot / "config.json")
     return str(snapshot)
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """Whether a ``--model`` that names no local path may be a hub id to look up in the local cache: ``org/name``, or
+    a bare ``name`` as the Hub's oldest models have (``bert-base-uncased``); a relative or absolute path, or one of
+    more than two parts, is a directory that is not there."""
+    return name.count("/") <= 1 and not name.startswith((".", "/", "~"))
 
 
 def not_a_classifier(name: str) -> str:
@@ -72,7 +79,7 @@ def is_pretrained_encoder(name: str) -> bool:
     if name == DEFAULT_MODEL:
         return True
     path = Path(name)
-    if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~")):
+    if not path.exists() and looks_like_hub_id(name):
         path = cached_snapshot(name) or path
     if not path.is_dir() or (path / META_FILE).exists():
         return False

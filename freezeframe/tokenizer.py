@@ -15,7 +15,7 @@ from pathlib import Path
 
 from freezeframe import bert
 from freezeframe.errors import FreezeframeError
-from freezeframe.storage import TOKENIZER_FILES
+from freezeframe.layouts import TOKENIZER_FILES
 
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 """Control characters other than tabs and line breaks. Both tokenizers read them as spaces, as training data

@@ -255,8 +255,8 @@ def test_the_copies_of_a_repeated_text_share_a_fold_and_a_side_of_the_validation
 
 
 def test_the_learning_curve_of_an_ensemble_says_it_is_the_first_members():
-    from freezeframe.compare import RunRecord
     from freezeframe.report import _example_histories
+    from freezeframe.results import RunRecord
 
     def record(config, members, seed=0, fold=1):
         return RunRecord(config, seed, fold, {}, [], [], [{"epoch": 1}], 1, 2, 1.0, 10, 100, members)
@@ -357,7 +357,7 @@ def test_predictions_name_each_items_data_row(run_cli, tiny_data, tmp_path):
 def test_an_item_right_in_half_of_an_even_number_of_seeds_is_not_right():
     """With 2 seeds 'right in at least half of them' meant 'right in either': a configuration that is right by luck
     once got the credit, and McNemar saw a 34-point accuracy gap as 4 items against 3 (p = 1)."""
-    from freezeframe.compare import RunRecord, item_correctness
+    from freezeframe.results import RunRecord, item_correctness
 
     labels, truth = ["a", "b"], ["a", "a", "a"]
 
@@ -419,8 +419,8 @@ def test_a_p_value_for_items_favouring_the_baseline_does_not_confirm_an_encoder_
 
 def test_learning_curves_of_a_test_file_comparison_name_no_fold():
     """Under --test every seed trains on the whole training file: 'fold 1' in a panel title named a fold that never was."""
-    from freezeframe.compare import RunRecord
     from freezeframe.report import _example_histories
+    from freezeframe.results import RunRecord
 
     records = [RunRecord("head", 0, 1, {}, [], [], [{"epoch": 1}], 1, 2, 1.0, 10, 100, 1)]
     assert list(_example_histories(records, ["head"], folds=False)) == ["head (seed 0, test file)"]

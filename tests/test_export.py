@@ -116,7 +116,7 @@ def test_a_baseline_export_is_recognized_as_freezeframes_without_its_recorded_li
     import shutil
 
     from freezeframe.export import ExportConfig, export_model
-    from freezeframe.storage import CONTENTS_KEY, EXPORT_LAYOUT, EXPORT_META
+    from freezeframe.layouts import CONTENTS_KEY, EXPORT_LAYOUT, EXPORT_META
 
     out = tmp_path / "export"
     export_model(ExportConfig(baseline_model, out=out))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -379,3 +381,32 @@ def test_a_pretrained_encoder_where_a_classifier_is_needed_says_to_train_one(run
             assert err.strip().endswith(f"{model} is a pretrained encoder, not a trained classifier; train one from it first "
                                         f"(freezeframe train --model {model} --train FILE --out DIR), then pass --model DIR"), err
     assert not (tiny_model_dir / "onnx").exists() and not (roberta / "onnx").exists()
+
+
+def test_a_hub_id_is_told_from_a_path_by_one_rule(run_cli, tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    """train (resolve_model) took a cached hub id without a namespace, as the Hub's oldest models have
+    (``bert-base-uncased``), but predict (is_pretrained_encoder) looked only for ``org/name`` and called such an
+    encoder "model directory not found" instead of saying to train a classifier from it. One rule serves both."""
+    import huggingface_hub.constants
+
+    from freezeframe.errors import FreezeframeError
+    from freezeframe.source import is_pretrained_encoder, looks_like_hub_id, resolve_model
+
+    files = {n: tiny_model_dir / n for n in ("config.json", "vocab.txt", "model.safetensors")}
+    _cached(tmp_path / "hub", "bare-encoder", files)
+    _cached(tmp_path / "hub", "org/encoder", files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    assert [looks_like_hub_id(n) for n in ("bare-encoder", "org/encoder", "a/b/c", "./org/x", "/abs", "~/m")] == [
+        True, True, False, False, False, False]
+    for name in ("bare-encoder", "org/encoder"):
+        assert Path(resolve_model(name)).parent.parent.name == f"models--{name.replace('/', '--')}"
+        assert is_pretrained_encoder(name)
+        code, _, err = run_cli("predict", "a camera shot", "--model", name)
+        assert code == 2 and err.strip().endswith(f"{name} is a pretrained encoder, not a trained classifier; train one "
+                                                  f"from it first (freezeframe train --model {name} --train FILE "
+                                                  "--out DIR), then pass --model DIR"), err
+    for name in ("org/encoder/extra", "./org/encoder"):
+        assert not is_pretrained_encoder(name)
+        with pytest.raises(FreezeframeError, match=f"^model directory not found: {re.escape(name)}$"):
+            resolve_model(name)

@@ -71,7 +71,7 @@ def test_overwrite_never_deletes_files_freezeframe_did_not_write(run_cli, tiny_d
 
 def test_overwrite_replaces_every_kind_of_freezeframe_output(run_cli, tiny_model_dir, tiny_data, head_model, tmp_path):
     """What train, export and compare write is recognized as theirs, with or without the list they record."""
-    from freezeframe.storage import CONTENTS_KEY, MODEL_LAYOUT, REPORT_LAYOUT
+    from freezeframe.layouts import CONTENTS_KEY, MODEL_LAYOUT, REPORT_LAYOUT
 
     model = tmp_path / "model"
     shutil.copytree(head_model, model)

@@ -299,8 +299,8 @@ def test_a_second_train_into_the_same_out_is_refused_while_the_first_runs(run_cl
 def test_a_baseline_checkpoint_from_before_the_word_tokenizer_version_is_not_resumed(tiny_data, tiny_model_dir):
     """Its embedding rows follow the ASCII vocabulary; resuming would rebuild another one and pair words with
     other words' vectors (or fail on the shapes)."""
-    from freezeframe.checkpoint import fingerprint_differences, run_fingerprint
     from freezeframe.config import DataConfig, ModelConfig, RunConfig
+    from freezeframe.fingerprint import fingerprint_differences, run_fingerprint
 
     current = run_fingerprint(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model="baseline")))
     earlier = json.loads(json.dumps(current))
@@ -311,3 +311,27 @@ def test_a_baseline_checkpoint_from_before_the_word_tokenizer_version_is_not_res
          "rebuild: only the earlier freezeframe that wrote it can resume it)")]
     encoder = run_fingerprint(RunConfig(DataConfig(tiny_data["train"]), ModelConfig(model=str(tiny_model_dir))))
     assert "model.word_tokenizer" not in encoder["settings"]
+
+
+def test_each_data_file_is_read_for_its_digest_once(tiny_data, tmp_path, monkeypatch):
+    """The checkpoint's fingerprint and freezeframe.json's data record name the same digests: the files are hashed
+    once, for the fingerprint, and the record takes them from there (a large file was read twice)."""
+    import freezeframe.fingerprint
+    import freezeframe.fit
+    from freezeframe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from freezeframe.storage import file_sha256
+
+    hashed = []
+
+    def counted(path):
+        hashed.append(Path(path).name)
+        return file_sha256(path)
+
+    monkeypatch.setattr(freezeframe.fingerprint, "file_sha256", counted)
+    monkeypatch.setattr(freezeframe.fit, "file_sha256", counted)
+    run = RunConfig(DataConfig(tiny_data["train"], valid=tiny_data["test"]), ModelConfig(model="baseline"),
+                    TrainConfig(epochs=1, show_progress=False))
+    freezeframe.fit.train_classifier(run, out=tmp_path / "model")
+    assert sorted(hashed) == ["test.csv", "train.csv"]
+    meta = json.loads((tmp_path / "model" / "freezeframe.json").read_text())
+    assert meta["data"]["files"] == {str(tiny_data[role]): file_sha256(tiny_data[role]) for role in ("train", "test")}
