@@ -30,6 +30,7 @@ from freezeframe.fingerprint import fingerprint_differences, run_fingerprint
 from freezeframe.interrupt import stopped_by
 from freezeframe.layouts import CHECKPOINT_DIR, MODEL_LAYOUT, check_replaceable
 from freezeframe.storage import atomic_write_bytes, check_output_dir, make_parent
+from freezeframe.tables import format_names
 
 STATE_FILE = "member-{}.pt"
 """Each ensemble member's (or the single model's, member 0) state, replaced at the end of its epochs."""
@@ -74,6 +75,7 @@ class CheckpointStore:
         """How many members the run trains (1 for a single model)."""
         self.directory = self.out / CHECKPOINT_DIR
         self.fingerprint = fingerprint
+        self._saved_fingerprint: dict | None = saved["fingerprint"] if saved else None
         self.members: dict[int, dict] = dict(saved["members"]) if saved else {}
         """Each member's latest state: a loop's (see ``train._snapshot``) or, once it finished, ``{"done": ...}``."""
         if saved:
@@ -89,6 +91,18 @@ class CheckpointStore:
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._failure: OSError | FreezeframeError | None = None
+
+    def record_classes(self, labels: list[str]) -> None:
+        """Record the run's classes in their order, which the head's rows follow, for the saves to come; a resumed
+        run must have the checkpoint's order (the data's digest fixes the classes, not how a version orders them)."""
+        if self._saved_fingerprint is not None:
+            before = self._saved_fingerprint.get("classes") or sorted(labels)  # unrecorded: sorted()'s order
+            if before != labels:
+                raise FreezeframeError(
+                    f"cannot resume from {self.directory}: its head orders the classes {format_names(before)}, this "
+                    f"version {format_names(labels)}; only the earlier freezeframe that wrote it can resume it, or drop --resume and "
+                    "pass --overwrite to start over")
+        self.fingerprint["classes"] = list(labels)
 
     def start_clock(self) -> None:
         """Training starts: every save from now on records the run's training time so far (earlier sessions'

@@ -151,6 +151,8 @@ def _train(run: RunConfig, out: Path | None, overwrite: bool, train_data: Labell
     if train_data is None:
         train_data, valid_data = split_data(run)
     labels = train_data.label_names
+    if checkpoint is not None:
+        checkpoint.record_classes(labels)
     if valid_data is not None:
         check_known_labels(valid_data, labels)
     seed_everything(run.train.seed)

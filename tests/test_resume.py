@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from freezeframe.checkpoint import CHECKPOINT_DIR, STATE_FILE, MemberCheckpoint, read_state
+from freezeframe.errors import FreezeframeError
 
 EPOCHS = 4
 
@@ -335,3 +336,21 @@ def test_each_data_file_is_read_for_its_digest_once(tiny_data, tmp_path, monkeyp
     assert sorted(hashed) == ["test.csv", "train.csv"]
     meta = json.loads((tmp_path / "model" / "freezeframe.json").read_text())
     assert meta["data"]["files"] == {str(tiny_data[role]): file_sha256(tiny_data[role]) for role in ("train", "test")}
+
+
+def test_a_checkpoint_whose_head_orders_the_classes_otherwise_is_not_resumed(tmp_path):
+    """Before class order put numbers by value, '10' came before '2': a checkpoint of that time holds head rows in
+    that order, and resuming it under the new order would train each row toward another class."""
+    from freezeframe.checkpoint import CheckpointStore
+
+    numbers = [str(i) for i in range(12)]
+    saved = {"fingerprint": {"settings": {}, "data": {}}, "members": {}, "count": 1}  # written before classes were recorded
+    with pytest.raises(FreezeframeError, match=r"its head orders the classes '0', '1', '10', '11', '2', '3' and 6 more, "
+                                               r"this version '0', '1', '2', '3', '4', '5' and 6 more"):
+        CheckpointStore(tmp_path, {"settings": {}, "data": {}}, saved).record_classes(numbers)
+    names = ["Characters", "Cinematography", "Story"]
+    CheckpointStore(tmp_path, {"settings": {}, "data": {}}, saved).record_classes(names)  # sorted() agrees: resumed
+    recorded = {"fingerprint": {"settings": {}, "data": {}, "classes": numbers}, "members": {}, "count": 1}
+    store = CheckpointStore(tmp_path, {"settings": {}, "data": {}}, recorded)
+    store.record_classes(numbers)
+    assert store.fingerprint["classes"] == numbers  # saved with every epoch from now on
