@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from freezeframe.config import (
+    BASELINE_DEFAULTS,
     COMPARE_CONFIG,
     DEFAULT_COMPARE,
     DEFAULT_FREEZE,
@@ -19,6 +20,8 @@ from freezeframe.config import (
     DEFAULT_MODEL,
     DEFAULT_POOLING,
     DEFAULT_PROBE,
+    ENCODER_DEFAULTS,
+    HEAD_DEFAULTS,
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -113,10 +116,10 @@ def train(
     padding: Annotated[str, typer.Option(help="longest (per batch) or max_length (fixed [batch, max_length]).")] = "longest",
     vocab_size: Annotated[int | None, typer.Option(help="Baseline: vocabulary size (default 1000).")] = None,
     embedding_dim: Annotated[int | None, typer.Option(help="Baseline: embedding size (default 256).")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout before the classifier (default: the encoder's hidden dropout).")] = None,
+    dropout: Annotated[float | None, typer.Option(help=f"Dropout before the classifier (default: the encoder's hidden dropout; the baseline's {BASELINE_DEFAULTS['dropout']:g}).")] = None,
     encoder_dropout: Annotated[float | None, typer.Option(help="Dropout inside the encoder, on hidden states and attention (default: the checkpoint's).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default depends on the model).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default depends on the model).")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate (default {ENCODER_DEFAULTS['lr']:g}; --freeze head: {HEAD_DEFAULTS['lr']:g}; the baseline: {BASELINE_DEFAULTS['lr']:g}).")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Length of the schedule (default {ENCODER_DEFAULTS['epochs']}; --freeze head: {HEAD_DEFAULTS['epochs']}; the baseline: {BASELINE_DEFAULTS['epochs']}; validation data can stop it early).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (with validation data).")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

@@ -203,8 +203,8 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
     if text_column == label_column:
         raise FreezeframeError(SAME_COLUMNS.format(text_column))
     require_columns(frame, path, [text_column, label_column])
-    _report_structured(frame, path, text_column, "texts", "read as their JSON text")
-    _report_structured(frame, path, label_column, "labels", "each distinct one is a class of its own (one label per text)")
+    _report_structured(frame, path, text_column, "text", "read as their JSON text")
+    _report_structured(frame, path, label_column, "label", "each distinct one is a class of its own (one label per text)")
     texts = [clean_text(v) for v in frame[text_column]]
     labels = ["" if v is None else str(v) for v in frame[label_column]]
     rows = list(range(1, len(frame) + 1))
@@ -253,11 +253,11 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
 
 
 def _report_structured(frame, path: Path, column: str, what: str, outcome: str) -> None:
-    """Say which rows of a JSON file hold a list or an object where a text or a label belongs."""
+    """Say which rows of a JSON file hold a list or an object where a text or a label (``what``) belongs."""
     rows = frame.attrs.get("structured", {}).get(column)
     if rows:
-        report(f"{path}: {len(rows)} {what} are JSON lists or objects, not strings (data rows {format_rows(rows)}); "
-               f"{outcome}")
+        report(f"{path}: {counted(len(rows), what)} {one_or_many(len(rows), 'is a JSON list or object', 'are JSON lists or objects')}"
+               f", not {one_or_many(len(rows), 'a string', 'strings')} (data rows {format_rows(rows)}); {outcome}")
 
 
 def _report_control_characters(texts: list[str], path: Path, outcome: str, rows: list[int] | None = None) -> None:
@@ -387,7 +387,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
                 text_column = only
             else:
                 require_columns(frame, path, [text_column], "--text-column")
-        _report_structured(frame, path, text_column, "texts", "read as their JSON text")
+        _report_structured(frame, path, text_column, "text", "read as their JSON text")
         texts = [model_text(v) for v in frame[text_column]]
         rows = written
     shown = shown_path(path)

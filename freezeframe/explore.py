@@ -70,7 +70,7 @@ class ExploreConfig:
         if self.max_length is not None and not low <= self.max_length <= high:  # what train would cut at, not more
             raise ValueError(f"--max-length must be between {low} and {high}, as train takes it, got {self.max_length}")
         if self.top_words < 0:
-            raise ValueError(f"top_words must be a non-negative integer, got {self.top_words!r}")
+            raise ValueError(f"--top-words must be 0 or more, got {self.top_words}")
         if not self.text_column or not self.label_column:
             raise ValueError("--text-column and --label-column must be non-empty")
         if self.text_column == self.label_column:

@@ -428,3 +428,13 @@ def test_a_confusion_matrix_too_wide_for_a_terminal_numbers_its_columns():
     assert matrix[2].startswith(" 1 Class number 0 ") and matrix[13].startswith("12 Class number 11 ")
     assert matrix[13].split()[-12:] == ["1"] + ["0"] * 11  # the last class, predicted as the first
     assert all(len(line) <= MATRIX_WIDTH for line in matrix)
+
+
+def test_train_help_names_the_defaults_of_lr_epochs_and_dropout(run_cli):
+    """--lr, --epochs and --dropout default differently for head and the baseline; --help names each value."""
+    code, out, _ = run_cli("train", "--help")
+    assert code == 0
+    out = " ".join(out.split())  # the help wraps its lines
+    assert "Peak learning rate (default 0.0002; --freeze head: 0.01; the baseline: 0.01)" in out
+    assert "Length of the schedule (default 2; --freeze head: 60; the baseline: 60;" in out
+    assert "the encoder's hidden dropout; the baseline's 0.5" in out

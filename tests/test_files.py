@@ -290,7 +290,7 @@ def test_json_lists_or_objects_where_texts_or_labels_belong_are_named(tmp_path, 
     assert data.texts[0] == '{"en": "the camera shot 0"}' and '["Story", "Characters"]' in data.labels
     assert reports[0] == (f"{path}: 3 texts are JSON lists or objects, not strings (data rows 1, 2, 3); read as their "
                           "JSON text")
-    assert reports[1] == (f"{path}: 1 labels are JSON lists or objects, not strings (data rows 5); each distinct one is a "
+    assert reports[1] == (f"{path}: 1 label is a JSON list or object, not a string (data rows 5); each distinct one is a "
                           "class of its own (one label per text)")
     assert load_texts(path)[0] == '{"en": "the camera shot 0"}' and reports[-1] == reports[0]
 
