@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -211,42 +212,44 @@ def predict(
     output: Annotated[Path | None, typer.Option(help="Write a .csv, .tsv or .jsonl file instead: each input row's columns, "
                                                         "predicted_label and score_<label> per class.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --output file.")] = False,
+    chunk_rows: Annotated[int, typer.Option(help="Rows of --input read, classified and written at a time (memory grows with it, not with the file).")] = 2000,
 ) -> None:
     """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
-    from freezeframe.data import is_blank, texts_to_classify
-    from freezeframe.errors import logger
-    from freezeframe.predict import (
-        check_output_columns,
-        check_output_file,
-        load_predictor,
-        prediction_records,
-        write_predictions,
-    )
-    from freezeframe.tables import counted, one_or_many
+    from freezeframe.chunks import open_texts
+    from freezeframe.predict import check_output_columns, check_output_file, load_predictor, stream_predictions
+    from freezeframe.tables import counted
 
     _setup_logging(quiet=True)
     if not texts and input is None:
         raise FreezeframeError("nothing to classify: give texts as arguments or --input FILE ('-' for stdin)")
     if batch_size < 1:
         raise FreezeframeError(f"--batch-size must be at least 1, got {batch_size}")
+    if chunk_rows < 1:
+        raise FreezeframeError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     if output is not None:
         check_output_file(output, overwrite, input)
-    items, rows = texts_to_classify(texts or [], input, text_column)
+    chunks = open_texts(texts or [], input, text_column, chunk_rows)  # a file is checked whole here, read in chunks later
     classifier = load_predictor(model, backend, quantize)
     if output is not None:
-        check_output_columns(rows, classifier.labels)  # before the texts are classified, not after
-    blank = [number for number, text in enumerate(items, 1) if is_blank(text)]
-    if blank:
-        logger.warning(
-            f"{len(blank)} of {len(items)} texts {one_or_many(len(blank), 'is', 'are')} empty or invisible (number {', '.join(map(str, blank[:5]))}"
-            f"{', ...' if len(blank) > 5 else ''}); they are labelled all the same, from no words")
-    predictions = classifier.predict(items, batch_size)
+        check_output_columns([dict.fromkeys(chunks.columns or ["text"])], classifier.labels)  # before classifying
+    try:
+        count = stream_predictions(classifier, chunks, output, batch_size)
+    except BrokenPipeError:  # the reader stopped early (`| head`): end as a tool killed by SIGPIPE does, silently
+        _silence_stdout()
+        raise typer.Exit(141) from None
     if output is not None:
-        write_predictions(output, prediction_records(predictions, rows))
-        print(f"wrote {counted(len(predictions), 'prediction')} to {output}", file=sys.stderr)
-        return
-    for row in predictions:
-        sys.stdout.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+        print(f"wrote {counted(count, 'prediction')} to {output}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that flushing it at exit raises no second broken pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 @app.command()

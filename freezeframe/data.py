@@ -254,7 +254,11 @@ def labelled_from_frame(frame, path: Path | str, text_column: str, label_column:
 
 def _report_structured(frame, path: Path, column: str, what: str, outcome: str) -> None:
     """Say which rows of a JSON file hold a list or an object where a text or a label (``what``) belongs."""
-    rows = frame.attrs.get("structured", {}).get(column)
+    report_structured_rows(frame.attrs.get("structured", {}).get(column), path, what, outcome)
+
+
+def report_structured_rows(rows: list[int] | None, path: Path, what: str, outcome: str) -> None:
+    """Say which data ``rows`` of a JSON file hold a list or an object where a text or a label (``what``) belongs."""
     if rows:
         report(f"{path}: {counted(len(rows), what)} {one_or_many(len(rows), 'is a JSON list or object', 'are JSON lists or objects')}"
                f", not {one_or_many(len(rows), 'a string', 'strings')} (data rows {format_rows(rows)}); {outcome}")
@@ -266,8 +270,14 @@ def _report_control_characters(texts: list[str], path: Path, outcome: str, rows:
     found = [(i, match.group()) for i, text in enumerate(texts) if (match := CONTROL_CHARS.search(text))]
     if found:
         i, char = found[0]
-        where = f" in data row {rows[i]}" if rows is not None else ""
-        report(f"{path}: {counted(len(found), 'text')} {one_or_many(len(found), 'holds', 'hold')} control characters (e.g. {char!r}{where}); {outcome}")
+        report_control_characters(len(found), char, path, outcome, rows[i] if rows is not None else None)
+
+
+def report_control_characters(count: int, char: str, path: Path | str, outcome: str, row: int | None = None) -> None:
+    """Say that ``count`` texts hold control characters, the first of them ``char`` (in data row ``row``)."""
+    if count:
+        where = f" in data row {row}" if row is not None else ""
+        report(f"{path}: {counted(count, 'text')} {one_or_many(count, 'holds', 'hold')} control characters (e.g. {char!r}{where}); {outcome}")
 
 
 def occurrences(data: LabelledTexts) -> tuple[dict[str, list[int]], dict[str, set[str]]]:
@@ -347,7 +357,7 @@ def texts_to_classify(texts: list[str], path: Path | None = None, text_column: s
     return items + read, [blank | {column: text} for text in items] + table
 
 
-def _report_table_read_as_lines(first: str, path: Path, text_column: str) -> None:
+def report_table_read_as_lines(first: str, path: Path, text_column: str) -> None:
     """Say when a file read one text per line looks like a table (a .csv without its suffix, a table piped to standard
     input): its header, or each JSON record whole, would be classified as texts."""
     fields = [field.strip().strip('"').strip() for field in re.split(r"[,\t;]", first)]
@@ -372,7 +382,7 @@ def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], 
         lines = _LINE_BREAKS.split(read_text_file(path))
         texts = [line.strip() for line in lines if line.strip()]
         if texts:
-            _report_table_read_as_lines(texts[0], path, text_column)
+            report_table_read_as_lines(texts[0], path, text_column)
     else:
         if path.suffix.lower() not in TABLE_SUFFIXES and not is_directory(path):
             raise unsupported_type(path, ".csv, .tsv, .jsonl or .txt")

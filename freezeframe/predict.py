@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -141,28 +144,102 @@ def prediction_records(predictions: list[dict], inputs: list[dict]) -> list[dict
             for given, row in zip(inputs, predictions)]
 
 
+def prediction_text(records: list[dict], separator: str | None, header: bool = True) -> str:
+    """``records`` as JSON Lines (``separator`` ``None``) or as CSV/TSV rows, under a header row if ``header``."""
+    if separator is None:
+        return "".join(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n" for record in records)
+    import pandas as pd
+
+    from freezeframe.tables import json_cell
+
+    # a JSON input's values as their cells in a table (true, lists as JSON); numbers stay numbers, and
+    # dtype=object keeps a whole number a whole number in a column with gaps
+    cells = [{key: value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else json_cell(value)
+              for key, value in record.items()} for record in records]
+    return pd.DataFrame(cells, dtype=object).to_csv(sep=separator, index=False, lineterminator="\n", header=header)
+
+
 def write_predictions(path: Path, records: list[dict]) -> None:
     """Write ``records`` as CSV, TSV or JSON Lines (by ``path``'s suffix), whole or not at all."""
     from freezeframe.storage import atomic_write_bytes, make_parent
 
-    separator = OUTPUT_SUFFIXES[path.suffix.lower()]
-    if separator is None:
-        text = "".join(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n" for record in records)
-    else:
-        import pandas as pd
-
-        from freezeframe.tables import json_cell
-
-        # a JSON input's values as their cells in a table (true, lists as JSON); numbers stay numbers, and
-        # dtype=object keeps a whole number a whole number in a column with gaps
-        cells = [{key: value if isinstance(value, (str, int, float)) and not isinstance(value, bool) else json_cell(value)
-                  for key, value in record.items()} for record in records]
-        text = pd.DataFrame(cells, dtype=object).to_csv(sep=separator, index=False, lineterminator="\n")
+    text = prediction_text(records, OUTPUT_SUFFIXES[path.suffix.lower()])
     make_parent(path)
     try:
         atomic_write_bytes(path, text.encode("utf-8"))
     except OSError as err:
         raise FreezeframeError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def stream_predictions(classifier: Classifier, chunks: Iterable[tuple[list[str], list[dict] | None]],
+                       output: Path | None = None, batch_size: int = 64, out: TextIO | None = None) -> int:
+    """Classify ``chunks`` one at a time, writing each one's predictions before the next is read, so that memory
+    holds one chunk whatever the size of the input.
+
+    Args:
+        classifier: from :func:`load_predictor`.
+        chunks: ``(texts, rows)`` pairs, e.g. :func:`freezeframe.chunks.open_texts`'s; ``rows`` (each text's input
+            row, for ``output``) may be ``None``: ``{"text": text}``.
+        output: a .csv, .tsv or .jsonl file of each row's columns, ``predicted_label`` and ``score_<label>`` per
+            class, written whole or not at all (an error or Ctrl-C leaves an existing file as it was). ``None``:
+            one JSON line ``{"text", "label", "scores"}`` per text to ``out``, flushed after each chunk.
+        batch_size: texts per forward pass.
+        out: where JSON lines go without ``output`` (default: standard output).
+
+    Returns:
+        The number of texts classified. Empty or invisible texts are named in one warning at the end.
+    """
+    from freezeframe.storage import atomic_writer, make_parent
+
+    checked_texts([], batch_size)
+    if output is None:
+        out = sys.stdout if out is None else out
+
+        def show(predictions: list[dict], rows: list[dict] | None) -> None:
+            out.write("".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in predictions))
+            out.flush()  # a reader (`| head`) sees each chunk as it is done
+
+        return _classify_chunks(classifier, chunks, batch_size, show)
+    output = Path(output)
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"output {output}: unsupported file type {output.suffix or '(none)'!r}; "
+                         f"use {', '.join(OUTPUT_SUFFIXES)}")
+    separator = OUTPUT_SUFFIXES[output.suffix.lower()]
+    make_parent(output)
+    try:
+        with atomic_writer(output) as handle:
+            def write(predictions: list[dict], rows: list[dict] | None) -> None:
+                rows = [{"text": row["text"]} for row in predictions] if rows is None else rows
+                records = prediction_records(predictions, rows)
+                handle.write(prediction_text(records, separator, header=handle.tell() == 0).encode("utf-8"))
+
+            return _classify_chunks(classifier, chunks, batch_size, write)
+    except OSError as err:
+        raise FreezeframeError(f"cannot write {output}: {err.strerror or err}") from None
+
+
+def _classify_chunks(classifier: Classifier, chunks: Iterable[tuple[list[str], list[dict] | None]], batch_size: int,
+                     write: Callable[[list[dict], list[dict] | None], None]) -> int:
+    """Classify and ``write`` each chunk in turn; warn at the end about the texts that are empty or invisible."""
+    from freezeframe.data import is_blank
+    from freezeframe.errors import logger
+    from freezeframe.tables import one_or_many
+
+    total, blank, first_blank = 0, 0, []
+    for texts, rows in chunks:
+        for number, text in enumerate(texts, total + 1):
+            if is_blank(text):
+                blank += 1
+                if len(first_blank) < 5:
+                    first_blank.append(number)
+        total += len(texts)
+        if texts:
+            write(classifier.predict(texts, batch_size), rows)
+    if blank:
+        logger.warning(
+            f"{blank} of {total} texts {one_or_many(blank, 'is', 'are')} empty or invisible (number {', '.join(map(str, first_blank))}"
+            f"{', ...' if blank > 5 else ''}); they are labelled all the same, from no words")
+    return total
 
 
 def read_meta(directory: Path) -> dict:

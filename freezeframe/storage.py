@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from freezeframe.errors import FreezeframeError
 from freezeframe.frames import is_frame
@@ -240,20 +241,19 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file through a temporary name, fsync, then rename over ``path``.
-
-    A reader sees the old file or the new one, never a mix; an interrupted write leaves no
-    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``). A symbolic link is written through,
-    as a shell's ``>`` writes: the rename would replace the link itself and leave the file it points to as it was.
-    """
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through, piece by piece: a temporary beside it, fsynced and renamed over ``path``
+    when the block ends without an error. Anything else (an error, Ctrl-C) removes the temporary and leaves ``path``
+    as it was; after a hard kill, a hidden ``.NAME.tmp-PID`` remains. A symbolic link is written through, as in
+    :func:`atomic_write_bytes`."""
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))  # unlike Path.resolve, no error on a loop of links
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(payload)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -261,3 +261,14 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file through a temporary name, fsync, then rename over ``path``.
+
+    A reader sees the old file or the new one, never a mix; an interrupted write leaves no
+    temporary behind (or, after a hard kill, a hidden ``.NAME.tmp-PID``). A symbolic link is written through,
+    as a shell's ``>`` writes: the rename would replace the link itself and leave the file it points to as it was.
+    """
+    with atomic_writer(path) as handle:
+        handle.write(payload)

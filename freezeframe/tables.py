@@ -12,11 +12,11 @@ import io
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from freezeframe.decode import STDIN, DecodedStream, shown_path  # noqa: F401 - named here too
 from freezeframe.errors import FreezeframeError, logger, report
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None, ".ndjson": None}
@@ -50,29 +50,8 @@ def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-STDIN = "standard input"
-"""How messages name ``-``, the file that reads standard input."""
-
-
-def shown_path(path: Path) -> Path | str:
-    """``path`` as messages name it: ``-`` is standard input."""
-    return STDIN if str(path) == "-" else path
-
-
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
 """Suffixes of compressed files, refused with the fix rather than as an unknown type (as are workbooks, .xls*)."""
-_BINARY_STARTS = {
-    b"\x1f\x8b": "gzip-compressed; decompress it first, e.g. `zcat FILE > plain.csv`",
-    b"\xfd7zXZ\x00": "xz-compressed; decompress it first, e.g. `xzcat FILE > plain.csv`",
-    b"\x28\xb5\x2f\xfd": "zstd-compressed; decompress it first, e.g. `zstdcat FILE > plain.csv`",
-    b"BZh": "bzip2-compressed; decompress it first, e.g. `bzcat FILE > plain.csv`",
-    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one), not text; save the sheet as 'CSV UTF-8' or unzip it",
-    b"\xd0\xcf\x11\xe0": "an Excel .xls workbook, not text; save the sheet as 'CSV UTF-8'",
-}
-"""What a file that is not UTF-8 text is, by its first bytes, and the fix (looked up only once it failed to decode,
-so that no text file is refused for how it starts)."""
-
-
 def unsupported_type(path: Path, allowed: str) -> FreezeframeError:
     """The refusal of a file whose suffix is none of ``allowed`` (e.g. ``.csv, .tsv or .jsonl``): a compressed file
     or a workbook is named as such, with the fix."""
@@ -94,36 +73,15 @@ def is_directory(path: Path) -> bool:
 
 
 def read_text_file(path: Path) -> str:
-    """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8."""
-    if str(path) == "-":
-        raw = sys.stdin.buffer.read()
-        path = shown_path(path)
-    else:
-        try:
-            if not path.exists():
-                raise FreezeframeError(f"file not found: {path}")
-            if path.is_dir():
-                raise FreezeframeError(f"{path} is a directory; expected a data file")
-            raw = path.read_bytes()
-        except OSError as err:  # no permission to it or to a directory above it; an I/O error
-            raise FreezeframeError(f"cannot read {path}: {err.strerror or err}") from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FreezeframeError(f"{path} is UTF-16, not UTF-8; re-save it as UTF-8, e.g. "
-                               "`iconv -f utf-16 -t utf-8 in.csv > out.csv`")
+    """Read a whole file as UTF-8 (a byte-order mark is allowed), or say where it is not UTF-8; NUL bytes are
+    removed, and counted in a report."""
+    stream = DecodedStream(path)
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        binary = next((what for start, what in _BINARY_STARTS.items() if raw.startswith(start)), None)
-        if binary is not None:
-            raise FreezeframeError(f"{path} is {binary}") from None
-        line = raw[: err.start].count(b"\n") + 1
-        raise FreezeframeError(
-            f"{path} is not valid UTF-8 (byte 0x{raw[err.start]:02x} at line {line}); "
-            "re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`"
-        ) from None
-    if "\x00" in text:
-        report(f"{path}: removed {text.count(chr(0))} NUL bytes")
-        text = text.replace("\x00", "")
+        text = stream.read()
+    finally:
+        stream.close()
+    if stream.nuls:
+        report(f"{stream.shown}: removed {stream.nuls} NUL bytes")
     return text
 
 
@@ -180,22 +138,13 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise FreezeframeError(f"{path} has no header row") from None
     except pd.errors.ParserError as err:
-        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
-        unclosed = re.search(r"EOF inside string starting at row (\d+)", detail)
-        if unclosed:
-            detail = f"a quote mark in data row {unclosed.group(1)} opens a field that never closes"
+        refusal, unclosed = delimited_error(err, path, text, sep)
         frame = _parse_unquoted(text) if sep == "\t" and unclosed else None
         if frame is not None:
-            report(f"{path}: {detail}; read as TSV without quoting instead: each line is one row, and quote marks "
+            report(f"{path}: {unclosed}; read as TSV without quoting instead: each line is one row, and quote marks "
                    "are part of the texts")
             return _checked(frame, text, path, sep)
-        ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
-        if ragged:
-            expected, line, saw = ragged.groups()
-            detail = (f"line {line} has {saw} fields, the header has {expected}; a text holding the separator "
-                      "must be quoted")
-        raise FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
-                               f"{separator_hint(text, sep)}") from None
+        raise refusal from None
     merged = _merged_rows(frame, sep) if sep == "\t" else []
     unquoted = _parse_unquoted(text) if merged else None
     if unquoted is not None and list(unquoted.columns) == list(frame.columns):
@@ -203,6 +152,23 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
                "quoting instead: each line is one row, and quote marks are part of the texts")
         frame = unquoted
     return _checked(frame, text, path, sep)
+
+
+def delimited_error(err: pd.errors.ParserError, path: Path, text: str, sep: str) -> tuple[FreezeframeError, str | None]:
+    """The refusal of a CSV/TSV file pandas cannot parse (``text``: the file's text, or its start), and the detail of
+    a quote mark that opens a field that never closes (``None`` for another fault)."""
+    detail = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
+    unclosed = re.search(r"EOF inside string starting at row (\d+)", detail)
+    if unclosed:
+        detail = f"a quote mark in data row {unclosed.group(1)} opens a field that never closes"
+    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
+    if ragged:
+        expected, line, saw = ragged.groups()
+        detail = (f"line {line} has {saw} fields, the header has {expected}; a text holding the separator "
+                  "must be quoted")
+    refusal = FreezeframeError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({detail})"
+                               f"{separator_hint(text, sep)}")
+    return refusal, detail if unclosed else None
 
 
 def _parse(text: str, sep: str, quoting: int = csv.QUOTE_MINIMAL) -> pd.DataFrame:
@@ -226,14 +192,15 @@ def _checked(frame: pd.DataFrame, text: str, path: Path, sep: str) -> pd.DataFra
     if len(header) == len(frame.columns):
         refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):
-        frame = _unshift(frame, path, separator_hint(text, sep))
+        frame = unshift(frame, path, separator_hint(text, sep))
     _warn_merged_rows(frame, path, sep)
     return frame
 
 
-def _unshift(frame: pd.DataFrame, path: Path, hint: str = "") -> pd.DataFrame:
+def unshift(frame: pd.DataFrame, path: Path, hint: str = "", quiet: bool = False) -> pd.DataFrame:
     """Every row had one field more than the header, so pandas made the first column the index and
-    shifted every name by one. A trailing separator (an empty last field) is dropped; anything else is refused."""
+    shifted every name by one. A trailing separator (an empty last field) is dropped (and reported unless
+    ``quiet``); anything else is refused."""
     names = list(frame.columns)
     values = frame.reset_index()
     if values.shape[1] != len(names) + 1:
@@ -242,7 +209,8 @@ def _unshift(frame: pd.DataFrame, path: Path, hint: str = "") -> pd.DataFrame:
     if (values["\x00extra"].fillna("").astype(str).str.strip() != "").any():
         raise FreezeframeError(f"{path}: every data row has one field more than the header (which has {len(names)}); "
                                f"add the missing column name or quote the texts that hold the separator{hint}")
-    report(f"{path}: every row ends in an empty extra field (a trailing separator); ignored")
+    if not quiet:
+        report(f"{path}: every row ends in an empty extra field (a trailing separator); ignored")
     return values.drop(columns="\x00extra")
 
 

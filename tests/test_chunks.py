@@ -1,0 +1,220 @@
+"""`predict --input` read, classified and written chunk by chunk: the same output as a whole read, errors in a later
+chunk leave no output file, JSON lines flow to stdout chunk by chunk, and a closed pipe ends quietly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from freezeframe.chunks import open_texts
+from freezeframe.decode import DecodedStream, split_lines
+
+TEXTS = ["the camera shot", "", "a villain role, with a comma", "plot \"twist\" ending", "\u200b", "lens\nflare",
+         "  the hero  ", "bell\x07ring", "the cast", "story"] * 3
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, tiny_data) -> Path:
+    from freezeframe.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "baseline"
+    main(["train", "--train", str(tiny_data["train"]), "--model", "baseline", "--out", str(out), "--epochs", "1",
+          "--quiet"])
+    return out
+
+
+def _inputs(directory: Path) -> list[Path]:
+    """One file of TEXTS per input type, with a BOM and Windows line ends in the CSV, and a key that first appears
+    in a later chunk of the JSON Lines file."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["id", "review", "note"])
+    writer.writerows([i, text, "n" if i % 3 else ""] for i, text in enumerate(TEXTS))
+    (directory / "in.csv").write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
+    (directory / "in.tsv").write_text("review\tid\n" + "".join(f"{t.replace(chr(10), ' ')}\t{i}\n"
+                                                              for i, t in enumerate(TEXTS)), encoding="utf-8")
+    records = [{"review": text, "id": i} | ({"late": [i], "flag": True} if i == 25 else {}) for i, text in enumerate(TEXTS)]
+    (directory / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (directory / "in.txt").write_bytes("\r\n".join(t for t in TEXTS if "\n" not in t).encode("utf-8") + b"\rlast")
+    return [directory / name for name in ("in.csv", "in.tsv", "in.jsonl", "in.txt")]
+
+
+def test_chunked_output_is_byte_identical_to_the_whole_file_path(run_cli, baseline, tmp_path):
+    """Every output type, from every input type, read 4 rows at a time (8 chunks), matches the whole read."""
+    from freezeframe.data import texts_to_classify
+    from freezeframe.predict import load_classifier, prediction_records, write_predictions
+
+    classifier = load_classifier(baseline, device="cpu")
+    for source in _inputs(tmp_path):
+        items, rows = texts_to_classify(["an argument"], source, "review")
+        predictions = classifier.predict(items)
+        code, out, err = run_cli("predict", "--model", baseline, "an argument", "--input", source, "--chunk-rows", "4")
+        assert code == 0, err
+        assert out == "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+        for suffix in (".csv", ".tsv", ".jsonl"):
+            whole, chunked = tmp_path / f"whole{suffix}", tmp_path / f"chunked-{source.suffix[1:]}{suffix}"
+            write_predictions(whole, prediction_records(predictions, rows))
+            code, _, err = run_cli("predict", "--model", baseline, "an argument", "--input", source, "--chunk-rows", "4",
+                                   "--output", chunked)
+            assert code == 0 and f"wrote {len(items)} predictions" in err, err
+            assert chunked.read_bytes() == whole.read_bytes(), (source.name, suffix)
+
+
+def test_chunks_hold_at_most_chunk_rows_and_the_warning_counts_the_whole_input(run_cli, baseline, tmp_path):
+    source = _inputs(tmp_path)[0]
+    sizes = [len(texts) for texts, _ in open_texts(["given"], source, chunk_rows=7)]
+    assert sizes == [1, 7, 7, 7, 7, 2]
+    code, _, err = run_cli("predict", "--model", baseline, "--input", source, "--chunk-rows", "3")
+    assert code == 0
+    assert "warning: 6 of 30 texts are empty or invisible (number 2, 5, 12, 15, 22, ...)" in err
+
+
+def test_a_bad_line_late_in_the_file_is_refused_before_any_work(run_cli, baseline, tmp_path, monkeypatch):
+    source = tmp_path / "late.jsonl"
+    lines = [json.dumps({"review": f"the camera {i}"}) for i in range(40)]
+    lines[33] = '{"review": "cut off'
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    target = tmp_path / "out.csv"
+    monkeypatch.setattr("freezeframe.predict.Classifier.predict",
+                        lambda *a, **k: pytest.fail("classified a file that is refused"))
+    code, out, err = run_cli("predict", "--model", baseline, "--input", source, "--chunk-rows", "5", "--output", target)
+    assert code == 2 and out == ""
+    assert err.strip() == (f"freezeframe: error: {source}: 1 of 40 records are not JSON objects like "
+                           '{"review": "...", "aspect": "..."} (line 34); fix or remove them')
+    assert list(tmp_path.iterdir()) == [source]
+
+
+def test_an_error_in_a_later_chunk_of_stdin_leaves_the_old_output(run_cli, baseline, tmp_path, monkeypatch):
+    """Standard input is read once, as it is classified: bytes that are not UTF-8 on line 41 stop the run after
+    earlier chunks were classified; the --overwrite target keeps its content and no temporary file is left."""
+    import io
+
+    raw = b"".join(b"the camera shot %d\n" % i for i in range(40)) + b"caf\xe9\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    seen = []
+    from freezeframe.predict import Classifier
+
+    original = Classifier.predict
+    monkeypatch.setattr(Classifier, "predict", lambda self, texts, *a: seen.append(len(texts)) or original(self, texts, *a))
+    monkeypatch.setattr("freezeframe.decode._BLOCK", 64)
+    code, _, err = run_cli("predict", "--model", baseline, "--input", "-", "--chunk-rows", "10", "--output", target,
+                             "--overwrite")
+    assert code == 2 and seen[:2] == [10, 10]
+    assert err.strip() == ("freezeframe: error: standard input is not valid UTF-8 (byte 0xe9 at line 41); re-save "
+                           "it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`")
+    assert target.read_text(encoding="utf-8") == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_ctrl_c_in_a_later_chunk_leaves_no_output(run_cli, baseline, tmp_path, monkeypatch):
+    source = _inputs(tmp_path)[0]
+    from freezeframe.predict import Classifier
+
+    original, calls = Classifier.predict, []
+
+    def interrupted(self, texts, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, texts, *args)
+
+    monkeypatch.setattr(Classifier, "predict", interrupted)
+    code, _, err = run_cli("predict", "--model", baseline, "--input", source, "--chunk-rows", "4", "--output",
+                           tmp_path / "out.tsv")
+    assert code == 130 and err.splitlines()[-1] == "freezeframe: interrupted"
+    assert not (tmp_path / "out.tsv").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_each_chunk_is_written_before_the_next_is_read(baseline):
+    from freezeframe.predict import load_classifier, stream_predictions
+
+    events = []
+
+    class Out:
+        def write(self, text: str) -> None:
+            events.append(("wrote", text.count("\n")))
+
+        def flush(self) -> None:
+            events.append(("flushed", 0))
+
+    def chunks():
+        for start in range(0, 6, 2):
+            events.append(("read", start))
+            yield TEXTS[start:start + 2], None
+
+    count = stream_predictions(load_classifier(baseline, device="cpu"), chunks(), out=Out())
+    assert count == 6
+    assert events == [("read", 0), ("wrote", 2), ("flushed", 0), ("read", 2), ("wrote", 2), ("flushed", 0),
+                      ("read", 4), ("wrote", 2), ("flushed", 0)]
+
+
+def test_a_closed_stdout_ends_quietly(run_cli, baseline, tmp_path, monkeypatch):
+    class Closed:
+        def write(self, text: str) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    source = tmp_path / "plain.txt"
+    source.write_text("the camera shot\nthe plot\n" * 10, encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", Closed())
+    code, _, err = run_cli("predict", "--model", baseline, "--input", source, "--chunk-rows", "4")
+    assert code == 141 and err == ""
+
+
+def test_predict_into_head_ends_quietly(baseline, tmp_path):
+    """A real pipe closed after the first line (`predict ... | head -1`): exit 141, as SIGPIPE would, and no traceback."""
+    source = tmp_path / "many.txt"
+    source.write_text("the camera shot and the lighting of the frame\n" * 20_000, encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "freezeframe", "predict", "--model", str(baseline),
+                                "--input", str(source), "--chunk-rows", "500"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "0"})
+    first = process.stdout.readline()
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert json.loads(first)["text"].startswith("the camera shot")
+    assert process.returncode == 141 and err == b""
+
+
+@pytest.mark.parametrize("text", ["a\r\nb\rc\nd\x0be\u2028f\r\n\r\n\n", "one\r", "\r\n\r\nx\ny", "no end", ""])
+def test_split_lines_cuts_as_splitlines_whatever_the_blocks(text):
+    for size in (1, 2, 3):
+        blocks = [text[i:i + size] for i in range(0, len(text), size)]
+        assert list(split_lines(iter(blocks))) == text.splitlines()
+
+
+def test_decoded_stream_names_the_line_of_a_bad_byte_in_a_later_block(tmp_path, monkeypatch):
+    from freezeframe.errors import FreezeframeError
+
+    monkeypatch.setattr("freezeframe.decode._BLOCK", 5)
+    path = tmp_path / "latin.txt"
+    path.write_bytes("\ufeffé\x00\n".encode() + b"line\n" * 7 + b"caf\xe9\n")
+    with pytest.raises(FreezeframeError, match=r"not valid UTF-8 \(byte 0xe9 at line 9\)"):
+        list(DecodedStream(path).blocks())
+    path.write_bytes("\ufeffé\x00\n".encode() + "ça\n".encode() * 7)
+    stream = DecodedStream(path)
+    assert stream.read() == "é\n" + "ça\n" * 7 and stream.nuls == 1
+
+
+def test_python_code_streams_through_the_same_functions(baseline, tmp_path):
+    from freezeframe.predict import load_classifier, stream_predictions
+
+    source = _inputs(tmp_path)[2]
+    classifier = load_classifier(baseline, device="cpu")
+    target = tmp_path / "out.jsonl"
+    assert stream_predictions(classifier, open_texts([], source, chunk_rows=4), target) == len(TEXTS)
+    assert [json.loads(line)["id"] for line in target.read_text(encoding="utf-8").splitlines()] == list(range(30))
+    with pytest.raises(ValueError, match="unsupported file type '.txt'"):
+        stream_predictions(classifier, open_texts([], source), tmp_path / "out.txt")
+    with pytest.raises(ValueError, match="chunk_rows must be a whole number"):
+        open_texts([], source, chunk_rows=0)
