@@ -202,7 +202,7 @@ def evaluate(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="Model directory written by train.")],
+    model: Annotated[Path, typer.Option(help="Model directory written by train (or by export, with --backend onnx).")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.")] = None,
     input: Annotated[Path | None, typer.Option("--input", help="File of texts (.csv/.tsv/.jsonl/.txt); '-' reads stdin.")] = None,
     text_column: TextColumn = "review",
