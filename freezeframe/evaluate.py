@@ -1,4 +1,5 @@
-"""Metrics of a classifier on labelled data, as a table, a JSON object and plots; McNemar's test between two."""
+"""Metrics of a classifier on labelled data, as a table, a JSON object and plots; McNemar's test between two
+classifiers on the same items, and the corrected resampled t-test between two configurations over paired runs."""
 
 from __future__ import annotations
 
@@ -29,6 +30,55 @@ def mcnemar_exact(first_right: np.ndarray, second_right: np.ndarray) -> dict:
     discordant = first_only + second_only
     p_value = float(binomtest(first_only, discordant, 0.5).pvalue) if discordant else 1.0
     return {"first_only": first_only, "second_only": second_only, "p_value": p_value}
+
+
+def corrected_resampled_ttest(differences: list[float], test_train_ratio: float) -> dict:
+    """The Nadeau-Bengio corrected resampled t-test of paired differences (Nadeau & Bengio 2003).
+
+    Runs of repeated k-fold cross-validation share most of their training texts, so their differences are
+    correlated and the plain paired t-test's variance ``s²/n`` is too small; the correction takes
+    ``(1/n + n_test/n_train) s²``. With ``test_train_ratio`` 0 it is the plain paired t-test.
+
+    Args:
+        differences: one difference per pair of runs that shared a split and seed.
+        test_train_ratio: test texts over training texts of a fold (about 1/(k-1)); 0 for no correction.
+
+    Returns:
+        ``n``, ``mean_difference``, ``std_error_corrected``, ``ci95`` (the 95% interval of the mean difference
+        with the corrected variance), ``t``, ``df`` and the two-sided ``p_value``; with fewer than two
+        differences, or differences that are all the same, the last five are ``None`` and ``reason`` says why.
+    """
+    values = np.asarray(differences, dtype=float)
+    n = len(values)
+    result = {"n": n, "mean_difference": float(values.mean()) if n else None, "std_error_corrected": None,
+              "ci95": None, "t": None, "df": None, "p_value": None}
+    if n < 2:
+        return {**result, "reason": f"{n} paired run{'' if n == 1 else 's'}: a spread needs at least two"}
+    if np.allclose(values, values[0], rtol=0.0, atol=1e-12):  # float noise aside, one value: a variance of 0
+        return {**result, "reason": f"every paired difference was {values[0]:.3f}: no spread to test it against"}
+    from scipy.stats import t as student_t  # scipy only where a comparison is tested
+
+    std_error = float(np.sqrt((1.0 / n + test_train_ratio) * values.var(ddof=1)))
+    statistic, df = float(values.mean() / std_error), n - 1
+    half = float(student_t.ppf(0.975, df)) * std_error
+    mean = float(values.mean())
+    return {**result, "std_error_corrected": std_error, "ci95": [mean - half, mean + half], "t": statistic,
+            "df": df, "p_value": float(2.0 * student_t.sf(abs(statistic), df))}
+
+
+def holm_adjusted(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of several p-values (``None``: not tested, not counted among them).
+
+    The k-th smallest of m p-values is multiplied by m - k + 1, kept at least as large as the one before it, and
+    capped at 1: rejecting where the adjusted p is below alpha keeps the chance of any false rejection below alpha.
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def compute_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict:

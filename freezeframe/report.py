@@ -17,6 +17,7 @@ from pathlib import Path
 
 from freezeframe.evaluate import plot_confusion_matrices, plot_learning_curves, save_figure
 from freezeframe.layouts import REPORT_LAYOUT
+from freezeframe.paired import paired_clause, paired_note, paired_table
 from freezeframe.storage import atomic_directory
 from freezeframe.tables import counted, percent
 
@@ -188,7 +189,8 @@ def report_blocks(results: dict) -> list[Block]:
         Block("h2", "Recall per class (all runs pooled)"),
         Block("table", header=["configuration", *labels],
               rows=[[name, *(_recall(c["per_class_recall"][label]) for label in labels)] for name, c in configs.items()]),
-        Block("h2", "Paired significance test"),
+        *_paired_blocks(results.get("paired")),
+        Block("h2", "Paired significance test on the items (McNemar)"),
         Block("p", _significance_text(results["significance"])),
         Block("h2", "Accuracy of every run"),
         Block("image", ACCURACY_PNG),
@@ -198,6 +200,15 @@ def report_blocks(results: dict) -> list[Block]:
         Block("image", CURVES_PNG),
     ]
     return blocks
+
+
+def _paired_blocks(paired: dict | None) -> list[Block]:
+    """The paired table and what its test is (none for results.json files written before it was added)."""
+    if not paired:
+        return []
+    header, rows = paired_table(paired)
+    return [Block("h2", f"Paired differences with {paired['best']} over runs (accuracy)"),
+            Block("table", header=header, rows=rows), Block("p", paired_note(paired))]
 
 
 def _recall(value: float | None) -> str:
@@ -236,12 +247,10 @@ def reading(results: dict) -> list[str]:
     sentences += _chance_level_sentence(results, ranked)
     for name in ranked[1:]:
         gap = top["accuracy"]["mean"] - configs[name]["accuracy"]["mean"]
-        spread = max(top["accuracy"]["std"], configs[name]["accuracy"]["std"])
-        if runs < 2:  # one run has no run-to-run spread: its std of 0 would call any gap firm
-            firm = "one run each, so there is no run-to-run spread to judge this gap by"
-        else:
-            firm = ("a gap smaller than the run-to-run standard deviation, so this ordering is not firm"
-                    if gap <= spread else "more than the run-to-run standard deviation")
+        # the runs pair up by split and seed: their differences, not the unpaired spreads, say how firm the gap is
+        paired = results.get("paired", {})  # absent from results.json files written before it was added
+        firm = (paired_clause(paired, name) if paired.get("best") == best and name in paired["configs"]
+                else "no paired comparison with it in these results")
         sentences.append(f"{name} reached {_pm(configs[name]['accuracy'])}, {_points(gap)} below {best} ({firm}).")
     test = results["significance"]
     if test.get("p_value") is not None:

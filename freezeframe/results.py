@@ -1,8 +1,9 @@
 """A comparison's results: what each run did (:class:`RunRecord`) and the JSON-ready summary of results.json.
 
 :func:`summarize` turns the records of every configuration on every split into scores over runs (mean and sample
-standard deviation), pooled confusion matrices and the paired significance test of the best encoder configuration
-against the baseline; :mod:`freezeframe.report` writes them out, :mod:`freezeframe.compare` runs the configurations.
+standard deviation), pooled confusion matrices, the paired differences of the most accurate configuration with every
+other one over runs that shared a split (:mod:`freezeframe.paired`) and McNemar's test of the best encoder configuration
+against the baseline on the items; :mod:`freezeframe.report` writes them out, :mod:`freezeframe.compare` runs the configurations.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from freezeframe.config import BASELINE_MODEL
 from freezeframe.data import LabelledTexts
 from freezeframe.evaluate import SIGNIFICANCE_TEST, mcnemar_exact
 from freezeframe.frames import data_name, is_frame
+from freezeframe.paired import paired_comparison
 
 if TYPE_CHECKING:
     from freezeframe.compare import CompareConfig
@@ -69,7 +71,8 @@ def item_correctness(records: list[RunRecord], labels: list[str], truth: list[st
 
 
 def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[str], evaluated: LabelledTexts) -> dict:
-    """The JSON-ready results: per configuration scores over runs, and the paired test."""
+    """The JSON-ready results: per configuration scores over runs, the paired differences over runs, and the paired
+    test on the items."""
     configs: dict[str, dict] = {}
     for name in settings.configs:
         runs = [r for r in records if r.config == name]
@@ -106,6 +109,8 @@ def summarize(settings: CompareConfig, records: list[RunRecord], labels: list[st
         "spread": SPREAD,
         "configs": configs,
         "significance": _significance(settings, records, labels, evaluated, configs),
+        "paired": paired_comparison({name: {(r.seed, r.fold): r.metrics["accuracy"] for r in records if r.config == name}
+                                     for name in settings.configs}, settings.folds),
     }
 
 

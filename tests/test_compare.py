@@ -74,6 +74,11 @@ def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny
     assert "[1/4] baseline" in err and "left" in err, "progress names the run and the time left"
     assert "McNemar" in stdout
     results = json.loads((out / "results.json").read_text())
+    # one test file: the repetitions differ by seed alone, so no correction for overlapping training sets
+    assert results["paired"]["test"].startswith("paired t-test over seeds, uncorrected")
+    assert results["paired"]["n_test_over_n_train"] == 0.0 and results["paired"]["configs"]
+    markdown = (out / "report.md").read_text()
+    assert "the repetitions differ by seed alone" in markdown or "every paired difference was" in markdown, markdown
     # each run's progress line shows the training seconds that results.json and report.md average, and the rest apart
     trained = [float(s) for s in re.findall(r"\(best epoch \d+, trained in ([\d.]+)s, tested in [\d.]+s\)", err)]
     runs = [results["configs"][name]["train_seconds"]["runs"] for name in ("baseline", "head")]
@@ -190,12 +195,15 @@ def test_the_paired_counts_agree_with_a_count_of_one(report_dir):
 def test_a_single_run_per_configuration_is_not_called_a_gap_beyond_the_spread(report_dir):
     """With one run each (a --test file, one seed) every std is 0, and every gap read as 'more than the run-to-run
     standard deviation'."""
+    from freezeframe.paired import paired_comparison
     from freezeframe.report import reading
 
     results = json.loads((report_dir / "results.json").read_text())
     for config in results["configs"].values():
         value = config["accuracy"]["runs"][0]
         config["accuracy"] = {"mean": value, "std": 0.0, "runs": [value]}
+    results["paired"] = paired_comparison({name: {(0, 1): c["accuracy"]["mean"]} for name, c in results["configs"].items()},
+                                          None)
     gaps = [s for s in reading(results) if " below " in s and "percentage points" in s and "reached" in s]
     assert len(gaps) == 2 and all("no run-to-run spread to judge this gap by" in s for s in gaps), gaps
 
