@@ -207,8 +207,9 @@ def _paired_blocks(paired: dict | None) -> list[Block]:
     if not paired:
         return []
     header, rows = paired_table(paired)
-    return [Block("h2", f"Paired differences with {paired['best']} over runs (accuracy)"),
-            Block("table", header=header, rows=rows), Block("p", paired_note(paired))]
+    table = [Block("table", header=header, rows=rows)] if rows else []  # a single configuration: nothing to pair
+    return [Block("h2", f"Paired differences with {paired['best']} over runs (accuracy)"), *table,
+            Block("p", paired_note(paired))]
 
 
 def _recall(value: float | None) -> str:

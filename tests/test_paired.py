@@ -127,3 +127,10 @@ def test_differences_that_never_vary_get_no_t_test():
     assert result["p_value"] is None and "every paired difference was 0.050" in result["reason"]
     assert "paired over 4 runs, every paired difference was 0.050: no spread to test it against" in \
         render_markdown(report_blocks(results))
+
+
+def test_a_single_configuration_has_nothing_to_pair_and_no_empty_table():
+    results = _summarize({"head": [0.90, 0.80, 0.85, 0.95]}, folds=2, seeds=2)
+    assert results["paired"]["best"] == "head" and results["paired"]["configs"] == {}
+    markdown = render_markdown(report_blocks(results))
+    assert "Only one configuration: nothing to pair it with." in markdown and "mean difference to head" not in markdown
