@@ -317,6 +317,12 @@ def compare(
     for name, result in results["configs"].items():
         print(f"{name:<10} accuracy {result['accuracy']['mean']:.3f} ± {result['accuracy']['std']:.3f}   "
               f"macro-F1 {result['macro_f1']['mean']:.3f} ± {result['macro_f1']['std']:.3f}")
+    paired = results["paired"]
+    for name, result in paired["configs"].items():
+        if result["p_value"] is not None:
+            low, high = result["ci95"]
+            print(f"{paired['best']} - {name}: {result['mean_difference']:+.3f} over {result['n']} paired runs "
+                  f"(95% interval {low:+.3f} to {high:+.3f}), p = {result['p_value']:.2g}, Holm-adjusted {result['p_holm']:.2g}")
     if results["significance"].get("p_value") is not None:
         test_result = results["significance"]
         print(f"McNemar exact test, {' vs '.join(test_result['compared'])}: p = {test_result['p_value']:.3g}")

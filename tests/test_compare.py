@@ -77,6 +77,9 @@ def test_compare_on_a_test_file_and_predictions_line_up(run_cli, tiny_data, tiny
     # one test file: the repetitions differ by seed alone, so no correction for overlapping training sets
     assert results["paired"]["test"].startswith("paired t-test over seeds, uncorrected")
     assert results["paired"]["n_test_over_n_train"] == 0.0 and results["paired"]["configs"]
+    for name, paired in results["paired"]["configs"].items():  # the terminal gives each tested gap in one line
+        line = f"{results['paired']['best']} - {name}: {paired['mean_difference']:+.3f} over 2 paired runs"
+        assert (line in stdout) == (paired["p_value"] is not None), stdout
     markdown = (out / "report.md").read_text()
     assert "the repetitions differ by seed alone" in markdown or "every paired difference was" in markdown, markdown
     # each run's progress line shows the training seconds that results.json and report.md average, and the rest apart
