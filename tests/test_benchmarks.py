@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_rows, write_csv
 
@@ -89,3 +90,19 @@ def test_baseline_cv_runs_its_folds(tmp_path, monkeypatch, capsys):
     assert "best first:" in out and "dim=8,epochs=3" in out
     row = json.loads((tmp_path / "r.jsonl").read_text())
     assert row["runs"] == 2 and 0 <= row["mean"] <= 1
+
+
+def test_cv_sweep_pairs_configurations_with_the_corrected_test_too():
+    """The plain standard error of paired CV runs understates the spread; the corrected one sits beside it."""
+    module = load_script("cv_sweep")
+    rows = [{"config": config, "fold": fold, "seed": seed, "accuracy": base + 0.01 * ((fold + seed) % 3)}
+            for config, base in (("a", 0.90), ("b", 0.92)) for fold in range(5) for seed in range(3)]
+    rows = [row if row["config"] == "a" or row["fold"] != 0 else {**row, "accuracy": row["accuracy"] - 0.03} for row in rows]
+    line = module.paired(rows, "a").splitlines()[-1]
+    differences = [0.02 - (0.03 if fold == 0 else 0.0) for fold in range(5) for _ in range(3)]
+    from freezeframe.evaluate import corrected_resampled_ttest
+
+    test = corrected_resampled_ttest(differences, 1 / 4)
+    assert line == f"| b | 15 | +1.40 ± 0.32 | {100 * test['std_error_corrected']:.2f}, p = {test['p_value']:.2g} |"
+    plain = np.std(differences, ddof=1) / np.sqrt(15)
+    assert test["std_error_corrected"] == pytest.approx(plain * np.sqrt(1 + 15 / 4))  # (1/n + 1/(k-1)) against 1/n
