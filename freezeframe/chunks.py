@@ -3,7 +3,8 @@
 
 A file (not standard input) is read once to check it before any text is classified, so that every error a whole
 read would give (a bad JSON line, a missing column, a file of no texts) still comes before the work; the chunks are
-then read again as they are classified. Standard input can be read only once: its errors come when they are met.
+then read again as they are classified. Standard input, or a .txt path that is a pipe (``<(cmd)``), can be read only
+once: its errors come when they are met (a table that is a pipe is refused).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,10 +98,16 @@ class TextChunks:
 
     def check(self) -> TextChunks:
         """Read the whole file once, without keeping it, to refuse or report what a whole read would, before any
-        text is classified (standard input is checked as it is classified instead)."""
+        text is classified (standard input, or a pipe, is checked as it is classified instead)."""
         if self.path is None or str(self.path) == "-":
             return self
         suffix = self.path.suffix.lower()
+        if _read_once(self.path):  # `--input <(cmd)`, /dev/stdin: a second read would find nothing
+            if suffix in (".txt", ""):
+                return self  # checked as it is classified, as standard input is
+            if suffix in TABLE_SUFFIXES:
+                raise FreezeframeError(f"{self.path} is a pipe, not a file, and a {suffix} input is read twice (checked "
+                                       "whole first, then classified); save it to a file first")
         if suffix not in (".txt", "") or is_directory(self.path):
             if suffix not in TABLE_SUFFIXES and not is_directory(self.path):
                 raise unsupported_type(self.path, ".csv, .tsv, .jsonl or .txt")
@@ -356,6 +364,16 @@ class TextChunks:
         column = self.column
         frame = pd.DataFrame({column: [json_cell(record.get(column)) for record in records]}, dtype=object)
         return frame, [{name: json_value(record.get(name)) for name in self.columns} for record in records]
+
+
+def _read_once(path: Path) -> bool:
+    """Whether ``path`` can be read only once: a pipe (``<(cmd)``, ``/dev/stdin``) or another file that is neither a
+    regular file nor a directory."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # not there, or not readable: reading it says so
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def open_texts(texts: list[str], path: Path | str | None = None, text_column: str = "review",

@@ -218,3 +218,21 @@ def test_python_code_streams_through_the_same_functions(baseline, tmp_path):
         stream_predictions(classifier, open_texts([], source), tmp_path / "out.txt")
     with pytest.raises(ValueError, match="chunk_rows must be a whole number"):
         open_texts([], source, chunk_rows=0)
+
+
+def test_a_pipe_given_as_input_is_read_once(tmp_path):
+    """`--input <(cmd)` or /dev/stdin names a pipe, which a check pass would empty: a text file is checked as it is
+    classified, as standard input is, and a table, which needs two passes, is refused naming the fix."""
+    from freezeframe.errors import FreezeframeError
+
+    read, write = os.pipe()
+    os.write(write, b"one\r\ntwo\nthree")
+    os.close(write)
+    try:
+        assert [texts for texts, _ in open_texts(["given"], f"/dev/fd/{read}", chunk_rows=2)] == [
+            ["given"], ["one", "two"], ["three"]]
+    finally:
+        os.close(read)
+    os.mkfifo(tmp_path / "in.csv")
+    with pytest.raises(FreezeframeError, match=r"in\.csv is a pipe, not a file, and a \.csv input is read twice"):
+        open_texts([], tmp_path / "in.csv")
