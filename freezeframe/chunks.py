@@ -78,6 +78,8 @@ class TextChunks:
     whole: tuple | None = None
     """A JSON array, read whole (it is one value, not one per line): its frame and rows."""
     checked: bool = False
+    stamp: tuple | None = None
+    """The checked file's device, inode, size and time of last change: the chunks are read only from that file."""
 
     def __post_init__(self) -> None:
         if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
@@ -115,6 +117,7 @@ class TextChunks:
                 self._scan_json()
             elif TABLE_SUFFIXES[suffix] == "\t":
                 self._scan_tsv()
+        self.stamp = _stamp(self.path)
         for _ in self._file_chunks(check=True):
             pass
         self.checked = True
@@ -122,12 +125,24 @@ class TextChunks:
 
     def _file_chunks(self, check: bool) -> Iterator[tuple[list[str], list[dict] | None]]:
         tally = _Tally()
+        if not check:
+            self._unchanged()
         if str(self.path) == "-" or self.path.suffix.lower() in (".txt", ""):
-            yield from self._line_chunks(tally, check)
+            chunks = self._line_chunks(tally, check)
         else:
-            yield from self._table_chunks(tally, check)
+            chunks = self._table_chunks(tally, check)
+        for chunk in chunks:
+            if not check:
+                self._unchanged()  # and before each chunk is classified: what was checked is what is classified
+            yield chunk
         if check:
             self._report(tally)
+
+    def _unchanged(self) -> None:
+        """Refuse a file that changed after its check (a file being written, or replaced)."""
+        if self.stamp is not None and _stamp(self.path) != self.stamp:
+            raise FreezeframeError(f"{self.path} changed after predict checked it (it is read twice: checked whole, "
+                                   "then classified chunk by chunk); run again once nothing writes to it")
 
     def _report(self, tally: _Tally) -> None:
         from freezeframe.data import report_control_characters, report_structured_rows
@@ -374,6 +389,15 @@ def _read_once(path: Path) -> bool:
     except OSError:  # not there, or not readable: reading it says so
         return False
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _stamp(path: Path) -> tuple | None:
+    """What tells a file changed: its device, inode, size and time of last change (``None``: it is gone)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def open_texts(texts: list[str], path: Path | str | None = None, text_column: str = "review",

@@ -236,3 +236,21 @@ def test_a_pipe_given_as_input_is_read_once(tmp_path):
     os.mkfifo(tmp_path / "in.csv")
     with pytest.raises(FreezeframeError, match=r"in\.csv is a pipe, not a file, and a \.csv input is read twice"):
         open_texts([], tmp_path / "in.csv")
+
+
+@pytest.mark.parametrize(("name", "before", "after"), [
+    ("in.csv", "review\nthe camera\n", "note,text\nx,the camera\n"),
+    ("in.jsonl", '{"review": "the camera"}\n', '{"review": "the camera"}\nnot json\n'),
+    ("in.txt", "the camera\n", ""),
+])
+def test_a_file_that_changes_after_its_check_is_refused(tmp_path, name, before, after):
+    """The chunks are read again after the check: a file rewritten in between (while the model loads) is refused in
+    one line, not parsed as if it had been checked."""
+    from freezeframe.errors import FreezeframeError
+
+    source = tmp_path / name
+    source.write_text(before, encoding="utf-8")
+    chunks = open_texts([], source)
+    source.write_text(after, encoding="utf-8")
+    with pytest.raises(FreezeframeError, match=f"^{source} changed after predict checked it"):
+        list(chunks)
