@@ -181,9 +181,10 @@ class TextChunks:
                 lines = _LINE_BREAKS.split(carry + block)
                 carry = lines.pop()
                 texts += [line.strip() for line in lines if line.strip()]
-                while len(texts) >= self.chunk_rows:
-                    yield self._texts_chunk(texts[: self.chunk_rows], tally, check)
-                    texts = texts[self.chunk_rows:]
+                whole = len(texts) - len(texts) % self.chunk_rows  # sliced once each: not the rest after every chunk
+                for start in range(0, whole, self.chunk_rows):
+                    yield self._texts_chunk(texts[start:start + self.chunk_rows], tally, check)
+                del texts[:whole]
             if carry.strip():
                 texts.append(carry.strip())
             if texts:
