@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from freezeframe.config import CHUNK_ROWS
 from freezeframe.decode import DecodedStream, split_lines
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.tables import (
@@ -40,9 +41,6 @@ from freezeframe.tables import (
     unshift,
     unsupported_type,
 )
-
-CHUNK_ROWS = 2000
-"""Rows read, classified and written at a time by ``predict --input``."""
 
 
 @dataclass

@@ -52,6 +52,8 @@ def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
 """Suffixes of compressed files, refused with the fix rather than as an unknown type (as are workbooks, .xls*)."""
+
+
 def unsupported_type(path: Path, allowed: str) -> FreezeframeError:
     """The refusal of a file whose suffix is none of ``allowed`` (e.g. ``.csv, .tsv or .jsonl``): a compressed file
     or a workbook is named as such, with the fix."""
