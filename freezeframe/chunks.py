@@ -154,7 +154,7 @@ class TextChunks:
             logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an "
                            "unbalanced quote may have merged several lines into one", self.path, len(tally.merged),
                            format_rows(tally.merged))
-        report_structured_rows(tally.structured, self.path, "texts", "read as their JSON text")
+        report_structured_rows(tally.structured, self.path, "text", "read as their JSON text")
         if not tally.texts:
             raise FreezeframeError(f"{shown}: no texts to classify")
         report_control_characters(tally.control, tally.control_char, shown, "read as spaces, as in training")
@@ -309,8 +309,9 @@ class TextChunks:
 
     # --- JSON Lines ----------------------------------------------------------------------------------------------
 
-    def _records(self) -> Iterator[tuple[int, dict | None]]:
-        """``(line number, record)`` per line holding anything; ``None`` for a line that is no JSON."""
+    def _records(self, tally: _Tally | None = None) -> Iterator[tuple[int, dict | None]]:
+        """``(line number, record)`` per line holding anything; ``None`` for a line that is no JSON. The NUL bytes
+        removed are counted in ``tally``."""
         stream = DecodedStream(self.path)
         try:
             stream.start()
@@ -320,6 +321,8 @@ class TextChunks:
                         yield number, json.loads(line, object_pairs_hook=_KeyPairs)
                     except (json.JSONDecodeError, RecursionError):
                         yield number, None
+            if tally is not None:
+                tally.nuls = stream.nuls
         finally:
             stream.close()
 
@@ -363,7 +366,7 @@ class TextChunks:
                 yield frame.iloc[start:start + self.chunk_rows], rows[start:start + self.chunk_rows]
             return
         records = []
-        for ordinal, (_, record) in enumerate(self._records(), start=1):
+        for ordinal, (_, record) in enumerate(self._records(tally), start=1):
             record = {str(json_cell(key)).strip(): value for key, value in record.items()}
             if isinstance(record.get(self.column), (list, dict)):
                 tally.structured.append(ordinal)

@@ -254,3 +254,18 @@ def test_a_file_that_changes_after_its_check_is_refused(tmp_path, name, before, 
     source.write_text(after, encoding="utf-8")
     with pytest.raises(FreezeframeError, match=f"^{source} changed after predict checked it"):
         list(chunks)
+
+
+def test_a_chunked_read_reports_what_a_whole_read_reports(tmp_path, reports):
+    """Nested JSON texts, a control character and NUL bytes are reported once, in the words of a whole read."""
+    from freezeframe.data import load_texts
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"review": ["a", "list"]}\n{"review": "bell\\u0007ring"}\n{"review": "the\x00 cast"}\n'
+                       b'{"review": {"an": "object"}}\n')
+    load_texts(source)
+    whole = list(reports)
+    reports.clear()
+    list(open_texts([], source, chunk_rows=1))
+    assert reports == whole
+    assert f"{source}: 2 texts are JSON lists or objects, not strings (data rows 1, 4); read as their JSON text" in whole
