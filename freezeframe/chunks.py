@@ -173,18 +173,23 @@ class TextChunks:
 
         stream = DecodedStream(self.path)
         try:
-            carry, texts = "", []
+            carry, texts = [], []  # carry: the pieces of a line begun in earlier blocks, joined once it ends
             for block in stream.blocks():
-                # line breaks only: str.splitlines would also cut a text at a form feed or other control character
-                lines = _LINE_BREAKS.split(carry + block)
-                carry = lines.pop()
+                # line breaks only: str.splitlines would also cut a text at a form feed or other control character.
+                # Each block is split alone, so that a long line is not scanned again with every block: a \r\n cut
+                # between two blocks makes one more blank line, which is skipped as every blank line is
+                lines = _LINE_BREAKS.split(block)
+                if len(lines) > 1:
+                    lines[0] = "".join(carry) + lines[0]
+                    carry = []
+                carry.append(lines.pop())
                 texts += [line.strip() for line in lines if line.strip()]
                 whole = len(texts) - len(texts) % self.chunk_rows  # sliced once each: not the rest after every chunk
                 for start in range(0, whole, self.chunk_rows):
                     yield self._texts_chunk(texts[start:start + self.chunk_rows], tally, check)
                 del texts[:whole]
-            if carry.strip():
-                texts.append(carry.strip())
+            if last := "".join(carry).strip():
+                texts.append(last)
             if texts:
                 yield self._texts_chunk(texts, tally, check)
             tally.nuls = stream.nuls

@@ -269,3 +269,16 @@ def test_a_chunked_read_reports_what_a_whole_read_reports(tmp_path, reports):
     list(open_texts([], source, chunk_rows=1))
     assert reports == whole
     assert f"{source}: 2 texts are JSON lists or objects, not strings (data rows 1, 4); read as their JSON text" in whole
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5])
+def test_a_text_file_is_cut_into_the_same_lines_whatever_the_blocks(tmp_path, monkeypatch, block):
+    """Line breaks (\\r\\n, a lone \\r, \\n) cut between two read blocks, a line longer than many blocks, a text
+    with no line break at its end and a multi-byte character across blocks: the lines of a whole read."""
+    from freezeframe.data import load_texts
+
+    monkeypatch.setattr("freezeframe.decode._BLOCK", block)
+    source = tmp_path / "in.txt"
+    source.write_bytes("\ufeffa\r\nbé\rc\n\r\n  \nthe whole of a long line, read over many blocks\r\n\rx\u00e9\u65e5\rlast".encode())
+    for rows in (1, 2, 100):
+        assert [text for texts, _ in open_texts([], source, chunk_rows=rows) for text in texts] == load_texts(source)
