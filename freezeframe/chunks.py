@@ -35,6 +35,7 @@ from freezeframe.tables import (
     json_value,
     read_table,
     refuse_repeated_names,
+    report_nuls,
     require_columns,
     separator_hint,
     shown_path,
@@ -146,8 +147,7 @@ class TextChunks:
         from freezeframe.data import report_control_characters, report_structured_rows
 
         shown = shown_path(self.path)
-        if tally.nuls:
-            report(f"{shown}: removed {tally.nuls} NUL bytes")
+        report_nuls(shown, tally.nuls)
         if tally.unshifted:
             report(f"{self.path}: every row ends in an empty extra field (a trailing separator); ignored")
         if tally.merged:

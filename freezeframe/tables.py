@@ -82,9 +82,14 @@ def read_text_file(path: Path) -> str:
         text = stream.read()
     finally:
         stream.close()
-    if stream.nuls:
-        report(f"{stream.shown}: removed {stream.nuls} NUL bytes")
+    report_nuls(stream.shown, stream.nuls)
     return text
+
+
+def report_nuls(shown: Path | str, count: int) -> None:
+    """Say that ``count`` NUL bytes were removed from the file messages name ``shown``."""
+    if count:
+        report(f"{shown}: removed {counted(count, 'NUL byte')}")
 
 
 def read_table(path: Path, as_written: bool = False):
