@@ -21,7 +21,7 @@ import pandas as pd
 
 from freezeframe.config import CHUNK_ROWS
 from freezeframe.decode import DecodedStream, split_lines
-from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.errors import FreezeframeError, report
 from freezeframe.tables import (
     SEPARATORS,
     SURROGATES,
@@ -41,6 +41,7 @@ from freezeframe.tables import (
     shown_path,
     unshift,
     unsupported_type,
+    warn_merged_rows,
 )
 
 
@@ -150,10 +151,7 @@ class TextChunks:
         report_nuls(shown, tally.nuls)
         if tally.unshifted:
             report(f"{self.path}: every row ends in an empty extra field (a trailing separator); ignored")
-        if tally.merged:
-            logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an "
-                           "unbalanced quote may have merged several lines into one", self.path, len(tally.merged),
-                           format_rows(tally.merged))
+        warn_merged_rows(tally.merged, self.path)
         report_structured_rows(tally.structured, self.path, "text", "read as their JSON text")
         if not tally.texts:
             raise FreezeframeError(f"{shown}: no texts to classify")

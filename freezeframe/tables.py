@@ -200,7 +200,7 @@ def _checked(frame: pd.DataFrame, text: str, path: Path, sep: str) -> pd.DataFra
         refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):
         frame = unshift(frame, path, separator_hint(text, sep))
-    _warn_merged_rows(frame, path, sep)
+    warn_merged_rows(_merged_rows(frame, sep), path)
     return frame
 
 
@@ -250,11 +250,11 @@ def _merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
                    for cell in frame.iloc[position])]
 
 
-def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
-    suspects = _merged_rows(frame, sep)
-    if suspects:
+def warn_merged_rows(rows: list[int], path: Path) -> None:
+    """Warn about the data ``rows`` that :func:`_merged_rows` found."""
+    if rows:
         logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
-                       "quote may have merged several lines into one", path, len(suspects), format_rows(suspects))
+                       "quote may have merged several lines into one", path, len(rows), format_rows(rows))
 
 
 class _KeyPairs(dict):
