@@ -98,10 +98,12 @@ class CheckpointStore:
         if self._saved_fingerprint is not None:
             before = self._saved_fingerprint.get("classes") or sorted(labels)  # unrecorded: sorted()'s order
             if before != labels:
+                # from the first class they place differently: the classes before it would hide the difference
+                first = next((i for i, (old, new) in enumerate(zip(before, labels)) if old != new), 0)
                 raise FreezeframeError(
-                    f"cannot resume from {self.directory}: its head orders the classes {format_names(before)}, this "
-                    f"version {format_names(labels)}; only the earlier freezeframe that wrote it can resume it, or drop --resume and "
-                    "pass --overwrite to start over")
+                    f"cannot resume from {self.directory}: from class {first + 1} on, its head orders the classes "
+                    f"{format_names(before[first:])}, this version {format_names(labels[first:])}; only the earlier "
+                    "freezeframe that wrote it can resume it, or drop --resume and pass --overwrite to start over")
         self.fingerprint["classes"] = list(labels)
 
     def start_clock(self) -> None:

@@ -3,7 +3,8 @@
 
 A file (not standard input) is read once to check it before any text is classified, so that every error a whole
 read would give (a bad JSON line, a missing column, a file of no texts) still comes before the work; the chunks are
-then read again as they are classified. Standard input can be read only once: its errors come when they are met.
+then read again as they are classified. Standard input, or a .txt path that is a pipe (``<(cmd)``), can be read only
+once: its errors come when they are met (a table that is a pipe is refused).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from freezeframe.config import CHUNK_ROWS
 from freezeframe.decode import DecodedStream, split_lines
-from freezeframe.errors import FreezeframeError, logger, report
+from freezeframe.errors import FreezeframeError, report
 from freezeframe.tables import (
     SEPARATORS,
     SURROGATES,
@@ -32,15 +35,14 @@ from freezeframe.tables import (
     json_value,
     read_table,
     refuse_repeated_names,
+    report_nuls,
     require_columns,
     separator_hint,
     shown_path,
     unshift,
     unsupported_type,
+    warn_merged_rows,
 )
-
-CHUNK_ROWS = 2000
-"""Rows read, classified and written at a time by ``predict --input``."""
 
 
 @dataclass
@@ -76,6 +78,8 @@ class TextChunks:
     whole: tuple | None = None
     """A JSON array, read whole (it is one value, not one per line): its frame and rows."""
     checked: bool = False
+    stamp: tuple | None = None
+    """The checked file's device, inode, size and time of last change: the chunks are read only from that file."""
 
     def __post_init__(self) -> None:
         if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1:
@@ -96,10 +100,16 @@ class TextChunks:
 
     def check(self) -> TextChunks:
         """Read the whole file once, without keeping it, to refuse or report what a whole read would, before any
-        text is classified (standard input is checked as it is classified instead)."""
+        text is classified (standard input, or a pipe, is checked as it is classified instead)."""
         if self.path is None or str(self.path) == "-":
             return self
         suffix = self.path.suffix.lower()
+        if _read_once(self.path):  # `--input <(cmd)`, /dev/stdin: a second read would find nothing
+            if suffix in (".txt", ""):
+                return self  # checked as it is classified, as standard input is
+            if suffix in TABLE_SUFFIXES:
+                raise FreezeframeError(f"{self.path} is a pipe, not a file, and a {suffix} input is read twice (checked "
+                                       "whole first, then classified); save it to a file first")
         if suffix not in (".txt", "") or is_directory(self.path):
             if suffix not in TABLE_SUFFIXES and not is_directory(self.path):
                 raise unsupported_type(self.path, ".csv, .tsv, .jsonl or .txt")
@@ -107,6 +117,7 @@ class TextChunks:
                 self._scan_json()
             elif TABLE_SUFFIXES[suffix] == "\t":
                 self._scan_tsv()
+        self.stamp = _stamp(self.path)
         for _ in self._file_chunks(check=True):
             pass
         self.checked = True
@@ -114,26 +125,34 @@ class TextChunks:
 
     def _file_chunks(self, check: bool) -> Iterator[tuple[list[str], list[dict] | None]]:
         tally = _Tally()
+        if not check:
+            self._unchanged()
         if str(self.path) == "-" or self.path.suffix.lower() in (".txt", ""):
-            yield from self._line_chunks(tally, check)
+            chunks = self._line_chunks(tally, check)
         else:
-            yield from self._table_chunks(tally, check)
+            chunks = self._table_chunks(tally, check)
+        for chunk in chunks:
+            if not check:
+                self._unchanged()  # and before each chunk is classified: what was checked is what is classified
+            yield chunk
         if check:
             self._report(tally)
+
+    def _unchanged(self) -> None:
+        """Refuse a file that changed after its check (a file being written, or replaced)."""
+        if self.stamp is not None and _stamp(self.path) != self.stamp:
+            raise FreezeframeError(f"{self.path} changed after predict checked it (it is read twice: checked whole, "
+                                   "then classified chunk by chunk); run again once nothing writes to it")
 
     def _report(self, tally: _Tally) -> None:
         from freezeframe.data import report_control_characters, report_structured_rows
 
         shown = shown_path(self.path)
-        if tally.nuls:
-            report(f"{shown}: removed {tally.nuls} NUL bytes")
+        report_nuls(shown, tally.nuls)
         if tally.unshifted:
             report(f"{self.path}: every row ends in an empty extra field (a trailing separator); ignored")
-        if tally.merged:
-            logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an "
-                           "unbalanced quote may have merged several lines into one", self.path, len(tally.merged),
-                           format_rows(tally.merged))
-        report_structured_rows(tally.structured, self.path, "texts", "read as their JSON text")
+        warn_merged_rows(tally.merged, self.path)
+        report_structured_rows(tally.structured, self.path, "text", "read as their JSON text")
         if not tally.texts:
             raise FreezeframeError(f"{shown}: no texts to classify")
         report_control_characters(tally.control, tally.control_char, shown, "read as spaces, as in training")
@@ -152,17 +171,23 @@ class TextChunks:
 
         stream = DecodedStream(self.path)
         try:
-            carry, texts = "", []
+            carry, texts = [], []  # carry: the pieces of a line begun in earlier blocks, joined once it ends
             for block in stream.blocks():
-                # line breaks only: str.splitlines would also cut a text at a form feed or other control character
-                lines = _LINE_BREAKS.split(carry + block)
-                carry = lines.pop()
+                # line breaks only: str.splitlines would also cut a text at a form feed or other control character.
+                # Each block is split alone, so that a long line is not scanned again with every block: a \r\n cut
+                # between two blocks makes one more blank line, which is skipped as every blank line is
+                lines = _LINE_BREAKS.split(block)
+                if len(lines) > 1:
+                    lines[0] = "".join(carry) + lines[0]
+                    carry = []
+                carry.append(lines.pop())
                 texts += [line.strip() for line in lines if line.strip()]
-                while len(texts) >= self.chunk_rows:
-                    yield self._texts_chunk(texts[: self.chunk_rows], tally, check)
-                    texts = texts[self.chunk_rows:]
-            if carry.strip():
-                texts.append(carry.strip())
+                whole = len(texts) - len(texts) % self.chunk_rows  # sliced once each: not the rest after every chunk
+                for start in range(0, whole, self.chunk_rows):
+                    yield self._texts_chunk(texts[start:start + self.chunk_rows], tally, check)
+                del texts[:whole]
+            if last := "".join(carry).strip():
+                texts.append(last)
             if texts:
                 yield self._texts_chunk(texts, tally, check)
             tally.nuls = stream.nuls
@@ -287,8 +312,9 @@ class TextChunks:
 
     # --- JSON Lines ----------------------------------------------------------------------------------------------
 
-    def _records(self) -> Iterator[tuple[int, dict | None]]:
-        """``(line number, record)`` per line holding anything; ``None`` for a line that is no JSON."""
+    def _records(self, tally: _Tally | None = None) -> Iterator[tuple[int, dict | None]]:
+        """``(line number, record)`` per line holding anything; ``None`` for a line that is no JSON. The NUL bytes
+        removed are counted in ``tally``."""
         stream = DecodedStream(self.path)
         try:
             stream.start()
@@ -298,6 +324,8 @@ class TextChunks:
                         yield number, json.loads(line, object_pairs_hook=_KeyPairs)
                     except (json.JSONDecodeError, RecursionError):
                         yield number, None
+            if tally is not None:
+                tally.nuls = stream.nuls
         finally:
             stream.close()
 
@@ -341,7 +369,7 @@ class TextChunks:
                 yield frame.iloc[start:start + self.chunk_rows], rows[start:start + self.chunk_rows]
             return
         records = []
-        for ordinal, (_, record) in enumerate(self._records(), start=1):
+        for ordinal, (_, record) in enumerate(self._records(tally), start=1):
             record = {str(json_cell(key)).strip(): value for key, value in record.items()}
             if isinstance(record.get(self.column), (list, dict)):
                 tally.structured.append(ordinal)
@@ -356,6 +384,25 @@ class TextChunks:
         column = self.column
         frame = pd.DataFrame({column: [json_cell(record.get(column)) for record in records]}, dtype=object)
         return frame, [{name: json_value(record.get(name)) for name in self.columns} for record in records]
+
+
+def _read_once(path: Path) -> bool:
+    """Whether ``path`` can be read only once: a pipe (``<(cmd)``, ``/dev/stdin``) or another file that is neither a
+    regular file nor a directory."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # not there, or not readable: reading it says so
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _stamp(path: Path) -> tuple | None:
+    """What tells a file changed: its device, inode, size and time of last change (``None``: it is gone)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def open_texts(texts: list[str], path: Path | str | None = None, text_column: str = "review",

@@ -14,6 +14,7 @@ import typer
 
 from freezeframe.config import (
     BASELINE_DEFAULTS,
+    CHUNK_ROWS,
     COMPARE_CONFIG,
     DEFAULT_COMPARE,
     DEFAULT_FREEZE,
@@ -212,7 +213,7 @@ def predict(
     output: Annotated[Path | None, typer.Option(help="Write a .csv, .tsv or .jsonl file instead: each input row's columns, "
                                                         "predicted_label and score_<label> per class.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace an existing --output file.")] = False,
-    chunk_rows: Annotated[int, typer.Option(help="Rows of --input read, classified and written at a time (memory grows with it, not with the file).")] = 2000,
+    chunk_rows: Annotated[int, typer.Option(help="Rows of --input read, classified and written at a time (memory grows with it, not with the file).")] = CHUNK_ROWS,
 ) -> None:
     """Classify texts; print one JSON line per text: {"text", "label", "scores"} (or write --output)."""
     from freezeframe.chunks import open_texts

@@ -31,6 +31,8 @@ DEFAULT_POOLING = "mean"
 EMPTY_MODEL = "--model is empty; give a model directory, a hub id in the local cache, or baseline"
 """The message for ``--model ""``, refused by the settings and by the model loader alike."""
 
+CHUNK_ROWS = 2000
+"""Rows read, classified and written at a time by ``predict --input`` (``--chunk-rows``)."""
 DEFAULT_MAX_LENGTH = 128
 """The seed notebooks' truncation length; all but 6 of train.csv's 369 reviews fit in it."""
 MAX_LENGTH_RANGE = (8, 512)

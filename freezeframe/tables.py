@@ -52,6 +52,8 @@ def format_names(names: list[str], limit: int = 6, width: int = 40) -> str:
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".7z")
 """Suffixes of compressed files, refused with the fix rather than as an unknown type (as are workbooks, .xls*)."""
+
+
 def unsupported_type(path: Path, allowed: str) -> FreezeframeError:
     """The refusal of a file whose suffix is none of ``allowed`` (e.g. ``.csv, .tsv or .jsonl``): a compressed file
     or a workbook is named as such, with the fix."""
@@ -80,9 +82,14 @@ def read_text_file(path: Path) -> str:
         text = stream.read()
     finally:
         stream.close()
-    if stream.nuls:
-        report(f"{stream.shown}: removed {stream.nuls} NUL bytes")
+    report_nuls(stream.shown, stream.nuls)
     return text
+
+
+def report_nuls(shown: Path | str, count: int) -> None:
+    """Say that ``count`` NUL bytes were removed from the file messages name ``shown``."""
+    if count:
+        report(f"{shown}: removed {counted(count, 'NUL byte')}")
 
 
 def read_table(path: Path, as_written: bool = False):
@@ -193,7 +200,7 @@ def _checked(frame: pd.DataFrame, text: str, path: Path, sep: str) -> pd.DataFra
         refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):
         frame = unshift(frame, path, separator_hint(text, sep))
-    _warn_merged_rows(frame, path, sep)
+    warn_merged_rows(_merged_rows(frame, sep), path)
     return frame
 
 
@@ -243,11 +250,11 @@ def _merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
                    for cell in frame.iloc[position])]
 
 
-def _warn_merged_rows(frame: pd.DataFrame, path: Path, sep: str) -> None:
-    suspects = _merged_rows(frame, sep)
-    if suspects:
+def warn_merged_rows(rows: list[int], path: Path) -> None:
+    """Warn about the data ``rows`` that :func:`_merged_rows` found."""
+    if rows:
         logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
-                       "quote may have merged several lines into one", path, len(suspects), format_rows(suspects))
+                       "quote may have merged several lines into one", path, len(rows), format_rows(rows))
 
 
 class _KeyPairs(dict):

@@ -218,3 +218,67 @@ def test_python_code_streams_through_the_same_functions(baseline, tmp_path):
         stream_predictions(classifier, open_texts([], source), tmp_path / "out.txt")
     with pytest.raises(ValueError, match="chunk_rows must be a whole number"):
         open_texts([], source, chunk_rows=0)
+
+
+def test_a_pipe_given_as_input_is_read_once(tmp_path):
+    """`--input <(cmd)` or /dev/stdin names a pipe, which a check pass would empty: a text file is checked as it is
+    classified, as standard input is, and a table, which needs two passes, is refused naming the fix."""
+    from freezeframe.errors import FreezeframeError
+
+    read, write = os.pipe()
+    os.write(write, b"one\r\ntwo\nthree")
+    os.close(write)
+    try:
+        assert [texts for texts, _ in open_texts(["given"], f"/dev/fd/{read}", chunk_rows=2)] == [
+            ["given"], ["one", "two"], ["three"]]
+    finally:
+        os.close(read)
+    os.mkfifo(tmp_path / "in.csv")
+    with pytest.raises(FreezeframeError, match=r"in\.csv is a pipe, not a file, and a \.csv input is read twice"):
+        open_texts([], tmp_path / "in.csv")
+
+
+@pytest.mark.parametrize(("name", "before", "after"), [
+    ("in.csv", "review\nthe camera\n", "note,text\nx,the camera\n"),
+    ("in.jsonl", '{"review": "the camera"}\n', '{"review": "the camera"}\nnot json\n'),
+    ("in.txt", "the camera\n", ""),
+])
+def test_a_file_that_changes_after_its_check_is_refused(tmp_path, name, before, after):
+    """The chunks are read again after the check: a file rewritten in between (while the model loads) is refused in
+    one line, not parsed as if it had been checked."""
+    from freezeframe.errors import FreezeframeError
+
+    source = tmp_path / name
+    source.write_text(before, encoding="utf-8")
+    chunks = open_texts([], source)
+    source.write_text(after, encoding="utf-8")
+    with pytest.raises(FreezeframeError, match=f"^{source} changed after predict checked it"):
+        list(chunks)
+
+
+def test_a_chunked_read_reports_what_a_whole_read_reports(tmp_path, reports):
+    """Nested JSON texts, a control character and NUL bytes are reported once, in the words of a whole read."""
+    from freezeframe.data import load_texts
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"review": ["a", "list"]}\n{"review": "bell\\u0007ring"}\n{"review": "the\x00 cast"}\n'
+                       b'{"review": {"an": "object"}}\n')
+    load_texts(source)
+    whole = list(reports)
+    reports.clear()
+    list(open_texts([], source, chunk_rows=1))
+    assert reports == whole
+    assert f"{source}: 2 texts are JSON lists or objects, not strings (data rows 1, 4); read as their JSON text" in whole
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5])
+def test_a_text_file_is_cut_into_the_same_lines_whatever_the_blocks(tmp_path, monkeypatch, block):
+    """Line breaks (\\r\\n, a lone \\r, \\n) cut between two read blocks, a line longer than many blocks, a text
+    with no line break at its end and a multi-byte character across blocks: the lines of a whole read."""
+    from freezeframe.data import load_texts
+
+    monkeypatch.setattr("freezeframe.decode._BLOCK", block)
+    source = tmp_path / "in.txt"
+    source.write_bytes("\ufeffa\r\nbé\rc\n\r\n  \nthe whole of a long line, read over many blocks\r\n\rx\u00e9\u65e5\rlast".encode())
+    for rows in (1, 2, 100):
+        assert [text for texts, _ in open_texts([], source, chunk_rows=rows) for text in texts] == load_texts(source)

@@ -345,9 +345,13 @@ def test_a_checkpoint_whose_head_orders_the_classes_otherwise_is_not_resumed(tmp
 
     numbers = [str(i) for i in range(12)]
     saved = {"fingerprint": {"settings": {}, "data": {}}, "members": {}, "count": 1}  # written before classes were recorded
-    with pytest.raises(FreezeframeError, match=r"its head orders the classes '0', '1', '10', '11', '2', '3' and 6 more, "
-                                               r"this version '0', '1', '2', '3', '4', '5' and 6 more"):
+    with pytest.raises(FreezeframeError, match=r"from class 3 on, its head orders the classes '10', '11', '2', '3', "
+                                               r"'4', '5' and 4 more, this version '2', '3', '4', '5', '6', '7' and 4 more"):
         CheckpointStore(tmp_path, {"settings": {}, "data": {}}, saved).record_classes(numbers)
+    grades = ["a", "b", "c", "d", "e", "f", "grade 2", "grade 10"]  # the first six shown agree: the message starts later
+    with pytest.raises(FreezeframeError, match=r"from class 7 on, its head orders the classes 'grade 10', 'grade 2', "
+                                               r"this version 'grade 2', 'grade 10';"):
+        CheckpointStore(tmp_path, {"settings": {}, "data": {}}, saved).record_classes(grades)
     names = ["Characters", "Cinematography", "Story"]
     CheckpointStore(tmp_path, {"settings": {}, "data": {}}, saved).record_classes(names)  # sorted() agrees: resumed
     recorded = {"fingerprint": {"settings": {}, "data": {}, "classes": numbers}, "members": {}, "count": 1}
