@@ -325,7 +325,7 @@ def warn_absent_labels(data: LabelledTexts, known: list[str], averages: str) -> 
 
 def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
     """Refuse evaluation data whose labels the model was never trained on."""
-    unknown = sorted(set(data.labels) - set(known))
+    unknown = sorted(set(data.labels) - set(known), key=class_order)
     if unknown:
         folded = {label.casefold() for label in known}
         hint = ("; they differ from the model's only in letter case: pass --normalize-labels"

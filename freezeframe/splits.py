@@ -10,7 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from freezeframe.config import RunConfig
-from freezeframe.data import LabelledTexts, check_classes, check_known_labels, load_labelled, warn_absent_labels
+from freezeframe.data import (
+    LabelledTexts,
+    check_classes,
+    check_known_labels,
+    class_order,
+    load_labelled,
+    warn_absent_labels,
+)
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.tables import format_names, percent
 
@@ -35,7 +42,7 @@ def split_train_valid(data: LabelledTexts, fraction: float, seed: int,
                       remedy: str = "add examples or pass --valid FILE") -> tuple[LabelledTexts, LabelledTexts]:
     """Hold out a stratified, seeded share of ``data`` for validation (``remedy`` ends the error when it cannot)."""
     counts = Counter(data.labels)
-    small = sorted(label for label, n in counts.items() if n < 2)
+    small = sorted((label for label, n in counts.items() if n < 2), key=class_order)
     if small:
         raise FreezeframeError(
             f"{data.source}: class {format_names(small)} has fewer than 2 examples, too few to "

@@ -406,3 +406,11 @@ def test_a_validation_split_says_when_repeated_texts_shrink_it(tmp_path, reports
     fit, valid = split_train_valid(data, 0.3, 0)
     assert not set(fit.texts) & set(valid.texts) and len(valid) < 9
     assert any(f"repeat a training text and train instead; {len(valid)} rows validate" in r for r in reports)
+
+
+def test_messages_list_classes_in_class_order():
+    from freezeframe.data import check_known_labels
+
+    data = LabelledTexts(["a", "b", "c"], ["10", "9", "1"], [1, 2, 3], "test.csv")
+    with pytest.raises(FreezeframeError, match=r"2 label\(s\) never seen in training: '9', '10'; the model knows '1'"):
+        check_known_labels(data, ["1"])
