@@ -1,5 +1,6 @@
 """Texts to classify read chunk by chunk: a file of any size in memory bounded by the chunk, parsed as
-``data.load_text_rows`` parses it whole, with the same checks, reports and errors.
+``tables.read_table`` parses a table whole, with the same checks, reports and errors. This is the one reading path of
+texts to classify: ``data.load_texts`` joins its chunks.
 
 A file (not standard input) is read once to check it before any text is classified, so that every error a whole
 read would give (a bad JSON line, a missing column, a file of no texts) still comes before the work; the chunks are
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +46,9 @@ from freezeframe.tables import (
     warn_merged_rows,
 )
 
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+"""Where a .txt input's lines end (str.splitlines would also cut a text at a form feed or other control character)."""
+
 
 @dataclass
 class _Tally:
@@ -61,7 +66,9 @@ class _Tally:
 @dataclass
 class TextChunks:
     """The texts ``predict`` classifies, read ``chunk_rows`` at a time: texts given as arguments first, then the
-    file's; each with the row written back beside its prediction (see :func:`~freezeframe.data.texts_to_classify`).
+    file's; each with the row written back beside its prediction: a table's rows keep every column in file order, and
+    a given text fills the table's text column (its other columns left empty), so every row has the same columns in
+    the same place.
 
     Build it with :func:`open_texts`, which checks the whole file first; iterate it for ``(texts, rows)`` chunks.
     """
@@ -86,6 +93,8 @@ class TextChunks:
             raise ValueError(f"chunk_rows must be a whole number of at least 1, got {self.chunk_rows!r}")
 
     def __iter__(self) -> Iterator[tuple[list[str], list[dict]]]:
+        # bytes of an argument that are not UTF-8 arrive as lone surrogates, which no output can encode: the model reads
+        # them as U+FFFD (model_text), and so does the output, as with a JSON input's lone surrogates
         given = [SURROGATES.sub("\ufffd", text) for text in self.given]
         if self.path is None:
             for start in range(0, len(given), self.chunk_rows):
@@ -167,8 +176,6 @@ class TextChunks:
                 tally.control_char = tally.control_char or match.group()
 
     def _line_chunks(self, tally: _Tally, check: bool) -> Iterator[tuple[list[str], None]]:
-        from freezeframe.data import _LINE_BREAKS
-
         stream = DecodedStream(self.path)
         try:
             carry, texts = [], []  # carry: the pieces of a line begun in earlier blocks, joined once it ends
@@ -220,7 +227,7 @@ class TextChunks:
             raise delimited_error(err, self.path, self._start(), sep)[0] from None
 
     def _choose_column(self, columns: list[str]) -> None:
-        """The text column, checked as :func:`~freezeframe.data.load_text_rows` checks it."""
+        """The text column: ``text_column``, else a table's only column (reported), else a refusal naming the columns."""
         self.columns = columns
         self.column = self.text_column
         if self.text_column in columns:

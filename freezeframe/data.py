@@ -19,27 +19,19 @@ from freezeframe.config import SAME_COLUMNS
 from freezeframe.errors import FreezeframeError, logger, report
 from freezeframe.frames import LabelledFrame, frame_errors, is_frame, read_source
 from freezeframe.tables import (
-    SEPARATORS,
     SURROGATES,
-    TABLE_SUFFIXES,
     counted,
     format_names,
     format_rows,
-    is_directory,
     one_or_many,
-    read_table,
-    read_text_file,
     require_columns,
-    separator_hint,
     shown_path,
-    unsupported_type,
 )
 from freezeframe.tokenizer import CONTROL_CHARS
 
 _HAS_WORD = re.compile(r"\w")
 _NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
-_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 MAX_CHARS = 200_000
 """Texts are cut to this many characters before tokenizing: far past any ``--max-length`` (at most 512
 tokens), and it keeps a many-megabyte cell from stalling the tokenizer."""
@@ -336,25 +328,15 @@ def check_known_labels(data: LabelledTexts, known: list[str]) -> None:
         )
 
 
-def load_texts(path: Path, text_column: str = "review") -> list[str]:
-    """Texts to classify: a table's text column, or one text per line of a .txt file or stdin (``-``)."""
-    return load_text_rows(path, text_column)[0]
+def load_texts(path: Path | str, text_column: str = "review") -> list[str]:
+    """Texts to classify, read whole: a table's text column, or one text per line of a .txt file or stdin (``-``).
 
+    The chunks of :func:`freezeframe.chunks.open_texts` joined: the same texts, checks, reports and errors as
+    ``predict --input``, in memory that grows with the file.
+    """
+    from freezeframe.chunks import open_texts
 
-def texts_to_classify(texts: list[str], path: Path | None = None, text_column: str = "review") -> tuple[list[str], list[dict]]:
-    """The texts ``predict`` classifies, given texts first and then the file's, each with the row written back
-    beside its prediction: a table's rows keep every column in file order, and a given text fills the table's
-    text column (its other columns left empty), so every row has the same columns in the same place."""
-    # bytes of an argument that are not UTF-8 arrive as lone surrogates, which no output can encode: the model reads
-    # them as U+FFFD (model_text), and so does the output, as with a JSON input's lone surrogates
-    items = [SURROGATES.sub("\ufffd", text) for text in texts]
-    if path is None:
-        return items, [{"text": text} for text in items]
-    read, table, column = load_text_rows(path, text_column)
-    if table is None:
-        return items + read, [{"text": text} for text in items + read]
-    blank = dict.fromkeys(table[0]) if table else {column: None}
-    return items + read, [blank | {column: text} for text in items] + table
+    return [text for texts, _ in open_texts([], path, text_column) for text in texts]
 
 
 def report_table_read_as_lines(first: str, path: Path, text_column: str) -> None:
@@ -369,40 +351,3 @@ def report_table_read_as_lines(first: str, path: Path, text_column: str) -> None
         fix = "pass it as a .csv, .tsv or .jsonl file" if str(path) == "-" else "name it .csv, .tsv or .jsonl"
         report(f"{shown_path(path)}: read as one text per line, but its first line looks like {what}; "
                f"to classify its {text_column!r} column, {fix}")
-
-
-def load_text_rows(path: Path, text_column: str = "review") -> tuple[list[str], list[dict] | None, str | None]:
-    """Texts to classify; for a table, its rows (every column, in file order) to write back with them; and the
-    column the texts came from (a table's only column stands in for a missing ``text_column``; ``None`` for a
-    text file)."""
-    path = Path(path)
-    rows = None
-    if str(path) == "-" or path.suffix.lower() in (".txt", ""):
-        # line breaks only: str.splitlines would also cut a text at a form feed or other control character
-        lines = _LINE_BREAKS.split(read_text_file(path))
-        texts = [line.strip() for line in lines if line.strip()]
-        if texts:
-            report_table_read_as_lines(texts[0], path, text_column)
-    else:
-        if path.suffix.lower() not in TABLE_SUFFIXES and not is_directory(path):
-            raise unsupported_type(path, ".csv, .tsv, .jsonl or .txt")
-        frame, written = read_table(path, as_written=True)
-        if text_column not in frame.columns:
-            if len(frame.columns) == 1:
-                only = frame.columns[0]
-                if any(mark in only for mark in SEPARATORS):
-                    raise FreezeframeError(f"{path}: no column {text_column!r}, and its one column {only!r} looks like "
-                                           f"several names run together{separator_hint(only, TABLE_SUFFIXES[path.suffix.lower()] or ',')}")
-                report(f"{path}: no column {text_column!r}; classifying its only column, {only!r}")
-                text_column = only
-            else:
-                require_columns(frame, path, [text_column], "--text-column")
-        _report_structured(frame, path, text_column, "text", "read as their JSON text")
-        texts = [model_text(v) for v in frame[text_column]]
-        rows = written
-    shown = shown_path(path)
-    if not texts:
-        raise FreezeframeError(f"{shown}: no texts to classify")
-    # kept in the texts (the output file shows them as given); the tokenizers read them as spaces
-    _report_control_characters(texts, shown, "read as spaces, as in training")
-    return texts, rows, text_column if rows is not None else None

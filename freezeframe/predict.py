@@ -159,18 +159,6 @@ def prediction_text(records: list[dict], separator: str | None, header: bool = T
     return pd.DataFrame(cells, dtype=object).to_csv(sep=separator, index=False, lineterminator="\n", header=header)
 
 
-def write_predictions(path: Path, records: list[dict]) -> None:
-    """Write ``records`` as CSV, TSV or JSON Lines (by ``path``'s suffix), whole or not at all."""
-    from freezeframe.storage import atomic_write_bytes, make_parent
-
-    text = prediction_text(records, OUTPUT_SUFFIXES[path.suffix.lower()])
-    make_parent(path)
-    try:
-        atomic_write_bytes(path, text.encode("utf-8"))
-    except OSError as err:
-        raise FreezeframeError(f"cannot write {path}: {err.strerror or err}") from None
-
-
 def stream_predictions(classifier: Classifier, chunks: Iterable[tuple[list[str], list[dict] | None]],
                        output: Path | None = None, batch_size: int = 64, out: TextIO | None = None) -> int:
     """Classify ``chunks`` one at a time, writing each one's predictions before the next is read, so that memory

@@ -47,25 +47,47 @@ def _inputs(directory: Path) -> list[Path]:
     return [directory / name for name in ("in.csv", "in.tsv", "in.jsonl", "in.txt")]
 
 
-def test_chunked_output_is_byte_identical_to_the_whole_file_path(run_cli, baseline, tmp_path):
-    """Every output type, from every input type, read 4 rows at a time (8 chunks), matches the whole read."""
-    from freezeframe.data import texts_to_classify
-    from freezeframe.predict import load_classifier, prediction_records, write_predictions
+def _expected_texts(source: Path) -> list[str]:
+    """The texts :func:`_inputs` wrote into ``source``, as a reading of it must find them (not read by freezeframe)."""
+    if source.suffix == ".tsv":
+        return [text.replace("\n", " ") for text in TEXTS]
+    if source.suffix == ".txt":
+        return [text.strip() for text in TEXTS if "\n" not in text and text.strip()] + ["last"]
+    return TEXTS
 
-    classifier = load_classifier(baseline, device="cpu")
+
+def test_every_chunk_size_gives_the_same_output_and_the_texts_written(run_cli, baseline, tmp_path):
+    """Every output type, from every input type, read 1 and 4 rows at a time, is byte-identical to the default (one
+    chunk), and holds the texts and columns of the input."""
+    import csv
+    import io
+
     for source in _inputs(tmp_path):
-        items, rows = texts_to_classify(["an argument"], source, "review")
-        predictions = classifier.predict(items)
-        code, out, err = run_cli("predict", "--model", baseline, "an argument", "--input", source, "--chunk-rows", "4")
+        expected = ["an argument"] + _expected_texts(source)
+        column = "text" if source.suffix == ".txt" else "review"
+        code, whole, err = run_cli("predict", "--model", baseline, "an argument", "--input", source)
         assert code == 0, err
-        assert out == "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
-        for suffix in (".csv", ".tsv", ".jsonl"):
-            whole, chunked = tmp_path / f"whole{suffix}", tmp_path / f"chunked-{source.suffix[1:]}{suffix}"
-            write_predictions(whole, prediction_records(predictions, rows))
-            code, _, err = run_cli("predict", "--model", baseline, "an argument", "--input", source, "--chunk-rows", "4",
-                                   "--output", chunked)
-            assert code == 0 and f"wrote {len(items)} predictions" in err, err
-            assert chunked.read_bytes() == whole.read_bytes(), (source.name, suffix)
+        assert [json.loads(line)["text"] for line in whole.splitlines()] == expected, source.name
+        for rows in ("1", "4"):
+            code, out, err = run_cli("predict", "--model", baseline, "an argument", "--input", source,
+                                     "--chunk-rows", rows)
+            assert code == 0 and out == whole, (source.name, rows, err)
+        for suffix, sep in ((".csv", ","), (".tsv", "\t"), (".jsonl", None)):
+            written = {}
+            for rows in ("1", "4", None):
+                target = tmp_path / f"out-{source.suffix[1:]}-{rows}{suffix}"
+                code, _, err = run_cli("predict", "--model", baseline, "an argument", "--input", source, "--output",
+                                       target, *(("--chunk-rows", rows) if rows else ()))
+                assert code == 0 and f"wrote {len(expected)} predictions" in err, err
+                written[rows] = target.read_bytes()
+            assert written["1"] == written["4"] == written[None], (source.name, suffix)
+            text = written[None].decode("utf-8")
+            records = ([json.loads(line) for line in text.splitlines()] if sep is None
+                       else list(csv.DictReader(io.StringIO(text, newline=""), delimiter=sep)))
+            assert [record[column] for record in records] == expected, (source.name, suffix)
+            if source.suffix in (".csv", ".jsonl"):
+                ids = [str(record["id"]) for record in records[1:]]
+                assert ids == [str(i) for i in range(len(TEXTS))] and records[0]["id"] in (None, "")
 
 
 def test_chunks_hold_at_most_chunk_rows_and_the_warning_counts_the_whole_input(run_cli, baseline, tmp_path):
@@ -256,29 +278,34 @@ def test_a_file_that_changes_after_its_check_is_refused(tmp_path, name, before, 
         list(chunks)
 
 
-def test_a_chunked_read_reports_what_a_whole_read_reports(tmp_path, reports):
-    """Nested JSON texts, a control character and NUL bytes are reported once, in the words of a whole read."""
+def test_a_chunked_read_reports_once_whatever_the_chunks(tmp_path, reports):
+    """Nested JSON texts, a control character and NUL bytes are reported once, in the same words, read whole
+    (``load_texts``) or a row at a time."""
     from freezeframe.data import load_texts
 
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"review": ["a", "list"]}\n{"review": "bell\\u0007ring"}\n{"review": "the\x00 cast"}\n'
                        b'{"review": {"an": "object"}}\n')
-    load_texts(source)
+    assert load_texts(source) == ['["a", "list"]', "bell\x07ring", "the cast", '{"an": "object"}']
     whole = list(reports)
-    reports.clear()
-    list(open_texts([], source, chunk_rows=1))
-    assert reports == whole
-    assert f"{source}: 2 texts are JSON lists or objects, not strings (data rows 1, 4); read as their JSON text" in whole
+    assert whole == [
+        f"{source}: removed 1 NUL byte",
+        f"{source}: 2 texts are JSON lists or objects, not strings (data rows 1, 4); read as their JSON text",
+        f"{source}: 1 text holds control characters (e.g. '\\x07'); read as spaces, as in training",
+    ]
+    for rows in (1, 3):
+        reports.clear()
+        list(open_texts([], source, chunk_rows=rows))
+        assert reports == whole, rows
 
 
 @pytest.mark.parametrize("block", [1, 2, 3, 5])
 def test_a_text_file_is_cut_into_the_same_lines_whatever_the_blocks(tmp_path, monkeypatch, block):
     """Line breaks (\\r\\n, a lone \\r, \\n) cut between two read blocks, a line longer than many blocks, a text
-    with no line break at its end and a multi-byte character across blocks: the lines of a whole read."""
-    from freezeframe.data import load_texts
-
+    with no line break at its end and a multi-byte character across blocks: the lines written, whatever the chunks."""
     monkeypatch.setattr("freezeframe.decode._BLOCK", block)
     source = tmp_path / "in.txt"
     source.write_bytes("\ufeffa\r\nbé\rc\n\r\n  \nthe whole of a long line, read over many blocks\r\n\rx\u00e9\u65e5\rlast".encode())
+    expected = ["a", "bé", "c", "the whole of a long line, read over many blocks", "x\u00e9\u65e5", "last"]
     for rows in (1, 2, 100):
-        assert [text for texts, _ in open_texts([], source, chunk_rows=rows) for text in texts] == load_texts(source)
+        assert [text for texts, _ in open_texts([], source, chunk_rows=rows) for text in texts] == expected
