@@ -141,12 +141,29 @@ class DecodedStream(io.TextIOBase):
 
 
 def split_lines(blocks: Iterator[str]) -> Iterator[str]:
-    """The lines of ``blocks`` as ``"".join(blocks).splitlines()`` gives them, without joining them."""
-    carry = ""
+    """The lines of ``blocks`` as ``"".join(blocks).splitlines()`` gives them, without joining them.
+
+    Each block is split alone and a line begun in earlier blocks is joined once, when it ends, so that a long line is
+    not joined and scanned again with every block; a \r\n cut between two blocks is one line end.
+    """
+    carry: list[str] = []  # the pieces of a line begun in earlier blocks
+    after_cr = False  # the last block ended in \r: a \n that starts the next one ends the same line
     for block in blocks:
-        pieces = (carry + block).splitlines(keepends=True)
-        carry = pieces.pop() if pieces and (pieces[-1][-1] not in _LINE_ENDS or pieces[-1].endswith("\r")) else ""
+        if after_cr and block.startswith("\n"):
+            block = block[1:]
+        after_cr = False
+        if not block:
+            continue
+        pieces = block.splitlines(keepends=True)
+        rest = pieces.pop() if pieces[-1][-1] not in _LINE_ENDS else None
         for piece in pieces:
+            if carry:
+                piece = "".join(carry) + piece
+                carry = []
             yield piece[:-2] if piece.endswith("\r\n") else piece[:-1]
+        if rest is not None:
+            carry.append(rest)
+        else:
+            after_cr = block.endswith("\r")
     if carry:
-        yield carry.splitlines()[0] if carry[-1] in _LINE_ENDS else carry
+        yield "".join(carry)

@@ -215,6 +215,25 @@ def test_split_lines_cuts_as_splitlines_whatever_the_blocks(text):
         assert list(split_lines(iter(blocks))) == text.splitlines()
 
 
+@pytest.mark.parametrize("block", [1, 2, 3, 4, 5])
+def test_split_lines_numbers_the_lines_of_a_file_whatever_the_read_blocks(tmp_path, monkeypatch, block):
+    """A line spanning many read blocks, \\r\\n cut between blocks, other line ends and multi-byte characters: the
+    lines, and their numbers (as a JSON Lines error names them), of ``str.splitlines`` on the whole text."""
+    from freezeframe.errors import FreezeframeError
+
+    monkeypatch.setattr("freezeframe.decode._BLOCK", block)
+    text = ("a\r\n" + "é long line, " * 40 + "\r\r\n\nx\u2028y\rz\x0b" + "\u65e5" * 30 + "\r\n\r\nend")
+    path = tmp_path / "lines.txt"
+    path.write_bytes(text.encode("utf-8"))
+    stream = DecodedStream(path)
+    assert list(enumerate(split_lines(stream.blocks()), 1)) == list(enumerate(text.splitlines(), 1))
+    source = tmp_path / "long.jsonl"
+    source.write_text(json.dumps({"review": "the camera " * 50}) + "\r\n\r\n" + '{"review": "ok"}\r\nnot json\n',
+                      encoding="utf-8")
+    with pytest.raises(FreezeframeError, match=r"1 of 3 records are not JSON objects .* \(line 4\)"):
+        open_texts([], source)
+
+
 def test_decoded_stream_names_the_line_of_a_bad_byte_in_a_later_block(tmp_path, monkeypatch):
     from freezeframe.errors import FreezeframeError
 
