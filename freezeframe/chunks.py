@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +20,21 @@ from pathlib import Path
 import pandas as pd
 
 from freezeframe.config import CHUNK_ROWS
-from freezeframe.decode import DecodedStream, split_lines
+from freezeframe.decode import DecodedStream, file_stamp, first_text, read_once, split_lines
 from freezeframe.errors import FreezeframeError, report
 from freezeframe.tables import (
     SEPARATORS,
     SURROGATES,
     TABLE_SUFFIXES,
-    _KeyPairs,
-    _merged_rows,
     delimited_error,
     format_rows,
     is_directory,
     json_cell,
+    json_lines,
     json_value,
+    merged_rows,
     read_table,
+    refuse_repeated_keys,
     refuse_repeated_names,
     report_nuls,
     require_columns,
@@ -113,7 +112,7 @@ class TextChunks:
         if self.path is None or str(self.path) == "-":
             return self
         suffix = self.path.suffix.lower()
-        if _read_once(self.path):  # `--input <(cmd)`, /dev/stdin: a second read would find nothing
+        if read_once(self.path):  # `--input <(cmd)`, /dev/stdin: a second read would find nothing
             if suffix in (".txt", ""):
                 return self  # checked as it is classified, as standard input is
             if suffix in TABLE_SUFFIXES:
@@ -126,7 +125,7 @@ class TextChunks:
                 self._scan_json()
             elif TABLE_SUFFIXES[suffix] == "\t":
                 self._scan_tsv()
-        self.stamp = _stamp(self.path)
+        self.stamp = file_stamp(self.path)
         for _ in self._file_chunks(check=True):
             pass
         self.checked = True
@@ -149,7 +148,7 @@ class TextChunks:
 
     def _unchanged(self) -> None:
         """Refuse a file that changed after its check (a file being written, or replaced)."""
-        if self.stamp is not None and _stamp(self.path) != self.stamp:
+        if self.stamp is not None and file_stamp(self.path) != self.stamp:
             raise FreezeframeError(f"{self.path} changed after predict checked it (it is read twice: checked whole, "
                                    "then classified chunk by chunk); run again once nothing writes to it")
 
@@ -224,7 +223,7 @@ class TextChunks:
                     self._tally(tally, texts)
                 yield texts, rows
         except pd.errors.ParserError as err:
-            raise delimited_error(err, self.path, self._start(), sep)[0] from None
+            raise delimited_error(err, self.path, first_text(self.path), sep)[0] from None
 
     def _choose_column(self, columns: list[str]) -> None:
         """The text column: ``text_column``, else a table's only column (reported), else a refusal naming the columns."""
@@ -267,7 +266,7 @@ class TextChunks:
                 if not isinstance(frame.index, pd.RangeIndex):
                     frame = unshift(frame, self.path, separator_hint(first, sep), quiet=True)
                     tally.unshifted = True
-                tally.merged += [offset + row for row in _merged_rows(frame, sep)]
+                tally.merged += [offset + row for row in merged_rows(frame, sep)]
                 frame.columns = [str(c).strip() for c in frame.columns]
                 if offset == 0:
                     refuse_repeated_names(list(frame.columns), self.path)
@@ -279,14 +278,6 @@ class TextChunks:
         finally:
             stream.close()
 
-    def _start(self) -> str:
-        """The file's first block of text, for a hint about its header."""
-        stream = DecodedStream(self.path)
-        try:
-            return stream.start()
-        finally:
-            stream.close()
-
     def _scan_tsv(self) -> None:
         """Choose how a TSV file is read, as :func:`~freezeframe.tables._read_delimited` does: quoted, or each line
         one row when quote marks would merge lines (or open a field that never closes)."""
@@ -295,7 +286,7 @@ class TextChunks:
             for frame, _ in self._delimited_frames(csv.QUOTE_MINIMAL, tally):
                 columns = list(frame.columns) if columns is None else columns
         except pd.errors.ParserError as err:
-            refusal, unclosed = delimited_error(err, self.path, self._start(), "\t")
+            refusal, unclosed = delimited_error(err, self.path, first_text(self.path), "\t")
             if unclosed is None or self._parses_unquoted() is None:
                 raise refusal from None
             report(f"{self.path}: {unclosed}; read as TSV without quoting instead: each line is one row, and quote "
@@ -319,34 +310,21 @@ class TextChunks:
 
     # --- JSON Lines ----------------------------------------------------------------------------------------------
 
-    def _records(self, tally: _Tally | None = None) -> Iterator[tuple[int, dict | None]]:
-        """``(line number, record)`` per line holding anything; ``None`` for a line that is no JSON. The NUL bytes
-        removed are counted in ``tally``."""
+    def _records(self, tally: _Tally | None = None) -> Iterator[tuple[int, object]]:
+        """:func:`~freezeframe.tables.json_lines` of the file; the NUL bytes removed are counted in ``tally``."""
         stream = DecodedStream(self.path)
         try:
             stream.start()
-            for number, line in enumerate(split_lines(stream.blocks()), start=1):
-                if line.strip():
-                    try:
-                        yield number, json.loads(line, object_pairs_hook=_KeyPairs)
-                    except (json.JSONDecodeError, RecursionError):
-                        yield number, None
+            yield from json_lines(split_lines(stream.blocks()))
             if tally is not None:
                 tally.nuls = stream.nuls
         finally:
             stream.close()
 
-    def _is_array(self) -> bool:
-        stream = DecodedStream(self.path)
-        try:
-            return stream.start().lstrip().startswith("[")
-        finally:
-            stream.close()
-
     def _scan_json(self) -> None:
         """The columns of every record, in the order each first appears, and the refusal of a line that holds no
-        JSON object, as :func:`~freezeframe.tables._json_records` gives them (a JSON array is read whole)."""
-        if self._is_array():
+        JSON object, as :func:`~freezeframe.tables.read_table` gives them (a JSON array is read whole)."""
+        if first_text(self.path).lstrip().startswith("["):
             self.whole = read_table(self.path, as_written=True)
             self._choose_column(list(self.whole[0].columns))
             return
@@ -354,9 +332,7 @@ class TextChunks:
         bad, lines = [], 0
         for number, record in self._records():
             lines += 1
-            if isinstance(record, _KeyPairs):
-                refuse_repeated_names([str(key).strip() for key in record.keys_in_order], self.path,
-                                      f" (record {number})")
+            refuse_repeated_keys(record, self.path, number)
             if isinstance(record, dict):
                 columns.update(dict.fromkeys(str(json_cell(key)).strip() for key in record))
             else:
@@ -391,25 +367,6 @@ class TextChunks:
         column = self.column
         frame = pd.DataFrame({column: [json_cell(record.get(column)) for record in records]}, dtype=object)
         return frame, [{name: json_value(record.get(name)) for name in self.columns} for record in records]
-
-
-def _read_once(path: Path) -> bool:
-    """Whether ``path`` can be read only once: a pipe (``<(cmd)``, ``/dev/stdin``) or another file that is neither a
-    regular file nor a directory."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:  # not there, or not readable: reading it says so
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
-
-
-def _stamp(path: Path) -> tuple | None:
-    """What tells a file changed: its device, inode, size and time of last change (``None``: it is gone)."""
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def open_texts(texts: list[str], path: Path | str | None = None, text_column: str = "review",

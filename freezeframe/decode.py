@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,34 @@ class DecodedStream(io.TextIOBase):
         if not self.pending.strip():
             raise FreezeframeError(f"{self.shown} is empty")
         return self.pending
+
+
+def first_text(path: Path | str) -> str:
+    """A file's text up to its first visible character (see :meth:`DecodedStream.start`), the file closed again."""
+    stream = DecodedStream(path)
+    try:
+        return stream.start()
+    finally:
+        stream.close()
+
+
+def read_once(path: Path) -> bool:
+    """Whether ``path`` can be read only once: a pipe (``<(cmd)``, ``/dev/stdin``) or another file that is neither a
+    regular file nor a directory."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # not there, or not readable: reading it says so
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def file_stamp(path: Path) -> tuple | None:
+    """What tells that a file changed: its device, inode, size and time of last change (``None``: it is gone)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def split_lines(blocks: Iterator[str]) -> Iterator[str]:

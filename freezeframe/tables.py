@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -152,7 +153,7 @@ def _read_delimited(text: str, path: Path, sep: str) -> pd.DataFrame:
                    "are part of the texts")
             return _checked(frame, text, path, sep)
         raise refusal from None
-    merged = _merged_rows(frame, sep) if sep == "\t" else []
+    merged = merged_rows(frame, sep) if sep == "\t" else []
     unquoted = _parse_unquoted(text) if merged else None
     if unquoted is not None and list(unquoted.columns) == list(frame.columns):
         report(f"{path}: quote marks merged lines into one field (data row {format_rows(merged)}); read as TSV without "
@@ -200,7 +201,7 @@ def _checked(frame: pd.DataFrame, text: str, path: Path, sep: str) -> pd.DataFra
         refuse_repeated_names([name.strip() for name in header], path)
     if not isinstance(frame.index, pd.RangeIndex):
         frame = unshift(frame, path, separator_hint(text, sep))
-    warn_merged_rows(_merged_rows(frame, sep), path)
+    warn_merged_rows(merged_rows(frame, sep), path)
     return frame
 
 
@@ -235,7 +236,7 @@ def separator_hint(text: str, sep: str) -> str:
     return f"; its header is separated by {name}: {fix}"
 
 
-def _merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
+def merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
     """Data rows where an unbalanced quote may have made the parser swallow the following lines into one field.
 
     A quoted text may hold a line break and the separator; two or more of its lines holding the separator (in a
@@ -251,18 +252,36 @@ def _merged_rows(frame: pd.DataFrame, sep: str) -> list[int]:
 
 
 def warn_merged_rows(rows: list[int], path: Path) -> None:
-    """Warn about the data ``rows`` that :func:`_merged_rows` found."""
+    """Warn about the data ``rows`` that :func:`merged_rows` found."""
     if rows:
         logger.warning("%s: %d row(s) hold line breaks and the separator inside one field (data row %s); an unbalanced "
                        "quote may have merged several lines into one", path, len(rows), format_rows(rows))
 
 
-class _KeyPairs(dict):
-    """A JSON object as a dict that remembers every key as written, repeats included."""
+class KeyPairs(dict):
+    """A JSON object as a dict that remembers every key as written, repeats included (see
+    :func:`refuse_repeated_keys`)."""
 
     def __init__(self, pairs: list[tuple[str, object]]) -> None:
         super().__init__(pairs)
         self.keys_in_order = [key for key, _ in pairs]
+
+
+def json_lines(lines: Iterable[str]) -> Iterator[tuple[int, object]]:
+    """``(line number, value)`` for each line of a JSON Lines text that holds anything; ``None`` for a line that is
+    no JSON. Objects are :class:`KeyPairs`."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line, object_pairs_hook=KeyPairs)
+            except (json.JSONDecodeError, RecursionError):
+                yield number, None
+
+
+def refuse_repeated_keys(record: object, path: Path, number: int) -> None:
+    """Refuse JSON record ``number`` when it repeats a key, where a plain dict would keep only the last value."""
+    if isinstance(record, KeyPairs):
+        refuse_repeated_names([str(key).strip() for key in record.keys_in_order], path, f" (record {number})")
 
 
 def _json_records(text: str, path: Path) -> list[dict]:
@@ -270,26 +289,16 @@ def _json_records(text: str, path: Path) -> list[dict]:
     records = None
     if text.lstrip().startswith("["):  # a JSON array: a .json file's form, and a .jsonl file's by mistake
         try:
-            records = json.loads(text, object_pairs_hook=_KeyPairs)
+            records = json.loads(text, object_pairs_hook=KeyPairs)
         except (json.JSONDecodeError, RecursionError) as err:
             if path.suffix.lower() == ".json":
                 raise FreezeframeError(f"{path} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
         if records is not None and path.suffix.lower() != ".json":
             report(f"{path} holds one JSON array, not one object per line; read its items as the records")
     where = "item" if records is not None else "line"
-    if records is not None:
-        lines = list(enumerate(records, start=1))
-    else:
-        lines = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    lines.append((number, json.loads(line, object_pairs_hook=_KeyPairs)))
-                except (json.JSONDecodeError, RecursionError):
-                    lines.append((number, None))
-    for number, record in lines:  # where a plain dict would keep only the last value of a repeated key
-        if isinstance(record, _KeyPairs):
-            refuse_repeated_names([str(key).strip() for key in record.keys_in_order], path, f" (record {number})")
+    lines = list(enumerate(records, start=1) if records is not None else json_lines(text.splitlines()))
+    for number, record in lines:
+        refuse_repeated_keys(record, path, number)
     bad = [number for number, record in lines if not isinstance(record, dict)]
     if bad:
         raise FreezeframeError(
