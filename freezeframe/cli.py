@@ -176,27 +176,33 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model directory written by train (or by export, with --backend onnx).")],
+    model: Annotated[list[Path], typer.Option(help="Model directory written by train (or by export, with --backend onnx); "
+                                                   "give it more than once to score several models side by side.")],
     data: Annotated[Path, typer.Option(help="Labelled file to score (.csv, .tsv, .jsonl).")],
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
     normalize_labels: Annotated[bool, typer.Option(help="Merge labels differing only in case.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
-    plots: Annotated[Path | None, typer.Option(help="Write confusion_matrix.png and learning_curve.png here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write confusion_matrix.png and learning_curve.png here "
+                                                    "(several models: confusion_matrices.png).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace plot files already in --plots.")] = False,
     backend: Annotated[str, typer.Option(help="torch, or onnx (onnxruntime; exports MODEL/onnx on first use).")] = "torch",
     quantize: Annotated[str, typer.Option(help="none, or int8 for the quantized ONNX graph (with --backend onnx).")] = "none",
 ) -> None:
-    """Score a saved model on labelled data: accuracy, macro and per-class scores, confusion matrix."""
+    """Score saved models on labelled data: accuracy, macro and per-class scores, confusion matrices, McNemar's test."""
     from freezeframe.evaluate import evaluate_model, format_metrics
+    from freezeframe.side_by_side import evaluate_models, format_comparison
 
     _setup_logging(quiet=as_json)
-    metrics = evaluate_model(model, data, text_column, label_column, normalize_labels, plots=plots, overwrite=overwrite,
-                             backend=backend, quantize=quantize)
-    if as_json:
-        print(json.dumps(metrics))
+    options = {"plots": plots, "overwrite": overwrite, "backend": backend, "quantize": quantize}
+    if len(model) == 1:
+        result = evaluate_model(model[0], data, text_column, label_column, normalize_labels, **options)
     else:
-        print(format_metrics(metrics))
+        result = evaluate_models(model, data, text_column, label_column, normalize_labels, **options)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(format_metrics(result) if len(model) == 1 else format_comparison(result))
         if plots is not None:
             print(f"\nplots written to {plots}")
 

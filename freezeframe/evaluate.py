@@ -4,6 +4,7 @@ classifiers on the same items, and the corrected resampled t-test between two co
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -130,16 +131,17 @@ def format_metrics(metrics: dict) -> str:
     for label in labels:
         s = metrics["per_class"][label]
         lines.append(f"{label:<{width}}  {s['precision']:9.4f}  {s['recall']:6.4f}  {s['f1']:.4f}  {s['support']:7d}")
-    return "\n".join(lines + ["", *_confusion_lines(labels, metrics["confusion_matrix"], width)])
+    return "\n".join(lines + ["", *confusion_lines(labels, metrics["confusion_matrix"], width)])
 
 
 MATRIX_WIDTH = 120
 """Wider than this with the class names as column heads, the confusion matrix numbers its columns instead."""
 
 
-def _confusion_lines(labels: list[str], matrix: list[list[int]], width: int) -> list[str]:
+def confusion_lines(labels: list[str], matrix: list[list[int]], width: int, names_shown: bool = True) -> list[str]:
     """The confusion matrix as text, its columns headed by class names or, where those would make the lines
-    wrap in a terminal (many or long names), by the numbers its rows carry."""
+    wrap in a terminal (many or long names), by the numbers its rows carry; ``names_shown`` False leaves out
+    the column of row names (for a matrix set beside another that shows them)."""
     cell = max(6, *(len(label) for label in labels))
     if width + 2 + len(labels) * (cell + 2) <= MATRIX_WIDTH:
         heads, names = [label[:cell] for label in labels], labels
@@ -150,8 +152,9 @@ def _confusion_lines(labels: list[str], matrix: list[list[int]], width: int) -> 
         names = [f"{i:>{len(heads[-1])}} {label}" for i, label in enumerate(labels, 1)]
         width = max(len(name) for name in names)
         title = "confusion matrix (rows: true, columns: predicted, numbered as the rows)"
-    lines = [title, " " * width + "  " + "  ".join(f"{head:>{cell}}" for head in heads)]
-    lines += [f"{name:<{width}}  " + "  ".join(f"{v:>{cell}d}" for v in row) for name, row in zip(names, matrix)]
+    lead = (lambda name: f"{name:<{width}}  ") if names_shown else (lambda name: "")
+    lines = [title, lead("") + "  ".join(f"{head:>{cell}}" for head in heads)]
+    lines += [lead(name) + "  ".join(f"{v:>{cell}d}" for v in row) for name, row in zip(names, matrix)]
     return lines
 
 
@@ -184,29 +187,66 @@ def evaluate_model(
     """
     from freezeframe.predict import load_predictor
 
+    check_data_argument(data_path)
+    model_dir, plots = Path(model_dir), check_plots(plots, PLOT_FILES, overwrite)
+    classifier = load_predictor(model_dir, backend, quantize)
+    metrics, _ = score_classifier(classifier, data_path, text_column, label_column, normalize_labels, batch_size)
+    if plots is not None:
+        meta, drawings = classifier.meta, [(PLOT_FILES[0], lambda path: plot_confusion_matrices(
+            {model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], path))]
+        if meta.get("history"):
+            # "member 0": the first member, as models saved before members were counted from 1 name it
+            of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
+            name = model_dir.name + (f" ({of})" if of else "")
+            drawings.append((PLOT_FILES[1], lambda path: plot_learning_curves(
+                {name: (meta["history"], meta.get("best_epoch", 0))}, path)))
+        write_plots(plots, drawings)
+    return metrics
+
+
+def check_data_argument(data_path: object) -> None:
+    """Refuse a ``data_path`` that is neither a path nor a DataFrame (a programming slip, hence ``TypeError``)."""
     if not isinstance(data_path, (str, Path)) and not is_frame(data_path):
         raise TypeError(f"data_path takes the path of a labelled file or a pandas DataFrame, got {type(data_path).__name__}")
-    model_dir, plots = Path(model_dir), Path(plots) if plots is not None else None
-    if plots is not None:
-        check_output_path(plots, "--plots")
-        check_writable(plots, f"--plots {plots}")  # an existing plots directory is written into, not replaced
-        there = [name for name in PLOT_FILES if (plots / name).exists()]
-        if there and not overwrite:
-            raise FreezeframeError(f"--plots {plots} already holds {' and '.join(there)}; pass --overwrite to replace "
-                                   f"{'it' if len(there) == 1 else 'them'}, or choose another directory")
-    classifier = load_predictor(model_dir, backend, quantize)
+
+
+def check_plots(plots: Path | str | None, files: tuple[str, ...], overwrite: bool) -> Path | None:
+    """Check a ``--plots`` directory before any work: writable, and not holding ``files`` unless ``overwrite``."""
+    if plots is None:
+        return None
+    plots = Path(plots)
+    check_output_path(plots, "--plots")
+    check_writable(plots, f"--plots {plots}")  # an existing plots directory is written into, not replaced
+    there = [name for name in files if (plots / name).exists()]
+    if there and not overwrite:
+        raise FreezeframeError(f"--plots {plots} already holds {' and '.join(there)}; pass --overwrite to replace "
+                               f"{'it' if len(there) == 1 else 'them'}, or choose another directory")
+    return plots
+
+
+def score_classifier(classifier, data_path: Path | LabelledFrame, text_column: str, label_column: str,
+                     normalize_labels: bool, batch_size: int, labels: list[str] | None = None) -> tuple[dict, np.ndarray]:
+    """Score a loaded classifier on a labelled file or DataFrame.
+
+    Args:
+        labels: the class order of the metrics (default: the classifier's own); it must hold the classifier's classes.
+
+    Returns:
+        The metrics of :func:`compute_metrics`, and for each row whether the classifier got it right.
+    """
     data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
     check_known_labels(data, classifier.labels)
     warn_absent_labels(data, classifier.labels, "macro averages")
     probabilities = classifier.predict_proba(data.texts, batch_size=batch_size)
-    index = {label: i for i, label in enumerate(classifier.labels)}
-    metrics = compute_metrics([index[y] for y in data.labels], probabilities.argmax(1).tolist(), classifier.labels)
-    if plots is not None:
-        _write_plots(model_dir, classifier.meta, metrics, plots)
-    return metrics
+    order = list(labels or classifier.labels)
+    index = {label: i for i, label in enumerate(order)}
+    truth = np.asarray([index[y] for y in data.labels], dtype=np.int64)
+    predicted = np.asarray([index[classifier.labels[k]] for k in probabilities.argmax(1)], dtype=np.int64)
+    return compute_metrics(truth.tolist(), predicted.tolist(), order), truth == predicted
 
 
-def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> None:
+def write_plots(plots: Path, drawings: list[tuple[str, Callable[[Path], None]]]) -> None:
+    """Draw each ``(file name, draw)`` into ``plots``: each file whole or absent, a directory made here removed if empty."""
     made = not plots.exists()
     try:
         plots.mkdir(parents=True, exist_ok=True)
@@ -214,17 +254,13 @@ def _write_plots(model_dir: Path, meta: dict, metrics: dict, plots: Path) -> Non
         raise FreezeframeError(f"--plots: cannot create {plots}: {err.strerror or err}") from None
     written = []
     try:
-        plot_confusion_matrices({model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], plots / PLOT_FILES[0])
-        written.append(PLOT_FILES[0])
-        if meta.get("history"):
-            # "member 0": the first member, as models saved before members were counted from 1 name it
-            of = {"member 0": "member 1"}.get(meta.get("history_of"), meta.get("history_of"))
-            name = model_dir.name + (f" ({of})" if of else "")
-            plot_learning_curves({name: (meta["history"], meta.get("best_epoch", 0))}, plots / PLOT_FILES[1])
+        for name, draw in drawings:
+            draw(plots / name)
+            written.append(name)
     except OSError as err:  # a full disk, a file-size limit: each file is whole or absent, and a new directory goes
         if made and not any(plots.iterdir()):
             plots.rmdir()
-        failed, done = PLOT_FILES[len(written)], f" ({written[0]} was written)" if written else ""
+        failed, done = drawings[len(written)][0], f" ({' and '.join(written)} {'was' if len(written) == 1 else 'were'} written)" if written else ""
         raise FreezeframeError(f"--plots {plots}: cannot write {failed}: {err.strerror or err}{done}") from None
 
 
