@@ -32,7 +32,7 @@ def evaluate_models(
     """Load several saved classifiers and score each on the same labelled file or DataFrame.
 
     Args:
-        model_dirs: two or more model directories ``train`` wrote, each once; they must know the same classes.
+        model_dirs: model directories ``train`` wrote (usually two or more), each once, knowing the same classes.
         data_path, text_column, label_column, normalize_labels, batch_size, backend, quantize: as for
             :func:`~freezeframe.evaluate.evaluate_model` (the backend applies to every model).
         plots: a directory to write ``confusion_matrices.png`` into (one panel per model, one colour scale);
