@@ -176,8 +176,9 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[list[Path], typer.Option(help="Model directory written by train (or by export, with --backend onnx); "
-                                                   "give it more than once to score several models side by side.")],
+    model: Annotated[list[Path], typer.Option(
+        metavar="<path>", help="Model directory written by train (or by export, with --backend onnx); "
+                               "give it more than once to score several models side by side.")],
     data: Annotated[Path, typer.Option(help="Labelled file to score (.csv, .tsv, .jsonl).")],
     text_column: TextColumn = "review",
     label_column: LabelColumn = "aspect",
