@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freezeframe.data import check_known_labels, load_labelled, warn_absent_labels
+from freezeframe.data import LabelledTexts, check_known_labels, load_labelled, warn_absent_labels
 from freezeframe.errors import FreezeframeError
 from freezeframe.frames import LabelledFrame, is_frame
 from freezeframe.storage import atomic_write_bytes, check_output_path, check_writable
@@ -190,7 +190,8 @@ def evaluate_model(
     check_data_argument(data_path)
     model_dir, plots = Path(model_dir), check_plots(plots, PLOT_FILES, overwrite)
     classifier = load_predictor(model_dir, backend, quantize)
-    metrics, _ = score_classifier(classifier, data_path, text_column, label_column, normalize_labels, batch_size)
+    data = load_scored_data(data_path, text_column, label_column, normalize_labels, classifier.labels)
+    metrics, _ = score_classifier(classifier, data, batch_size)
     if plots is not None:
         meta, drawings = classifier.meta, [(PLOT_FILES[0], lambda path: plot_confusion_matrices(
             {model_dir.name: metrics["confusion_matrix"]}, metrics["labels"], path))]
@@ -224,9 +225,18 @@ def check_plots(plots: Path | str | None, files: tuple[str, ...], overwrite: boo
     return plots
 
 
-def score_classifier(classifier, data_path: Path | LabelledFrame, text_column: str, label_column: str,
-                     normalize_labels: bool, batch_size: int, labels: list[str] | None = None) -> tuple[dict, np.ndarray]:
-    """Score a loaded classifier on a labelled file or DataFrame.
+def load_scored_data(data_path: Path | LabelledFrame, text_column: str, label_column: str, normalize_labels: bool,
+                     known: list[str]) -> LabelledTexts:
+    """The labelled texts to score a classifier of the classes ``known`` on, checked against them (reported once)."""
+    data = load_labelled(data_path, text_column, label_column, normalize_labels, known)
+    check_known_labels(data, known)
+    warn_absent_labels(data, known, "macro averages")
+    return data
+
+
+def score_classifier(classifier, data: LabelledTexts, batch_size: int,
+                     labels: list[str] | None = None) -> tuple[dict, np.ndarray]:
+    """Score a loaded classifier on labelled texts :func:`load_scored_data` read for its classes.
 
     Args:
         labels: the class order of the metrics (default: the classifier's own); it must hold the classifier's classes.
@@ -234,9 +244,6 @@ def score_classifier(classifier, data_path: Path | LabelledFrame, text_column: s
     Returns:
         The metrics of :func:`compute_metrics`, and for each row whether the classifier got it right.
     """
-    data = load_labelled(data_path, text_column, label_column, normalize_labels, classifier.labels)
-    check_known_labels(data, classifier.labels)
-    warn_absent_labels(data, classifier.labels, "macro averages")
     probabilities = classifier.predict_proba(data.texts, batch_size=batch_size)
     order = list(labels or classifier.labels)
     index = {label: i for i, label in enumerate(order)}

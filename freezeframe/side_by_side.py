@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from freezeframe.data import class_order
 from freezeframe.errors import FreezeframeError
 from freezeframe.evaluate import (
     MATRIX_WIDTH,
     check_data_argument,
     check_plots,
     confusion_lines,
+    load_scored_data,
     mcnemar_exact,
     plot_confusion_matrices,
     score_classifier,
@@ -54,10 +56,10 @@ def evaluate_models(
     classifiers = [load_predictor(d, backend, quantize) for d in model_dirs]
     _check_same_classes(names, [c.labels for c in classifiers])
     labels = list(classifiers[0].labels)
+    data = load_scored_data(data_path, text_column, label_column, normalize_labels, labels)  # read and reported once
     models, right = {}, {}
     for name, classifier in zip(names, classifiers):
-        models[name], right[name] = score_classifier(classifier, data_path, text_column, label_column,
-                                                     normalize_labels, batch_size, labels)
+        models[name], right[name] = score_classifier(classifier, data, batch_size, labels)
     first = names[0]
     tests = []
     for name in names[1:]:
@@ -94,8 +96,8 @@ def _check_same_classes(names: list[str], label_lists: list[list[str]]) -> None:
     for name, labels in zip(names[1:], label_lists[1:]):
         if set(labels) != first:
             raise FreezeframeError(
-                f"--model {names[0]} knows the classes {', '.join(sorted(first))} but --model {name} knows "
-                f"{', '.join(sorted(labels))}: models side by side must know the same classes")
+                f"--model {names[0]} knows the classes {', '.join(sorted(first, key=class_order))} but --model {name} "
+                f"knows {', '.join(sorted(labels, key=class_order))}: models side by side must know the same classes")
 
 
 def format_comparison(result: dict) -> str:

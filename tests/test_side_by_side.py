@@ -128,3 +128,12 @@ def test_matrices_too_wide_for_120_columns_follow_one_another():
     assert "first: confusion matrix" in text and "second: confusion matrix" in text
     assert "McNemar" not in text
     assert np.array_equal(metrics["confusion_matrix"], [[1, 0, 0], [0, 0, 1], [0, 0, 1]])
+
+
+def test_the_data_is_read_and_reported_once_for_all_models(baseline, head_model, tiny_data, tmp_path, reports):
+    """Each model scores the same rows: what reading them reports (here, a repeated row) is said once, not per model."""
+    text = Path(tiny_data["test"]).read_text()
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text(text + text.splitlines()[1] + "\n")
+    evaluate_models([baseline, head_model], repeated)
+    assert len([line for line in reports if "repeats an earlier text" in line]) == 1, reports
