@@ -95,16 +95,12 @@ class TextChunks:
         # bytes of an argument that are not UTF-8 arrive as lone surrogates, which no output can encode: the model reads
         # them as U+FFFD (model_text), and so does the output, as with a JSON input's lone surrogates
         given = [SURROGATES.sub("\ufffd", text) for text in self.given]
-        if self.path is None:
-            for start in range(0, len(given), self.chunk_rows):
-                part = given[start:start + self.chunk_rows]
-                yield part, [{"text": text} for text in part]
-            return
-        blank = dict.fromkeys(self.columns) if self.columns is not None else None
+        blank = dict.fromkeys(self.columns) if self.columns is not None else None  # a table's columns, all empty
         for start in range(0, len(given), self.chunk_rows):
             part = given[start:start + self.chunk_rows]
             yield part, [{"text": text} for text in part] if blank is None else [blank | {self.column: t} for t in part]
-        yield from self._file_chunks(check=not self.checked)
+        if self.path is not None:
+            yield from self._file_chunks(check=not self.checked)
 
     def check(self) -> TextChunks:
         """Read the whole file once, without keeping it, to refuse or report what a whole read would, before any
